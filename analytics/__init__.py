@@ -1,0 +1,1 @@
+"""Analytics: layered SQL (staging → intermediate → marts) over the store, plus its runner."""

@@ -1,0 +1,156 @@
+"""Runs the analytics layers over the store and publishes the derived tables.
+
+Staging views come from the catalog; intermediate and mart SQL files run in order in an
+in-memory DuckDB connection; the published tables are then written as Parquet files, each
+replaced atomically, so a re-run gives the same result and readers never see a half state.
+A run whose conservation check fails publishes nothing and raises.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from analytics.pricing import Pricing, load_pricing
+from inferledger.store import DataDir, write_catalog, write_parquet_atomic
+from inferledger.store.catalog import init_raw, views_sql
+
+log = logging.getLogger("inferledger.analytics")
+
+METHODS = ("work", "time_overlap", "equal")
+CONSERVATION_TOLERANCE = 1e-9
+
+# SQL file (layer/name) → published table name, in execution order.
+STEPS: tuple[tuple[str, str], ...] = (
+    ("intermediate/int_requests", "requests"),
+    ("intermediate/int_request_gpus", "request_gpus"),
+    ("intermediate/int_gpu_intervals", "gpu_intervals"),
+    ("intermediate/int_attribution", "attribution"),
+    ("marts/mart_request_costs", "request_costs"),
+    ("marts/mart_gpu_time", "gpu_time"),
+    ("marts/mart_conservation", "conservation"),
+)
+
+
+class ConservationError(AssertionError):
+    """Attributed + idle did not add up to measured for some GPU and window."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How to attribute. ``prefill_token_weight`` is the GPU work of one prompt token relative
+    to one output token: prefill runs compute-bound at roughly 4× the tokens/s of batched
+    decode on the same GPU (research/nvml.md §6), hence 0.25 by default."""
+
+    method: str = "work"
+    prefill_token_weight: float = 0.25
+    placement: tuple[tuple[str, str | None, str], ...] = ()  # (host, model or None, gpu uuid)
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"attribution method {self.method!r} is not one of {METHODS}")
+        if self.prefill_token_weight < 0:
+            raise ValueError("prefill_token_weight must be >= 0")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    requests: int
+    intervals: int
+    conservation_max_rel_error: float
+    seconds: float
+
+
+def _sql(step: str) -> str:
+    layer, name = step.split("/")
+    return (resources.files("analytics") / "sql" / layer / f"{name}.sql").read_text()
+
+
+def _register_config(con: duckdb.DuckDBPyConnection, pricing: Pricing, settings: Settings) -> None:
+    for name, value in {
+        "attribution_method": settings.method,
+        "prefill_token_weight": float(settings.prefill_token_weight),
+        "pue": pricing.pue,
+        "usd_per_kwh": pricing.usd_per_kwh,
+        "gco2e_per_kwh": pricing.gco2e_per_kwh,
+        "pricing_version": pricing.version,
+    }.items():
+        con.execute(f"SET VARIABLE {name} = ?", [value]).fetchall()
+    placement = pa.table({
+        "host_name": pa.array([p[0] for p in settings.placement], pa.string()),
+        "model": pa.array([p[1] for p in settings.placement], pa.string()),
+        "gpu_uuid": pa.array([p[2] for p in settings.placement], pa.string()),
+    })
+    con.register("config_placement", placement)
+
+
+def _register_gpu_prices(con: duckdb.DuckDBPyConnection, pricing: Pricing) -> None:
+    models = [r[0] for r in con.execute(
+        "SELECT DISTINCT gpu_model FROM int_gpu_intervals WHERE gpu_model IS NOT NULL").fetchall()]
+    rows = {"gpu_model": [], "usd_per_gpu_hour": [], "basis": []}
+    for m in models:
+        price = pricing.price_for(m)
+        if price is None:
+            log.warning("no price for GPU model %r in %s: its cost stays empty", m, pricing.source)
+            continue
+        rows["gpu_model"].append(m)
+        rows["usd_per_gpu_hour"].append(price.usd_per_hour)
+        rows["basis"].append(price.basis)
+    con.register("pricing_gpu", pa.table(rows, schema=pa.schema(
+        [("gpu_model", pa.string()), ("usd_per_gpu_hour", pa.float64()), ("basis", pa.string())])))
+
+
+def compute(con: duckdb.DuckDBPyConnection, pricing: Pricing, settings: Settings) -> float:
+    """Run every step on ``con`` (which has the staging views); return max conservation error.
+
+    Raises :class:`ConservationError` when the invariant fails anywhere.
+    """
+    _register_config(con, pricing, settings)
+    for step, _ in STEPS:
+        if step == "intermediate/int_attribution":
+            _register_gpu_prices(con, pricing)
+        con.execute(_sql(step)).fetchall()
+    worst = con.execute(
+        "SELECT coalesce(max(greatest(rel_error_s, rel_error_j)), 0) FROM mart_conservation"
+    ).fetchall()[0][0]
+    if worst > CONSERVATION_TOLERANCE:
+        bad = con.execute(
+            "SELECT gpu_uuid, hour, rel_error_s, rel_error_j FROM mart_conservation "
+            "ORDER BY greatest(rel_error_s, rel_error_j) DESC LIMIT 3").fetchall()
+        raise ConservationError(
+            f"conservation violated: max relative error {worst:.3e} > "
+            f"{CONSERVATION_TOLERANCE:g}; worst windows: {bad}")
+    return float(worst)
+
+
+def run(data: DataDir, pricing_path: str | Path | None = None,
+        settings: Settings | None = None) -> RunResult:
+    """One full analytics run over ``data``; publishes the derived tables."""
+    started = time.monotonic()
+    settings = settings or Settings()
+    pricing = load_pricing(pricing_path)
+    data.ensure()
+    init_raw(data)
+    con = duckdb.connect()
+    try:
+        con.execute(views_sql(data, include_derived=False)).fetchall()
+        worst = compute(con, pricing, settings)
+        for step, published in STEPS:
+            table = step.split("/")[1]
+            arrow = con.sql(f"SELECT * FROM {table}").to_arrow_table()
+            write_parquet_atomic(arrow, data.derived_table(published), durable=False)
+        n_req = con.execute("SELECT count(*) FROM int_requests").fetchall()[0][0]
+        n_iv = con.execute("SELECT count(*) FROM int_gpu_intervals").fetchall()[0][0]
+    finally:
+        con.close()
+    write_catalog(data)
+    result = RunResult(n_req, n_iv, worst, time.monotonic() - started)
+    log.info("analytics: %d requests, %d GPU intervals, conservation max rel error %.2e (%.2fs)",
+             result.requests, result.intervals, worst, result.seconds)
+    return result

@@ -1,0 +1,99 @@
+-- int_requests: one row per inference request, edge span joined to vLLM's span.
+-- Join: the engine span whose parent is the edge span (W3C traceparent), else the same
+-- request id. Requests seen by one side only are kept and flagged in `seen_by`.
+--
+-- Clocks: vLLM's queue/prefill/decode/inference come from the engine's monotonic clock and
+-- cannot be placed on the wall clock directly. We anchor them at the span's wall-clock end
+-- (arrival + e2e, both frontend wall clock): finished = arrival + e2e,
+-- scheduled = finished - inference, first token = scheduled + prefill.
+CREATE OR REPLACE TEMP TABLE int_requests AS
+WITH edge AS (SELECT * FROM stg_edge_spans),
+eng AS (SELECT * FROM stg_engine_spans),
+by_parent AS (
+    SELECT e.span_key AS edge_key, g.span_key AS engine_key
+    FROM edge e JOIN eng g ON g.trace_id = e.trace_id AND g.parent_span_id = e.span_id
+),
+by_request_id AS (
+    SELECT e.span_key AS edge_key, g.span_key AS engine_key
+    FROM edge e JOIN eng g ON g.request_key = e.request_key
+    WHERE e.span_key NOT IN (SELECT edge_key FROM by_parent)
+      AND g.span_key NOT IN (SELECT engine_key FROM by_parent)
+    QUALIFY row_number() OVER (PARTITION BY e.span_key ORDER BY g.arrival_s) = 1
+),
+pairs AS (
+    SELECT * FROM by_parent UNION ALL SELECT * FROM by_request_id
+),
+matched AS (
+    SELECT p.edge_key, p.engine_key FROM pairs p
+    UNION ALL
+    SELECT e.span_key, NULL FROM edge e WHERE e.span_key NOT IN (SELECT edge_key FROM pairs)
+    UNION ALL
+    SELECT NULL, g.span_key FROM eng g WHERE g.span_key NOT IN (SELECT engine_key FROM pairs)
+),
+joined AS (
+    SELECT
+        coalesce(m.edge_key, m.engine_key)                     AS request_uid,
+        coalesce(e.trace_id, g.trace_id)                       AS trace_id,
+        coalesce(g.request_id, e.request_key)                  AS request_id,
+        CASE WHEN e.span_key IS NOT NULL AND g.span_key IS NOT NULL THEN 'both'
+             WHEN e.span_key IS NOT NULL THEN 'edge_only' ELSE 'engine_only' END AS seen_by,
+        e.tenant,
+        e.route,
+        e.model,
+        e.stream,
+        e.http_status,
+        coalesce(e.outcome,
+                 CASE WHEN g.finish_reasons LIKE '%abort%' THEN 'client_abort' ELSE 'ok' END) AS outcome,
+        coalesce(e.finish_reasons, g.finish_reasons)           AS finish_reasons,
+        coalesce(e.input_tokens, g.prompt_tokens)              AS input_tokens,
+        coalesce(e.output_tokens, g.completion_tokens)         AS output_tokens,
+        coalesce(e.cached_tokens, g.cached_tokens, 0)          AS cached_tokens,
+        coalesce(e.usage_estimated, false)                     AS usage_estimated,
+        coalesce(e.host_name, g.host_name)                     AS host_name,
+        coalesce(e.pid, g.pid)                                 AS pid,
+        e.gpu_uuids                                            AS tagged_gpu_uuids,
+        coalesce(e.simulated, false) OR coalesce(g.simulated, false) AS simulated,
+        e.start_s                                              AS edge_start_s,
+        e.end_s                                                AS edge_end_s,
+        e.e2e_s                                                AS edge_e2e_s,
+        e.ttft_s                                               AS edge_ttft_s,
+        g.arrival_s                                            AS engine_arrival_s,
+        g.arrival_s + g.e2e_s                                  AS engine_end_s,
+        g.queue_s,
+        g.prefill_s,
+        g.decode_s,
+        g.inference_s,
+        g.ttft_s                                               AS engine_ttft_s,
+        g.e2e_s                                                AS engine_e2e_s
+    FROM matched m
+    LEFT JOIN edge e ON e.span_key = m.edge_key
+    LEFT JOIN eng g ON g.span_key = m.engine_key
+),
+other_spans AS (
+    -- Time in other spans of the same trace (retrieval, embeddings, tools): the rest of a
+    -- response's path. Root spans of the trace that are not inference spans count too.
+    SELECT s.trace_id, sum(s.duration_s) AS other_spans_s
+    FROM stg_spans s
+    WHERE s.trace_id IN (SELECT trace_id FROM joined)
+      AND s.span_key NOT IN (SELECT span_key FROM stg_edge_spans)
+      AND s.span_key NOT IN (SELECT span_key FROM stg_engine_spans)
+    GROUP BY s.trace_id
+)
+SELECT
+    j.*,
+    coalesce(j.edge_start_s, j.engine_arrival_s)                              AS started_s,
+    coalesce(j.engine_end_s, j.edge_end_s)                                    AS finished_s,
+    coalesce(j.engine_end_s - j.inference_s, j.edge_start_s)                  AS scheduled_s,
+    coalesce(j.engine_end_s - j.inference_s + j.prefill_s,
+             j.edge_start_s + j.edge_ttft_s, j.edge_end_s)                    AS first_token_s,
+    coalesce(j.edge_ttft_s, j.engine_ttft_s)                                  AS ttft_s,
+    coalesce(j.edge_e2e_s, j.engine_e2e_s)                                    AS e2e_s,
+    greatest(j.edge_e2e_s - j.engine_e2e_s, 0)                                AS edge_overhead_s,
+    CASE WHEN j.output_tokens > 1 AND j.decode_s IS NOT NULL
+         THEN j.decode_s / (j.output_tokens - 1) END                          AS tpot_s,
+    coalesce(o.other_spans_s, 0)                                              AS other_spans_s,
+    CASE j.outcome WHEN 'ok' THEN 'useful'
+                   WHEN 'client_abort' THEN 'aborted'
+                   ELSE 'failed' END                                          AS work_class
+FROM joined j
+LEFT JOIN other_spans o USING (trace_id);

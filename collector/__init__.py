@@ -1,0 +1,1 @@
+"""The collector: OTLP receivers → batcher (durable group commit) → Parquet segments."""

@@ -1,0 +1,104 @@
+"""Group commit with back-pressure between receivers and the sink.
+
+Receivers ``submit`` decoded rows and wait on the returned future; a single writer thread
+drains everything pending, writes one durable segment per table and only then resolves the
+futures, so an acknowledgement always means "on disk". Pending rows are bounded: past the
+bound ``submit`` raises :class:`Overloaded` and the receiver answers 429/503 with
+Retry-After instead of growing memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import pyarrow as pa
+
+log = logging.getLogger(__name__)
+
+
+class Sink(Protocol):
+    def write(self, table_name: str, rows: pa.Table) -> None: ...
+
+
+class Overloaded(RuntimeError):
+    """Too much data is waiting to be written; the client should retry later."""
+
+    retry_after_s = 1
+
+
+@dataclass
+class _Pending:
+    table_name: str
+    rows: pa.Table
+    future: Future = field(default_factory=Future)
+
+
+class DurableBatcher:
+    def __init__(
+        self, sink: Sink, *, max_pending_rows: int = 200_000, commit_interval_s: float = 0.25
+    ) -> None:
+        self._sink = sink
+        self._max_pending_rows = max_pending_rows
+        self._interval = commit_interval_s
+        self._pending: list[_Pending] = []
+        self._pending_rows = 0
+        self._cond = threading.Condition()
+        self._closed = False
+        self.written_rows = 0
+        self._thread = threading.Thread(target=self._run, name="batcher", daemon=True)
+        self._thread.start()
+
+    def submit(self, table_name: str, rows: pa.Table) -> Future:
+        with self._cond:
+            if self._closed:
+                raise Overloaded("collector is shutting down")
+            if self._pending_rows and self._pending_rows + rows.num_rows > self._max_pending_rows:
+                raise Overloaded(f"{self._pending_rows} rows are waiting to be written")
+            item = _Pending(table_name, rows)
+            self._pending.append(item)
+            self._pending_rows += rows.num_rows
+            self._cond.notify()
+        return item.future
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._closed:
+                    self._cond.wait()
+                if not self._pending and self._closed:
+                    return
+                # Let a few more requests join this commit unless we are closing.
+                if not self._closed:
+                    self._cond.wait(self._interval)
+                batch, self._pending = self._pending, []
+                self._pending_rows = 0
+            self._commit(batch)
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        by_table: dict[str, list[_Pending]] = {}
+        for item in batch:
+            by_table.setdefault(item.table_name, []).append(item)
+        for name, items in by_table.items():
+            try:
+                rows = pa.concat_tables([i.rows for i in items])
+                if rows.num_rows:
+                    self._sink.write(name, rows)
+                self.written_rows += rows.num_rows
+            except Exception as e:  # noqa: BLE001 - any sink failure must fail the waiting requests
+                log.exception("writing %d %s batches failed", len(items), name)
+                for i in items:
+                    i.future.set_exception(e)
+            else:
+                for i in items:
+                    i.future.set_result(i.rows.num_rows)
+
+    def close(self) -> None:
+        """Write everything still pending, then stop the writer thread."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join()

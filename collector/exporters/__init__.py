@@ -1,0 +1,1 @@
+"""Exporters write batches somewhere durable."""

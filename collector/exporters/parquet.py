@@ -1,0 +1,24 @@
+"""Append-only Parquet segments under ``raw/<table>/day=YYYY-MM-DD/``."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime
+
+import pyarrow as pa
+
+from inferledger.store.layout import DataDir, write_parquet_atomic
+
+
+class ParquetSegmentSink:
+    """Each ``write`` is one immutable, fsynced segment; returning means it is durable."""
+
+    def __init__(self, data: DataDir) -> None:
+        self.data = data.ensure()
+
+    def write(self, table_name: str, rows: pa.Table) -> None:
+        now = time.time_ns()
+        day = datetime.fromtimestamp(now / 1e9, UTC).strftime("%Y-%m-%d")
+        path = self.data.raw_table(table_name) / f"day={day}" / f"{now}-{uuid.uuid4().hex[:8]}.parquet"
+        write_parquet_atomic(rows, path, durable=True)

@@ -1,0 +1,1 @@
+"""Processors turn decoded OTLP requests into rows of the store's raw tables."""

@@ -1,0 +1,1 @@
+"""OTLP receivers: HTTP (4318) and gRPC (4317)."""

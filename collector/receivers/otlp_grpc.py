@@ -1,0 +1,52 @@
+"""OTLP/gRPC receiver (traces and metrics) on the same ingest path as HTTP."""
+
+from __future__ import annotations
+
+from concurrent import futures
+
+import grpc
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc as mgrpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as tgrpc
+
+from collector.batcher import DurableBatcher, Overloaded
+from collector.receivers.otlp_http import MAX_BODY_BYTES
+from collector.signals import METRICS, TRACES, NotDurable, Signal, ingest
+
+
+def _export(signal: Signal, batcher: DurableBatcher, request, context: grpc.ServicerContext):
+    try:
+        return ingest(signal, request, batcher)
+    except (Overloaded, NotDurable) as e:
+        # UNAVAILABLE is retryable for OTLP exporters (the spec's back-pressure signal).
+        context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
+
+
+class _Traces(tgrpc.TraceServiceServicer):
+    def __init__(self, batcher: DurableBatcher) -> None:
+        self.batcher = batcher
+
+    def Export(self, request, context):  # noqa: N802 - gRPC method name
+        return _export(TRACES, self.batcher, request, context)
+
+
+class _Metrics(mgrpc.MetricsServiceServicer):
+    def __init__(self, batcher: DurableBatcher) -> None:
+        self.batcher = batcher
+
+    def Export(self, request, context):  # noqa: N802 - gRPC method name
+        return _export(METRICS, self.batcher, request, context)
+
+
+def start_grpc(address: str, batcher: DurableBatcher) -> tuple[grpc.Server, int]:
+    """Start the server on ``address`` (``host:port``; port 0 picks one); return it and the port."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="otlp-grpc"),
+        options=[("grpc.max_receive_message_length", MAX_BODY_BYTES)],
+    )
+    tgrpc.add_TraceServiceServicer_to_server(_Traces(batcher), server)
+    mgrpc.add_MetricsServiceServicer_to_server(_Metrics(batcher), server)
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot listen for OTLP/gRPC on {address}")
+    server.start()
+    return server, port

@@ -1,0 +1,141 @@
+"""OTLP/HTTP receiver (protobuf and JSON, gzip, size limits, back-pressure).
+
+Status codes follow the OTLP specification: 400 + ``google.rpc.Status`` for bad data (not
+retried by clients), 413 for bodies over the limit after decompression, 415 for unknown
+content types or encodings, 503 + ``Retry-After`` under back-pressure, and 200 with
+``partial_success`` when some items were rejected.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError, Message
+from google.rpc import code_pb2, status_pb2
+
+from collector.batcher import DurableBatcher, Overloaded
+from collector.processors.otlp_json import parse_json
+from collector.signals import SIGNALS, NotDurable, ingest
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 20 * 1024 * 1024  # OTLP's recommended limit, applied after decompression
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _gunzip_bounded(body: bytes, limit: int) -> bytes:
+    d = zlib.decompressobj(wbits=31)
+    out = d.decompress(body, limit + 1)
+    if len(out) > limit or d.unconsumed_tail:
+        raise _BodyTooLarge
+    return out
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: OtlpHttpServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
+        log.debug("%s " + format, self.address_string(), *args)
+
+    def _reply(self, code: int, body: bytes, content_type: str,
+               headers: dict[str, str] | None = None) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _status(self, http_code: int, rpc_code: int, message: str, content_type: str,
+                headers: dict[str, str] | None = None) -> None:
+        status = status_pb2.Status(code=rpc_code, message=message)
+        body = (json_format.MessageToJson(status).encode() if content_type == JSON
+                else status.SerializeToString())
+        self._reply(http_code, body, content_type, headers)
+
+    def _message(self, msg: Message, content_type: str) -> None:
+        if content_type == JSON:
+            body = json_format.MessageToJson(msg, indent=None).encode()
+        else:
+            body = msg.SerializeToString()
+        self._reply(200, body, content_type)
+
+    def do_POST(self) -> None:
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        reply_type = JSON if ctype == JSON else PROTOBUF
+        signal = SIGNALS.get(self.path.split("?")[0])
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY_BYTES:
+            self.close_connection = True
+            self._status(413, code_pb2.INVALID_ARGUMENT,
+                         f"body of {length} bytes exceeds {MAX_BODY_BYTES}", reply_type)
+            return
+        raw = self.rfile.read(length) if length else b""
+        if signal is None:
+            self._status(404, code_pb2.NOT_FOUND,
+                         f"{self.path}: this collector accepts /v1/traces and /v1/metrics "
+                         "(logs are not accepted)", reply_type)
+            return
+        if ctype not in (PROTOBUF, JSON):
+            self._status(415, code_pb2.INVALID_ARGUMENT,
+                         f"unsupported Content-Type {ctype!r}; use {PROTOBUF} or {JSON}",
+                         reply_type)
+            return
+        encoding = (self.headers.get("Content-Encoding") or "identity").strip().lower()
+        try:
+            if encoding == "gzip":
+                raw = _gunzip_bounded(raw, MAX_BODY_BYTES)
+            elif encoding not in ("identity", "none", ""):
+                self._status(415, code_pb2.INVALID_ARGUMENT,
+                             f"unsupported Content-Encoding {encoding!r}", reply_type)
+                return
+        except _BodyTooLarge:
+            self._status(413, code_pb2.INVALID_ARGUMENT,
+                         f"decompressed body exceeds {MAX_BODY_BYTES} bytes", reply_type)
+            return
+        except zlib.error as e:
+            self._status(400, code_pb2.INVALID_ARGUMENT, f"bad gzip body: {e}", reply_type)
+            return
+        request = signal.request_type()
+        try:
+            if ctype == JSON:
+                parse_json(raw, request)
+            else:
+                request.ParseFromString(raw)
+        except (ValueError, DecodeError) as e:
+            self._status(400, code_pb2.INVALID_ARGUMENT,
+                         f"cannot decode {signal.name} request: {e}", reply_type)
+            return
+        try:
+            response = ingest(signal, request, self.server.batcher)
+        except (Overloaded, NotDurable) as e:
+            self._status(503, code_pb2.UNAVAILABLE, str(e), reply_type,
+                         {"Retry-After": str(Overloaded.retry_after_s)})
+            return
+        self._message(response, reply_type)
+
+
+class OtlpHttpServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], batcher: DurableBatcher) -> None:
+        super().__init__(address, _Handler)
+        self.batcher = batcher
+
+    def start(self) -> threading.Thread:
+        t = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.2},
+                             name="otlp-http", daemon=True)
+        t.start()
+        return t

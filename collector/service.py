@@ -1,0 +1,46 @@
+"""Wires receivers → batcher → Parquet sink and runs them until stopped."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from collector.batcher import DurableBatcher
+from collector.exporters.parquet import ParquetSegmentSink
+from collector.receivers.otlp_grpc import start_grpc
+from collector.receivers.otlp_http import OtlpHttpServer
+from inferledger.store import DataDir, write_catalog
+
+log = logging.getLogger("inferledger.collector")
+
+
+@dataclass
+class Collector:
+    data: DataDir
+    host: str = "127.0.0.1"
+    grpc_port: int = 4317
+    http_port: int = 4318
+
+    def start(self) -> Collector:
+        write_catalog(self.data)
+        self.batcher = DurableBatcher(ParquetSegmentSink(self.data))
+        self.http = OtlpHttpServer((self.host, self.http_port), self.batcher)
+        self.http_port = self.http.server_address[1]
+        self.http.start()
+        self.grpc, self.grpc_port = start_grpc(f"{self.host}:{self.grpc_port}", self.batcher)
+        log.info("OTLP/gRPC on %s:%d, OTLP/HTTP on http://%s:%d, store %s",
+                 self.host, self.grpc_port, self.host, self.http_port, self.data.root)
+        return self
+
+    def stop(self) -> None:
+        """Stop accepting, finish in-flight requests, write what is pending."""
+        self.grpc.stop(grace=5).wait()
+        self.http.shutdown()
+        self.http.server_close()
+        self.batcher.close()
+        log.info("collector stopped; %d rows written", self.batcher.written_rows)
+
+    def serve_until(self, stop: threading.Event) -> None:
+        stop.wait()
+        self.stop()

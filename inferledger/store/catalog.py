@@ -1,0 +1,94 @@
+"""The SQL API: views over the Parquet store, as a SQL file and a read-only catalog file.
+
+``views.sql`` is what any DuckDB client loads (``.read DIR/views.sql``); ``inferledger.duckdb``
+holds the same views so ``duckdb -readonly DIR/inferledger.duckdb`` works as well. Both are
+rewritten atomically, so a reader that has one open is never disturbed.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from importlib import resources
+
+import duckdb
+import pyarrow as pa
+
+from inferledger.store.layout import DataDir, write_parquet_atomic
+from inferledger.store.raw_schema import RAW_TABLES
+
+# Catalog files are created in the v1.5 storage format so the DuckDB CLI from PyPI (1.5.x)
+# can open them; duckdb 2.0's default format (v69) is unreadable there.
+_STORAGE_VERSION = "v1.5.0"
+
+
+def _sql_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def init_raw(data: DataDir) -> None:
+    """Give every raw table an empty seed file so its view binds before any data arrives."""
+    for name, schema in RAW_TABLES.items():
+        seed = data.raw_table(name) / "seed.parquet"
+        if not seed.exists():
+            write_parquet_atomic(pa.Table.from_pylist([], schema=schema), seed)
+
+
+def staging_sql() -> str:
+    """The staging layer (raw → typed), shipped as ``analytics/sql/staging/*.sql``."""
+    folder = resources.files("analytics") / "sql" / "staging"
+    files = sorted(p for p in folder.iterdir() if p.name.endswith(".sql"))
+    return "\n".join(p.read_text() for p in files)
+
+
+def views_sql(data: DataDir, *, include_derived: bool = True) -> str:
+    """Build the SQL API text for ``data``: raw and staging views, then derived tables."""
+    parts = ["-- InferLedger SQL API for this data directory. Generated; do not edit.", ""]
+    for name in sorted(RAW_TABLES):
+        glob = _sql_literal(str(data.raw_table(name) / "**" / "*.parquet"))
+        parts.append(
+            f"CREATE OR REPLACE VIEW raw_{name} AS SELECT * FROM "
+            f"read_parquet({glob}, union_by_name = true, hive_partitioning = false);"
+        )
+    parts += ["", staging_sql(), ""]
+    if include_derived and data.derived.exists():
+        for path in sorted(data.derived.glob("*.parquet")):
+            parts.append(
+                f"CREATE OR REPLACE VIEW {path.stem} AS SELECT * FROM "
+                f"read_parquet({_sql_literal(str(path))});"
+            )
+    return "\n".join(parts) + "\n"
+
+
+def write_catalog(data: DataDir) -> None:
+    """(Re)write ``views.sql`` and ``inferledger.duckdb`` if the view set changed."""
+    data.ensure()
+    init_raw(data)
+    text = views_sql(data)
+    if data.views_sql.exists() and data.views_sql.read_text() == text and data.catalog_db.exists():
+        return
+    tmp_sql = data.views_sql.with_name(f".views.{uuid.uuid4().hex}.tmp")
+    tmp_sql.write_text(text)
+    tmp_db = data.catalog_db.with_name(f".catalog.{uuid.uuid4().hex}.tmp")
+    con = duckdb.connect()
+    try:
+        con.execute(
+            f"ATTACH {_sql_literal(str(tmp_db))} AS cat (STORAGE_VERSION '{_STORAGE_VERSION}')"
+        )
+        con.execute("USE cat")
+        con.execute(text)
+        con.execute("USE memory")
+        con.execute("DETACH cat")
+    finally:
+        con.close()
+    os.replace(tmp_db, data.catalog_db)
+    os.replace(tmp_sql, data.views_sql)
+
+
+def connect_readonly(data: DataDir) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with the store's views; takes no lock on anything."""
+    if not data.views_sql.exists():
+        write_catalog(data)
+    con = duckdb.connect()
+    con.execute(data.views_sql.read_text()).fetchall()
+    return con

@@ -1,0 +1,92 @@
+"""Where things live in a data directory, and how files get there atomically."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+@dataclass(frozen=True)
+class DataDir:
+    """Paths inside one InferLedger data directory.
+
+    Layout::
+
+        raw/<signal>/day=YYYY-MM-DD/<segment>.parquet   collector segments (append-only)
+        derived/<table>.parquet                          analytics outputs (replaced atomically)
+        views.sql                                        the SQL API, loadable by any DuckDB client
+        inferledger.duckdb                               the same views in a catalog file, opened read-only
+    """
+
+    root: Path
+
+    @classmethod
+    def at(cls, path: str | os.PathLike[str]) -> DataDir:
+        return cls(Path(path).expanduser().resolve())
+
+    @property
+    def raw(self) -> Path:
+        return self.root / "raw"
+
+    @property
+    def derived(self) -> Path:
+        return self.root / "derived"
+
+    @property
+    def views_sql(self) -> Path:
+        return self.root / "views.sql"
+
+    @property
+    def catalog_db(self) -> Path:
+        return self.root / "inferledger.duckdb"
+
+    @property
+    def sim(self) -> Path:
+        """Shared state of the simulated fleet (only when the simulator runs here)."""
+        return self.root / "sim"
+
+    def raw_table(self, name: str) -> Path:
+        return self.raw / name
+
+    def derived_table(self, name: str) -> Path:
+        return self.derived / f"{name}.parquet"
+
+    def ensure(self) -> DataDir:
+        for p in (self.root, self.raw, self.derived):
+            p.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_parquet_atomic(table: pa.Table, path: Path, *, durable: bool = True) -> Path:
+    """Write ``table`` to ``path`` so readers see either the old file or the whole new one.
+
+    The temporary name does not end in ``.parquet``, so globs never pick up a half-written
+    file. With ``durable`` the data and the rename are fsynced before returning: the caller
+    may then acknowledge the data it contains.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    if durable:
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    os.replace(tmp, path)
+    if durable:
+        _fsync_dir(path.parent)
+    return path

@@ -1,0 +1,54 @@
+"""Schemas of the raw tables the collector appends to (the store's input contract).
+
+Raw data is kept as received: every resource, scope and item attribute survives in a
+``MAP(VARCHAR, VARCHAR)`` (strings verbatim, other values JSON-encoded), and the hot fields
+are promoted to typed columns so staging SQL stays cheap.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+ATTRS = pa.map_(pa.string(), pa.string())
+
+SPANS = pa.schema(
+    [
+        ("trace_id", pa.string()),
+        ("span_id", pa.string()),
+        ("parent_span_id", pa.string()),
+        ("name", pa.string()),
+        ("kind", pa.int32()),
+        ("start_time_unix_nano", pa.int64()),
+        ("end_time_unix_nano", pa.int64()),
+        ("status_code", pa.int32()),
+        ("status_message", pa.string()),
+        ("service_name", pa.string()),
+        ("host_name", pa.string()),
+        ("scope_name", pa.string()),
+        ("resource_attributes", ATTRS),
+        ("attributes", ATTRS),
+        ("events_json", pa.string()),
+        ("received_at_unix_nano", pa.int64()),
+    ]
+)
+
+METRIC_POINTS = pa.schema(
+    [
+        ("metric_name", pa.string()),
+        ("unit", pa.string()),
+        ("metric_type", pa.string()),  # gauge | sum | histogram
+        ("is_monotonic", pa.bool_()),
+        ("time_unix_nano", pa.int64()),
+        ("start_time_unix_nano", pa.int64()),
+        ("value", pa.float64()),  # gauge/sum value; histogram sum
+        ("count", pa.int64()),  # histogram count, else null
+        ("service_name", pa.string()),
+        ("host_name", pa.string()),
+        ("scope_name", pa.string()),
+        ("resource_attributes", ATTRS),
+        ("attributes", ATTRS),
+        ("received_at_unix_nano", pa.int64()),
+    ]
+)
+
+RAW_TABLES: dict[str, pa.Schema] = {"spans": SPANS, "metric_points": METRIC_POINTS}
