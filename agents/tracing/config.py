@@ -1,0 +1,60 @@
+"""Middleware settings, from environment variables (vLLM constructs it with no arguments).
+
+=====================================  ==========================================================
+``INFERLEDGER_OTLP_ENDPOINT``          collector address (default: the OTEL_EXPORTER_OTLP_* vars)
+``INFERLEDGER_OTLP_PROTOCOL``          ``grpc`` or ``http/protobuf`` (default ``http/protobuf``)
+``INFERLEDGER_TENANT_HEADER``          request header naming the tenant (default ``x-tenant``)
+``INFERLEDGER_ROUTE_HEADER``           request header naming the app/route (default ``x-route``)
+``INFERLEDGER_TENANT_HASH_KEY``        secret for hashing API keys into tenant ids
+``INFERLEDGER_HOST``                   host name reported for placement (default: hostname)
+``INFERLEDGER_GPU_BACKEND``            ``nvml`` or ``sim:PATH``, to resolve CUDA_VISIBLE_DEVICES
+``INFERLEDGER_REQUEST_USAGE``          ask vLLM for stream usage and strip it (default ``true``)
+=====================================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+
+log = logging.getLogger("inferledger.middleware")
+
+_DEFAULT_HASH_KEY = "inferledger-default-tenant-key"
+
+
+@dataclass(frozen=True)
+class MiddlewareConfig:
+    endpoint: str | None = None
+    protocol: str = "http/protobuf"
+    tenant_header: str = "x-tenant"
+    route_header: str = "x-route"
+    hash_key: bytes = _DEFAULT_HASH_KEY.encode()
+    host: str = field(default_factory=socket.gethostname)
+    gpu_backend: str = "nvml"
+    request_usage: bool = True
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> MiddlewareConfig:
+        e = os.environ if env is None else env
+        key = e.get("INFERLEDGER_TENANT_HASH_KEY")
+        if key is None:
+            log.warning("INFERLEDGER_TENANT_HASH_KEY is not set: API-key tenants are hashed "
+                        "with a public default key")
+        return cls(
+            endpoint=e.get("INFERLEDGER_OTLP_ENDPOINT"),
+            protocol=e.get("INFERLEDGER_OTLP_PROTOCOL", "http/protobuf"),
+            tenant_header=e.get("INFERLEDGER_TENANT_HEADER", "x-tenant").lower(),
+            route_header=e.get("INFERLEDGER_ROUTE_HEADER", "x-route").lower(),
+            hash_key=(key or _DEFAULT_HASH_KEY).encode(),
+            host=e.get("INFERLEDGER_HOST") or socket.gethostname(),
+            gpu_backend=e.get("INFERLEDGER_GPU_BACKEND", "nvml"),
+            request_usage=e.get("INFERLEDGER_REQUEST_USAGE", "true").lower() != "false",
+        )
+
+    def tenant_from_api_key(self, api_key: str) -> str:
+        """A stable tenant id that cannot be turned back into the key."""
+        return "key-" + hmac.new(self.hash_key, api_key.encode(), hashlib.sha256).hexdigest()[:16]

@@ -1,0 +1,70 @@
+"""Watches a server-sent-events stream as it passes, without holding it back.
+
+Only an incomplete event (no blank line yet) is held, which an SSE client could not use
+anyway, so the client's time to first token is unchanged. It records usage, finish reasons
+and content chunks, and can drop the usage-only chunk the middleware itself asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any
+
+_EVENT_END = re.compile(rb"\r?\n\r?\n")
+
+
+class SseTap:
+    def __init__(self, *, strip_usage_chunk: bool) -> None:
+        self.strip_usage_chunk = strip_usage_chunk
+        self.usage: dict[str, Any] | None = None
+        self.finish_reasons: list[str] = []
+        self.model: str | None = None
+        self.content_chunks = 0
+        self.first_token_at: float | None = None
+        self._pending = b""
+
+    def feed(self, data: bytes) -> bytes:
+        """Bytes in from the app → bytes out to the client (complete events only)."""
+        self._pending += data
+        out = []
+        while True:
+            m = _EVENT_END.search(self._pending)
+            if m is None:
+                break
+            event, self._pending = self._pending[: m.end()], self._pending[m.end():]
+            if self._inspect(event):
+                out.append(event)
+        return b"".join(out)
+
+    def flush(self) -> bytes:
+        rest, self._pending = self._pending, b""
+        return rest
+
+    def _inspect(self, event: bytes) -> bool:
+        """Record what the event says; False if it must not reach the client."""
+        payload = b"".join(line[5:].strip() for line in event.splitlines()
+                           if line.startswith(b"data:"))
+        if not payload or payload == b"[DONE]":
+            return True
+        try:
+            obj = json.loads(payload)
+        except ValueError:
+            return True
+        if not isinstance(obj, dict):
+            return True
+        self.model = obj.get("model") or self.model
+        choices = obj.get("choices") or []
+        if obj.get("usage"):
+            self.usage = obj["usage"]
+            if self.strip_usage_chunk and not choices:
+                return False
+        if choices:
+            if self.first_token_at is None:
+                self.first_token_at = time.monotonic()
+            self.content_chunks += 1
+            for c in choices:
+                if isinstance(c, dict) and c.get("finish_reason"):
+                    self.finish_reasons.append(str(c["finish_reason"]))
+        return True

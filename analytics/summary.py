@@ -1,0 +1,70 @@
+"""The headline figures of a data directory, from the published tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from inferledger.store import DataDir, connect_readonly
+
+SUMMARY_SQL = """
+WITH r AS (
+    SELECT
+        count(*)                                             AS requests,
+        count(*) FILTER (WHERE placed)                       AS placed,
+        avg(cost_usd)                                        AS cost_per_response_usd,
+        avg(energy_j)                                        AS energy_per_response_j,
+        sum(cost_usd) / nullif(sum(output_tokens) FILTER (WHERE cost_usd IS NOT NULL), 0)
+            * 1000                                           AS cost_per_1k_output_tokens_usd,
+        sum(cost_usd)                                        AS attributed_cost_usd,
+        quantile_cont(ttft_s, 0.5)                           AS ttft_p50_s,
+        quantile_cont(ttft_s, 0.95)                          AS ttft_p95_s,
+        bool_or(simulated)                                   AS simulated_requests
+    FROM request_costs
+),
+g AS (
+    SELECT
+        sum(measured_s)                                      AS gpu_seconds,
+        sum(useful_s) / nullif(sum(measured_s), 0)           AS useful_gpu_fraction,
+        sum(coalesce(idle_s, 0)) / nullif(sum(measured_s), 0) AS idle_gpu_fraction,
+        sum(cost_usd)                                        AS gpu_cost_usd,
+        sum(coalesce(idle_cost_usd, 0))                      AS idle_cost_usd,
+        sum(measured_j)                                      AS energy_j,
+        bool_or(simulated)                                   AS simulated_gpus
+    FROM gpu_time
+),
+c AS (
+    SELECT coalesce(max(greatest(rel_error_s, rel_error_j)), 0) AS conservation_max_rel_error
+    FROM conservation
+)
+SELECT r.*, g.*, c.* FROM r, g, c
+"""
+
+
+def summary(data: DataDir) -> dict[str, Any]:
+    con = connect_readonly(data)
+    try:
+        cur = con.execute(SUMMARY_SQL)
+        names = [d[0] for d in cur.description]
+        row = dict(zip(names, cur.fetchall()[0], strict=True))
+    finally:
+        con.close()
+    n = row.pop("requests") or 0
+    placed = row.pop("placed") or 0
+    out: dict[str, Any] = {"requests": n, "placed_fraction": placed / n if n else None}
+    out |= {k: (float(v) if isinstance(v, int | float) and not isinstance(v, bool) else v)
+            for k, v in row.items()}
+    out["simulated"] = bool(row.get("simulated_requests") or row.get("simulated_gpus"))
+    del out["simulated_requests"], out["simulated_gpus"]
+    return out
+
+
+def format_table(s: dict[str, Any]) -> str:
+    width = max(len(k) for k in s)
+    lines = []
+    for k, v in s.items():
+        if isinstance(v, float):
+            text = f"{v:.6g}"
+        else:
+            text = "-" if v is None else str(v)
+        lines.append(f"{k.ljust(width)}  {text}")
+    return "\n".join(lines)

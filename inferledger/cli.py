@@ -1,0 +1,341 @@
+"""The ``inferledger`` command: one subcommand per role (DESIGN §2)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+DEFAULT_DATA = "./inferledger-data"
+log = logging.getLogger("inferledger")
+
+
+def _data_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default=os.environ.get("INFERLEDGER_DATA", DEFAULT_DATA),
+                   metavar="DIR", help=f"data directory of the store (default {DEFAULT_DATA}, "
+                   "or $INFERLEDGER_DATA)")
+
+
+def _analytics_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pricing", type=Path, metavar="FILE",
+                   help="pricing TOML (default: the shipped example, analytics/pricing_example.toml)")
+    p.add_argument("--method", choices=("work", "time_overlap", "equal"), default="work",
+                   help="how a GPU interval is shared among its active requests (default work)")
+    p.add_argument("--prefill-token-weight", type=float, default=0.25, metavar="W",
+                   help="GPU work of one prompt token relative to one output token (default 0.25)")
+
+
+def _stop_event() -> threading.Event:
+    from inferledger.procs import install_stop_handlers
+
+    stop = threading.Event()
+    install_stop_handlers(stop.set)
+    return stop
+
+
+def _settings(args: argparse.Namespace):
+    from analytics.pipeline import Settings
+
+    return Settings(method=args.method, prefill_token_weight=args.prefill_token_weight)
+
+
+# -- roles ------------------------------------------------------------------------------
+def cmd_collector(args: argparse.Namespace) -> int:
+    from collector.service import Collector
+    from inferledger.store import DataDir
+
+    stop = _stop_event()
+    Collector(DataDir.at(args.data), args.listen, args.grpc_port, args.http_port).start() \
+        .serve_until(stop)
+    return 0
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    from agents.gpu import GpuError, open_backend
+    from agents.node_agent import NodeAgent
+    from inferledger.otel import metric_exporter
+
+    try:
+        backend = open_backend(args.gpu_backend)
+    except GpuError as e:
+        log.error("%s", e)
+        return 2
+    stop = _stop_event()
+    NodeAgent(backend, metric_exporter(args.otlp_endpoint, args.otlp_protocol),
+              host=args.host, interval_s=args.interval).run_until(stop)
+    return 0
+
+
+def cmd_analytics_run(args: argparse.Namespace) -> int:
+    from analytics.pipeline import run
+    from inferledger.store import DataDir
+
+    result = run(DataDir.at(args.data), args.pricing, _settings(args))
+    print(f"{result.requests} requests, {result.intervals} GPU intervals, conservation max "
+          f"relative error {result.conservation_max_rel_error:.3g} ({result.seconds:.2f}s)")
+    return 0
+
+
+def cmd_analytics_summary(args: argparse.Namespace) -> int:
+    from analytics.summary import format_table, summary
+    from inferledger.store import DataDir
+
+    s = summary(DataDir.at(args.data))
+    print(json.dumps(s) if args.json else format_table(s))
+    return 0
+
+
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    from analytics.scheduler import run_scheduler
+    from inferledger.store import DataDir
+
+    run_scheduler(DataDir.at(args.data), interval_s=args.interval, pricing=args.pricing,
+                  settings=_settings(args), stop=_stop_event())
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+    os.environ["INFERLEDGER_DATA"] = str(Path(args.data).resolve())
+    argv = [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless=true",
+            f"--server.address={args.host}", f"--server.port={args.port}",
+            "--browser.gatherUsageStats=false", "--server.fileWatcherType=none"]
+    os.execv(sys.executable, argv)
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from inferledger.store import DataDir, connect_readonly
+
+    data = DataDir.at(args.data)
+    con = connect_readonly(data)
+    if not args.query:
+        print(f"Views of {data.root} (load them in any DuckDB client with "
+              f".read {data.views_sql}, or open {data.catalog_db} read-only):")
+        print(con.sql("SELECT table_name FROM information_schema.tables ORDER BY 1"))
+        return 0
+    try:
+        rel = con.sql(args.query)
+    except duckdb.Error as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if rel is not None:
+        rel.show(max_width=200, max_rows=args.max_rows)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from inferledger.demo import DemoOptions, run_demo
+
+    return run_demo(DemoOptions(
+        data=Path(args.data), duration_s=args.duration, dashboard=not args.no_dashboard,
+        listen=args.listen, grpc_port=args.grpc_port, http_port=args.http_port,
+        dashboard_port=args.dashboard_port, engine_port_base=args.engine_port_base,
+        rate_per_s=args.rate, analytics_interval_s=args.analytics_interval,
+        sample_interval_s=args.sample_interval, pricing=args.pricing))
+
+
+def cmd_sim_node(args: argparse.Namespace) -> int:
+    from simulator.node import EngineSpec, run_node
+
+    run_node(name=args.name, gpu_models=args.gpus.split(","),
+             engines=[EngineSpec.parse(e) for e in args.engine], state=Path(args.state),
+             host=args.listen, collector_grpc=args.collector_grpc,
+             collector_http=args.collector_http, interval_s=args.interval, stop=_stop_event())
+    return 0
+
+
+def cmd_sim_engine(args: argparse.Namespace) -> int:
+    from simulator.engine.server import serve_engine
+
+    serve_engine(model=args.model, state=Path(args.state), host=args.host, port=args.port,
+                 otlp_endpoint=args.otlp_endpoint, otlp_protocol=args.otlp_protocol,
+                 middleware=args.middleware, max_num_seqs=args.max_num_seqs, seed=args.seed)
+    return 0
+
+
+def cmd_sim_loadgen(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    from simulator.loadgen import LoadGenerator
+
+    targets: dict[str, list[str]] = {}
+    for t in args.target:
+        model, _, url = t.partition("=")
+        if not url:
+            raise SystemExit(f"--target {t!r} is not MODEL=URL")
+        targets.setdefault(model, []).append(url.rstrip("/"))
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await LoadGenerator(targets, rate_per_s=args.rate, seed=args.seed).run(
+            args.duration, stop)
+
+    asyncio.run(main())
+    return 0
+
+
+# -- parser -----------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="inferledger",
+        description="What one LLM response really costs on your own GPUs, and why it was slow.")
+    p.add_argument("--log-level", default=os.environ.get("INFERLEDGER_LOG_LEVEL", "INFO"),
+                   choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    d = sub.add_parser("demo", help="run the whole stack on simulated GPUs",
+                       description="Collector, two simulated vLLM nodes (4 GPUs, 2 models), "
+                       "tracing middleware, load, node agents, scheduled analytics and the "
+                       "dashboard, in one terminal. Ctrl-C stops everything.")
+    _data_arg(d)
+    d.add_argument("--duration", type=float, metavar="SECONDS",
+                   help="stop after this long, run the analytics once more and exit 0")
+    d.add_argument("--no-dashboard", action="store_true", help="do not start the dashboard")
+    d.add_argument("--listen", default="127.0.0.1", help="address to serve on (default loopback)")
+    d.add_argument("--grpc-port", type=int, default=4317, help="OTLP/gRPC port (default 4317)")
+    d.add_argument("--http-port", type=int, default=4318, help="OTLP/HTTP port (default 4318)")
+    d.add_argument("--dashboard-port", type=int, default=8501, help="dashboard port (8501)")
+    d.add_argument("--engine-port-base", type=int, default=8100,
+                   help="simulated engines listen on BASE+1, BASE+2, … (default 8100)")
+    d.add_argument("--rate", type=float, default=3.0, help="requests per second (default 3)")
+    d.add_argument("--analytics-interval", type=float, default=10.0, metavar="SECONDS",
+                   help="how often the analytics jobs run (default 10)")
+    d.add_argument("--sample-interval", type=float, default=1.0, metavar="SECONDS",
+                   help="GPU sampling interval of the node agents (default 1)")
+    d.add_argument("--pricing", type=Path, metavar="FILE", help="pricing TOML")
+    d.set_defaults(func=cmd_demo)
+
+    c = sub.add_parser("collector", help="receive OTLP and write the store",
+                       description="OTLP receiver (gRPC and HTTP; traces and metrics) that "
+                       "acknowledges a batch only once it is durable in the store.")
+    _data_arg(c)
+    c.add_argument("--listen", default="127.0.0.1", help="address to bind (default loopback)")
+    c.add_argument("--grpc-port", type=int, default=4317, help="OTLP/gRPC port (default 4317)")
+    c.add_argument("--http-port", type=int, default=4318, help="OTLP/HTTP port (default 4318)")
+    c.set_defaults(func=cmd_collector)
+
+    a = sub.add_parser("agent", help="sample this node's GPUs and export OTLP metrics",
+                       description="Node agent: reads every GPU through NVML (or the simulator) "
+                       "and exports energy, power, memory, utilization and processes.")
+    a.add_argument("--gpu-backend", default="nvml", metavar="SPEC",
+                   help="'nvml' (real GPUs, default) or 'sim:PATH' (a simulated node)")
+    a.add_argument("--host", help="host name to report (default: this machine's)")
+    a.add_argument("--interval", type=float, default=1.0, metavar="SECONDS",
+                   help="sampling interval, 0.1–60 s (default 1)")
+    a.add_argument("--otlp-endpoint", default="http://127.0.0.1:4318", metavar="URL",
+                   help="collector (default http://127.0.0.1:4318)")
+    a.add_argument("--otlp-protocol", default="http/protobuf", choices=("grpc", "http/protobuf"))
+    a.set_defaults(func=cmd_agent)
+
+    an = sub.add_parser("analytics", help="run or summarise the analytics",
+                        description="Request assembly, attribution, cost and latency tables.")
+    an_sub = an.add_subparsers(dest="analytics_command", required=True, metavar="ACTION")
+    r = an_sub.add_parser("run", help="compute and publish the derived tables once",
+                          description="Assemble requests, attribute GPU seconds and joules "
+                          "(checking conservation), price them and publish the tables.")
+    _data_arg(r)
+    _analytics_args(r)
+    r.set_defaults(func=cmd_analytics_run)
+    s = an_sub.add_parser("summary", help="print the headline figures",
+                          description="Requests, placement, cost and energy per response, "
+                          "useful/idle GPU time, TTFT and the conservation error.")
+    _data_arg(s)
+    s.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+    s.set_defaults(func=cmd_analytics_summary)
+
+    sc = sub.add_parser("scheduler", help="run the analytics jobs on a schedule",
+                        description="APScheduler loop running the analytics every interval.")
+    _data_arg(sc)
+    _analytics_args(sc)
+    sc.add_argument("--interval", type=float, default=60.0, metavar="SECONDS",
+                    help="seconds between analytics runs (default 60)")
+    sc.set_defaults(func=cmd_scheduler)
+
+    db = sub.add_parser("dashboard", help="serve the Streamlit dashboard",
+                        description="FinOps and SRE dashboard over the store (read-only).")
+    _data_arg(db)
+    db.add_argument("--host", default="127.0.0.1", help="address to serve on")
+    db.add_argument("--port", type=int, default=8501, help="port (default 8501)")
+    db.set_defaults(func=cmd_dashboard)
+
+    q = sub.add_parser("sql", help="query the store with SQL",
+                       description="Runs QUERY against the store's views (read-only, takes no "
+                       "lock). Without QUERY, lists the views.")
+    _data_arg(q)
+    q.add_argument("query", nargs="?", help="SQL to run")
+    q.add_argument("--max-rows", type=int, default=40, help="rows to print (default 40)")
+    q.set_defaults(func=cmd_sql)
+
+    sim = sub.add_parser("sim", help="the simulated vLLM stack (no GPU needed)",
+                         description="Simulated nodes, engines and load. Everything they emit "
+                         "is labelled simulated.")
+    sim_sub = sim.add_subparsers(dest="sim_command", required=True, metavar="PART")
+    n = sim_sub.add_parser("node", help="one simulated node: GPUs, engines and node agent",
+                           description="Creates the node's simulated GPUs, starts one engine "
+                           "process per --engine and samples the GPUs like a node agent.")
+    n.add_argument("--name", required=True, help="node (host) name")
+    n.add_argument("--gpus", required=True, help="comma-separated GPU models: h100,a100,l4")
+    n.add_argument("--engine", action="append", required=True, metavar="MODEL@GPUS:PORT",
+                   help="engine to run, e.g. llama-3.1-8b-instruct@0:8101 or "
+                   "qwen2.5-32b-instruct@0+1:8201 (tensor parallel)")
+    n.add_argument("--state", required=True, help="file holding the node's shared GPU state")
+    n.add_argument("--listen", default="127.0.0.1", help="address engines listen on")
+    n.add_argument("--collector-grpc", default="127.0.0.1:4317", help="collector OTLP/gRPC")
+    n.add_argument("--collector-http", default="http://127.0.0.1:4318",
+                   help="collector OTLP/HTTP")
+    n.add_argument("--interval", type=float, default=1.0, help="GPU sampling interval (s)")
+    n.set_defaults(func=cmd_sim_node)
+
+    e = sim_sub.add_parser("engine", help="one simulated vLLM engine process",
+                           description="OpenAI-compatible server with continuous batching on "
+                           "simulated GPUs (CUDA_VISIBLE_DEVICES picks them), exporting vLLM's "
+                           "llm_request spans.")
+    e.add_argument("--state", required=True, help="the node's GPU state file")
+    e.add_argument("--model", required=True, help="served model name")
+    e.add_argument("--host", default="127.0.0.1")
+    e.add_argument("--port", type=int, required=True)
+    e.add_argument("--otlp-endpoint", help="like vLLM's --otlp-traces-endpoint (host:port)")
+    e.add_argument("--otlp-protocol", default="grpc", choices=("grpc", "http/protobuf"))
+    e.add_argument("--middleware", action="append", default=[], metavar="IMPORT.PATH",
+                   help="ASGI middleware to add, as vLLM's --middleware does")
+    e.add_argument("--max-num-seqs", type=int, default=64, help="max batch size (default 64)")
+    e.add_argument("--seed", type=int, help="random seed for reply lengths")
+    e.set_defaults(func=cmd_sim_engine)
+
+    lg = sim_sub.add_parser("loadgen", help="send synthetic chat traffic",
+                            description="Tenants and apps with Poisson arrivals, streaming and "
+                            "not, a few bad requests and client aborts.")
+    lg.add_argument("--target", action="append", required=True, metavar="MODEL=URL",
+                    help="engine base URL serving MODEL (repeat for several)")
+    lg.add_argument("--rate", type=float, default=3.0, help="requests per second")
+    lg.add_argument("--duration", type=float, help="seconds to run (default: until stopped)")
+    lg.add_argument("--seed", type=int, default=7)
+    lg.set_defaults(func=cmd_sim_loadgen)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)-5s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    for noisy in ("apscheduler", "httpx", "opentelemetry", "uvicorn"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    try:
+        return args.func(args) or 0
+    except KeyboardInterrupt:
+        return 130
+    except (ValueError, OSError) as e:
+        log.error("%s", e)
+        return 2

@@ -1,0 +1,120 @@
+"""``inferledger demo``: the whole pipeline on one machine, on simulated GPUs.
+
+Start order: collector → simulated nodes (engines with the tracing middleware, node agents)
+→ scheduler → dashboard → load. Stop order is the reverse, so every span and sample still in
+an exporter reaches the collector; then one last analytics run, then the collector.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from analytics.pipeline import run as run_analytics
+from analytics.summary import format_table, summary
+from inferledger.procs import Supervisor, install_stop_handlers, wait_for_port
+from inferledger.store import DataDir, write_catalog
+from simulator.fleet import demo_fleet
+
+log = logging.getLogger("inferledger.demo")
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    data: Path
+    duration_s: float | None = None
+    dashboard: bool = True
+    listen: str = "127.0.0.1"
+    grpc_port: int = 4317
+    http_port: int = 4318
+    dashboard_port: int = 8501
+    engine_port_base: int = 8100
+    rate_per_s: float = 3.0
+    analytics_interval_s: float = 10.0
+    sample_interval_s: float = 1.0
+    pricing: Path | None = None
+
+
+def _start(sup: Supervisor, o: DemoOptions, data: DataDir) -> None:
+    host = o.listen
+    collector = sup.spawn("collector", ["collector", "--data", str(data.root), "--listen", host,
+                                        "--grpc-port", str(o.grpc_port),
+                                        "--http-port", str(o.http_port)])
+    wait_for_port(host, o.http_port, 30, collector)
+    wait_for_port(host, o.grpc_port, 30, collector)
+    targets: list[str] = []
+    for node in demo_fleet(o.engine_port_base):
+        args = ["sim", "node", "--name", node.name, "--gpus", ",".join(node.gpus),
+                "--state", str(data.sim / f"{node.name}.gpus"), "--listen", host,
+                "--collector-grpc", f"{host}:{o.grpc_port}",
+                "--collector-http", f"http://{host}:{o.http_port}",
+                "--interval", str(o.sample_interval_s)]
+        for e in node.engines:
+            args += ["--engine", str(e)]
+            targets += ["--target", f"{e.model}=http://{host}:{e.port}"]
+        child = sup.spawn(node.name, args)
+        for e in node.engines:
+            wait_for_port(host, e.port, 90, child)
+            log.info("engine %-24s on %s GPU %s: http://%s:%d/v1", e.model, node.name,
+                     "+".join(map(str, e.gpus)), host, e.port)
+    pricing = ["--pricing", str(o.pricing)] if o.pricing else []
+    sup.spawn("scheduler", ["scheduler", "--data", str(data.root),
+                            "--interval", str(o.analytics_interval_s), *pricing])
+    if o.dashboard:
+        dash = sup.spawn("dashboard", ["dashboard", "--data", str(data.root), "--host", host,
+                                       "--port", str(o.dashboard_port)])
+        wait_for_port(host, o.dashboard_port, 60, dash)
+    sup.spawn("loadgen", ["sim", "loadgen", *targets, "--rate", str(o.rate_per_s)])
+
+
+def run_demo(o: DemoOptions) -> int:
+    data = DataDir.at(o.data).ensure()
+    write_catalog(data)
+    stop = threading.Event()
+    install_stop_handlers(stop.set)
+    sup = Supervisor()
+    failed = False
+    try:
+        _start(sup, o, data)
+        log.info("demo running (simulated GPUs). Store: %s", data.root)
+        log.info("  OTLP/gRPC  %s:%d    OTLP/HTTP  http://%s:%d", o.listen, o.grpc_port,
+                 o.listen, o.http_port)
+        if o.dashboard:
+            log.info("  dashboard  http://%s:%d", o.listen, o.dashboard_port)
+        log.info("  SQL        inferledger sql --data %s \"SELECT * FROM request_costs LIMIT 5\"",
+                 data.root)
+        log.info("%s", "stopping after %.0fs" % o.duration_s if o.duration_s
+                 else "Ctrl-C to stop")
+        deadline = None if o.duration_s is None else time.monotonic() + o.duration_s
+        while not stop.wait(0.5):
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            dead = sup.failed()
+            if dead:
+                log.error("%s exited with code %s; stopping the demo", dead.name,
+                          dead.proc.returncode)
+                failed = True
+                break
+    except (RuntimeError, TimeoutError) as e:
+        log.error("demo could not start: %s", e)
+        failed = True
+    finally:
+        log.info("stopping…")
+        collector = next((c for c in sup.children if c.name == "collector"), None)
+        for child in reversed(list(sup.children)):
+            if child is not collector:
+                sup.stop(child, timeout_s=15)
+        if collector is not None and not failed:
+            time.sleep(1.0)  # let the last exports land
+            try:
+                run_analytics(data, o.pricing)
+                print(format_table(summary(data)))
+            except Exception:
+                log.exception("final analytics run failed")
+                failed = True
+        sup.stop_all()
+    log.info("demo stopped")
+    return 1 if failed else 0

@@ -1,0 +1,176 @@
+"""The simulated engine's OpenAI-compatible server, shaped like vLLM's.
+
+Routes: ``POST /v1/chat/completions`` (streaming with the final usage chunk, and not),
+``GET /v1/models``, ``GET /health``. Errors use vLLM's body (``object: error``). Tokens are
+whitespace-separated words of the prompt; output text is filler words, since only shapes
+and timings matter here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import json
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from opentelemetry.sdk.trace import TracerProvider
+
+from simulator.engine.core import EngineCore, QueueFull, SimRequest
+from simulator.engine.tracing import emit_llm_request_span
+
+_WORDS = ("the", "cost", "of", "a", "token", "is", "measured", "on", "gpu", "time", "and",
+          "energy", "per", "request", "batch", "shares")
+TRACE_HEADERS = ("traceparent", "tracestate")
+
+
+def _error(status: int, message: str, kind: str) -> JSONResponse:
+    return JSONResponse({"object": "error", "message": message, "type": kind,
+                         "param": None, "code": status}, status_code=status)
+
+
+def count_prompt_tokens(messages: Any) -> int:
+    if not isinstance(messages, list) or not messages:
+        raise ValueError("messages must be a non-empty list")
+    total = 0
+    for m in messages:
+        content = m.get("content") if isinstance(m, dict) else None
+        if not isinstance(content, str):
+            raise ValueError("each message needs string content")
+        total += len(content.split()) + 4  # chat-template overhead per message
+    return total
+
+
+def build_app(core: EngineCore, served_model: str, tracer_provider: TracerProvider | None,
+              middleware: list[str] = (), seed: int | None = None) -> FastAPI:
+    rng = random.Random(seed)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(core.run())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    app = FastAPI(lifespan=lifespan)
+    if tracer_provider is not None:
+        core.on_finish = lambda r: emit_llm_request_span(tracer_provider, r)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [{"id": served_model, "object": "model",
+                                            "owned_by": "vllm",
+                                            "max_model_len": core.profile.max_model_len}]}
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> Any:
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, "request body is not valid JSON", "BadRequestError")
+        if body.get("model") != served_model:
+            return _error(404, f"The model `{body.get('model')}` does not exist.",
+                          "NotFoundError")
+        try:
+            prompt = count_prompt_tokens(body.get("messages"))
+            max_tokens = int(body.get("max_tokens") or 256)
+        except (ValueError, TypeError) as e:
+            return _error(400, str(e), "BadRequestError")
+        if max_tokens < 1:
+            return _error(400, "max_tokens must be at least 1", "BadRequestError")
+        if prompt + max_tokens > core.profile.max_model_len:
+            return _error(400, f"This model's maximum context length is "
+                          f"{core.profile.max_model_len} tokens. However, you requested "
+                          f"{prompt + max_tokens} tokens.", "BadRequestError")
+        base_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        # Most replies end on their own before max_tokens, as real ones do.
+        target = max_tokens if rng.random() < 0.3 else max(1, int(max_tokens * rng.uniform(0.5, 1)))
+        req = SimRequest(
+            request_id=f"chatcmpl-{base_id}", prompt_tokens=prompt, max_tokens=max_tokens,
+            target_tokens=target,
+            trace_headers={h: request.headers[h] for h in TRACE_HEADERS if h in request.headers},
+            sampling={k: body.get(k) for k in ("top_p", "temperature", "n")}
+            | {"max_tokens": max_tokens})
+        try:
+            core.add(req)
+        except QueueFull as e:
+            return _error(503, f"server overloaded: {e}", "ServiceUnavailableError")
+        created = int(time.time())
+        stream = bool(body.get("stream"))
+        opts = body.get("stream_options") or {}
+        if stream:
+            include_usage = isinstance(opts, dict) and opts.get("include_usage", True) is not False \
+                and "stream_options" in body
+            return StreamingResponse(
+                _stream(core, req, served_model, created, include_usage, rng),
+                media_type="text/event-stream")
+        try:
+            while not await req.out.get():
+                pass
+        except asyncio.CancelledError:
+            core.abort(req)
+            raise
+        text = " ".join(rng.choice(_WORDS) for _ in range(req.generated))
+        return {
+            "id": req.request_id, "object": "chat.completion", "created": created,
+            "model": served_model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "finish_reason": req.finish_reason}],
+            "usage": {"prompt_tokens": prompt, "completion_tokens": req.generated,
+                      "total_tokens": prompt + req.generated},
+        }
+
+    for path in middleware:
+        # Exactly how vLLM's build_app applies --middleware (research/vllm.md §3.1).
+        module_path, name = path.rsplit(".", 1)
+        obj = getattr(importlib.import_module(module_path), name)
+        if isinstance(obj, type):
+            app.add_middleware(obj)
+        elif asyncio.iscoroutinefunction(obj):
+            app.middleware("http")(obj)
+        else:
+            raise ValueError(f"Invalid middleware {path}. Must be a function or a class.")
+    return app
+
+
+async def _stream(core: EngineCore, req: SimRequest, model: str, created: int,
+                  include_usage: bool, rng: random.Random) -> AsyncIterator[str]:
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
+        return "data: " + json.dumps({
+            "id": req.request_id, "object": "chat.completion.chunk", "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                         "finish_reason": finish}]}) + "\n\n"
+
+    try:
+        first = True
+        while True:
+            done = await req.out.get()
+            delta = {"content": " " + rng.choice(_WORDS)}
+            if first:
+                delta = {"role": "assistant", **delta}
+                first = False
+            yield chunk(delta, req.finish_reason if done else None)
+            if done:
+                break
+        if include_usage:
+            yield "data: " + json.dumps({
+                "id": req.request_id, "object": "chat.completion.chunk", "created": created,
+                "model": model, "choices": [],
+                "usage": {"prompt_tokens": req.prompt_tokens, "completion_tokens": req.generated,
+                          "total_tokens": req.prompt_tokens + req.generated}}) + "\n\n"
+        yield "data: [DONE]\n\n"
+    finally:
+        if req.finish_reason is None:
+            core.abort(req)

@@ -1,0 +1,180 @@
+"""Continuous batching over simulated GPUs, with vLLM's timestamps.
+
+Each step admits waiting requests while the batch and KV cache allow, gives every running
+request either a chunk of prefill (from a per-step token budget, as chunked prefill does)
+or one decode token, sleeps for the modelled step time, and publishes the GPU's power and
+memory for that step to the node's shared GPU state. Timestamps follow vLLM: arrival on the
+frontend wall clock; queued / scheduled / first / last token on the engine's monotonic clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from simulator.engine.profiles import ModelProfile
+from simulator.gpu_state import NodeGpus
+
+log = logging.getLogger("inferledger.sim.engine")
+
+BLOCK_TOKENS = 16
+
+
+class QueueFull(RuntimeError):
+    """The waiting queue is at its limit (the engine answers 503)."""
+
+
+@dataclass
+class SimRequest:
+    request_id: str
+    prompt_tokens: int
+    max_tokens: int
+    target_tokens: int  # where the "model" stops on its own (≤ max_tokens)
+    trace_headers: dict[str, str] = field(default_factory=dict)
+    sampling: dict[str, Any] = field(default_factory=dict)
+    arrival_wall: float = field(default_factory=time.time)
+    queued_mono: float = field(default_factory=time.monotonic)
+    scheduled_mono: float | None = None
+    first_token_mono: float | None = None
+    first_token_wall: float | None = None
+    last_token_mono: float | None = None
+    prefilled: int = 0
+    generated: int = 0
+    finish_reason: str | None = None
+    aborted: bool = False
+    out: asyncio.Queue = field(default_factory=asyncio.Queue)
+
+    @property
+    def kv_blocks(self) -> int:
+        return math.ceil((self.prompt_tokens + self.generated + 1) / BLOCK_TOKENS)
+
+
+class EngineCore:
+    def __init__(self, profile: ModelProfile, gpus: NodeGpus, gpu_indices: list[int], *,
+                 max_num_seqs: int = 64, max_num_batched_tokens: int = 2048,
+                 max_waiting: int = 128, gpu_memory_utilization: float = 0.9,
+                 on_finish: Any = None) -> None:
+        self.profile = profile
+        self.gpus = gpus
+        self.gpu_indices = gpu_indices
+        self.tp = len(gpu_indices)
+        self.gpu_model = gpus.gpus[gpu_indices[0]].model
+        self.max_num_seqs = max_num_seqs
+        self.max_num_batched_tokens = max_num_batched_tokens
+        self.max_waiting = max_waiting
+        kv_bytes = (self.gpu_model.memory_total_bytes * gpu_memory_utilization * self.tp
+                    - profile.weight_bytes)
+        if kv_bytes <= 0:
+            raise ValueError(f"{profile.name} does not fit on {self.tp}× {self.gpu_model.name}")
+        self.kv_blocks_total = int(kv_bytes / (profile.kv_bytes_per_token * BLOCK_TOKENS))
+        self.waiting: deque[SimRequest] = deque()
+        self.running: list[SimRequest] = []
+        self.on_finish = on_finish
+        self.pid = os.getpid()
+        self._wake = asyncio.Event()
+        self.stats = {"finished": 0, "aborted": 0, "steps": 0}
+
+    # -- API used by the HTTP layer ----------------------------------------------------
+    def add(self, req: SimRequest) -> None:
+        if len(self.waiting) >= self.max_waiting:
+            raise QueueFull(f"{len(self.waiting)} requests waiting")
+        req.queued_mono = time.monotonic()
+        self.waiting.append(req)
+        self._wake.set()
+
+    def abort(self, req: SimRequest) -> None:
+        """Client went away: drop the request; vLLM emits no span for it."""
+        if req.finish_reason is None:
+            req.aborted = True
+            req.finish_reason = "abort"
+            if req in self.waiting:
+                self.waiting.remove(req)
+            if req in self.running:
+                self.running.remove(req)
+            self.stats["aborted"] += 1
+
+    # -- the loop ----------------------------------------------------------------------
+    def _publish(self, batch: int, prefill_share: float) -> None:
+        kv_used = sum(r.kv_blocks for r in self.running) * BLOCK_TOKENS
+        per_gpu_mem = int((self.profile.weight_bytes + kv_used * self.profile.kv_bytes_per_token)
+                          / self.tp)
+        power = self.gpu_model.serving_power_w(batch, prefill_share)
+        for i in self.gpu_indices:
+            self.gpus.update(i, power_w=power, busy=batch > 0, mem_used_bytes=per_gpu_mem,
+                             pid=self.pid)
+
+    def _admit(self) -> None:
+        used = sum(r.kv_blocks for r in self.running)
+        while self.waiting and len(self.running) < self.max_num_seqs:
+            nxt = self.waiting[0]
+            if used + nxt.kv_blocks > self.kv_blocks_total:
+                break
+            self.waiting.popleft()
+            nxt.scheduled_mono = time.monotonic()
+            self.running.append(nxt)
+            used += nxt.kv_blocks
+
+    def _plan(self) -> tuple[dict[int, int], int, int]:
+        """Tokens per running request this step: 1 to decode, or a prefill chunk."""
+        budget = self.max_num_batched_tokens
+        plan: dict[int, int] = {}
+        prefill = 0
+        for r in self.running:
+            if r.prefilled >= r.prompt_tokens:
+                if budget >= 1:
+                    plan[id(r)] = 1
+                    budget -= 1
+        for r in self.running:
+            if r.prefilled < r.prompt_tokens and budget > 0:
+                chunk = min(r.prompt_tokens - r.prefilled, budget)
+                plan[id(r)] = chunk
+                budget -= chunk
+                prefill += chunk
+        context = sum(r.prefilled + r.generated for r in self.running if id(r) in plan)
+        return plan, prefill, context
+
+    async def run(self) -> None:
+        self._publish(0, 0.0)
+        while True:
+            self._admit()
+            if not self.running:
+                self._publish(0, 0.0)
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            plan, prefill_tokens, context = self._plan()
+            tokens = sum(plan.values())
+            step_s = self.profile.step_time_s(self.gpu_model, self.tp, tokens, context)
+            self._publish(len(plan), prefill_tokens / max(tokens, 1))
+            await asyncio.sleep(step_s)
+            self.stats["steps"] += 1
+            self._advance(plan)
+
+    def _advance(self, plan: dict[int, int]) -> None:
+        now_mono, now_wall = time.monotonic(), time.time()
+        for r in list(self.running):
+            n = plan.get(id(r))
+            if n is None or r.aborted:
+                continue
+            if r.prefilled < r.prompt_tokens:
+                r.prefilled += n
+                if r.prefilled < r.prompt_tokens:
+                    continue  # more prefill chunks to go; no token yet
+            r.generated += 1  # the step that completes prefill samples the first token
+            if r.first_token_mono is None:
+                r.first_token_mono, r.first_token_wall = now_mono, now_wall
+            r.last_token_mono = now_mono
+            done = r.generated >= r.target_tokens
+            if done:
+                r.finish_reason = "length" if r.generated >= r.max_tokens else "stop"
+                self.running.remove(r)
+                self.stats["finished"] += 1
+                if self.on_finish:
+                    self.on_finish(r)
+            r.out.put_nowait(done)

@@ -1,0 +1,47 @@
+"""Served-model profiles and the step-time model of a simulated engine.
+
+Step time is a roofline: a decode step streams the weights and the KV cache of the batch from
+HBM (nearly flat in batch while memory-bound), prefill tokens cost compute linearly, plus a
+fixed CPU overhead per step (research/nvml.md §6: ~6 ms/step for an 8B model on H100).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from simulator.gpu_models import GpuModel
+
+BYTES_PER_PARAM = 2  # BF16
+HBM_EFFICIENCY = 0.8
+MFU = 0.5
+CPU_OVERHEAD_S = 0.001
+
+
+@dataclass(frozen=True)
+class ModelProfile:
+    name: str
+    params: float
+    kv_bytes_per_token: int
+    max_model_len: int
+
+    @property
+    def weight_bytes(self) -> float:
+        return self.params * BYTES_PER_PARAM
+
+    def step_time_s(self, gpu: GpuModel, tp: int, tokens: int, context_tokens: int) -> float:
+        """One engine step over ``tokens`` new tokens with ``context_tokens`` of KV cache read."""
+        bw = gpu.hbm_bytes_per_s * HBM_EFFICIENCY * tp
+        memory_s = (self.weight_bytes + context_tokens * self.kv_bytes_per_token) / bw
+        compute_s = 2 * self.params * tokens / (gpu.dense_flops * MFU * tp)
+        comm_s = 0.0002 * (tp - 1)
+        return CPU_OVERHEAD_S + max(memory_s, compute_s) + comm_s
+
+
+MODEL_PROFILES: dict[str, ModelProfile] = {
+    p.name: p
+    for p in (
+        ModelProfile("llama-3.1-8b-instruct", 8.0e9, 2 * 32 * 8 * 128 * 2, 8192),
+        ModelProfile("qwen2.5-32b-instruct", 32.5e9, 2 * 64 * 8 * 128 * 2, 8192),
+        ModelProfile("mistral-7b-instruct", 7.2e9, 2 * 32 * 8 * 128 * 2, 8192),
+    )
+}

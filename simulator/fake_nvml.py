@@ -1,0 +1,122 @@
+"""The part of ``pynvml`` the agent uses, answering from a simulated node's GPUs.
+
+It behaves like the real library where the agent can tell: real ``pynvml`` structs and
+error classes, mW / mJ / bytes units, energy that is exactly the integral of power, a
+power reading that is the trailing average (as on Ampere+ boards), and utilization as the
+busy fraction of the time since the previous query. The agent's NVML backend runs on it
+unchanged, which is the point: the demo exercises the same code path as a real GPU.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import pynvml
+
+from simulator.gpu_state import NodeGpus
+
+
+@dataclass(frozen=True)
+class _Handle:
+    index: int
+
+
+class SimulatedNvml:
+    NVMLError = pynvml.NVMLError
+    nvmlMemory_v2 = pynvml.nvmlMemory_v2
+
+    def __init__(self, state_path: str | Path) -> None:
+        self._path = Path(state_path)
+        self._node: NodeGpus | None = None
+        self._last_util: dict[int, tuple[float, float]] = {}
+        self._last_power: dict[int, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    # -- library lifecycle -------------------------------------------------------------
+    def nvmlInit(self) -> None:  # noqa: N802 - pynvml's names
+        if not self._path.exists():
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_DRIVER_NOT_LOADED)
+        if self._node is None:
+            self._node = NodeGpus(self._path)
+
+    def nvmlShutdown(self) -> None:  # noqa: N802
+        if self._node is not None:
+            self._node.close()
+            self._node = None
+
+    def _gpus(self) -> NodeGpus:
+        if self._node is None:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_UNINITIALIZED)
+        return self._node
+
+    def _gpu(self, handle: _Handle):
+        gpus = self._gpus().gpus
+        if not isinstance(handle, _Handle) or not 0 <= handle.index < len(gpus):
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        return gpus[handle.index]
+
+    # -- device queries ----------------------------------------------------------------
+    def nvmlDeviceGetCount(self) -> int:  # noqa: N802
+        return len(self._gpus().gpus)
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> _Handle:  # noqa: N802
+        handle = _Handle(index)
+        self._gpu(handle)
+        return handle
+
+    def nvmlDeviceGetUUID(self, handle: _Handle) -> str:  # noqa: N802
+        return self._gpu(handle).uuid
+
+    def nvmlDeviceGetName(self, handle: _Handle) -> str:  # noqa: N802
+        return self._gpu(handle).model.name
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle: _Handle) -> int:  # noqa: N802
+        self._gpu(handle)
+        return int(self._gpus().read(handle.index).energy_j * 1000)
+
+    def nvmlDeviceGetPowerUsage(self, handle: _Handle) -> int:  # noqa: N802
+        self._gpu(handle)
+        r = self._gpus().read(handle.index)
+        with self._lock:
+            prev = self._last_power.get(handle.index)
+            self._last_power[handle.index] = (r.t, r.energy_j)
+        if prev and 0.05 < r.t - prev[0] <= 1.5:
+            return int((r.energy_j - prev[1]) / (r.t - prev[0]) * 1000)
+        return int(r.power_w * 1000)
+
+    def nvmlDeviceGetEnforcedPowerLimit(self, handle: _Handle) -> int:  # noqa: N802
+        return int(self._gpu(handle).model.power_limit_w * 1000)
+
+    def nvmlDeviceGetMemoryInfo(self, handle: _Handle, version: int | None = None):  # noqa: N802
+        total = self._gpu(handle).model.memory_total_bytes
+        used = self._gpus().read(handle.index).mem_used_bytes
+        if version:
+            reserved = 512 * 1024 * 1024
+            return pynvml.c_nvmlMemory_v2_t(version=version, total=total, reserved=reserved,
+                                            free=total - reserved - used, used=used)
+        return pynvml.c_nvmlMemory_t(total=total, free=total - used, used=used)
+
+    def nvmlDeviceGetUtilizationRates(self, handle: _Handle):  # noqa: N802
+        self._gpu(handle)
+        r = self._gpus().read(handle.index)
+        with self._lock:
+            prev = self._last_util.get(handle.index)
+            self._last_util[handle.index] = (r.t, r.busy_s)
+        if prev and r.t > prev[0]:
+            frac = (r.busy_s - prev[1]) / (r.t - prev[0])
+        else:
+            frac = 1.0 if r.power_w > self._gpu(handle).model.idle_w else 0.0
+        pct = round(max(0.0, min(1.0, frac)) * 100)
+        return pynvml.c_nvmlUtilization_t(gpu=pct, memory=round(pct * 0.6))
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: _Handle) -> list:  # noqa: N802
+        self._gpu(handle)
+        r = self._gpus().read(handle.index)
+        if not r.pid:
+            return []
+        info = pynvml.c_nvmlProcessInfo_v3_t(pid=r.pid, usedGpuMemory=r.mem_used_bytes,
+                                             gpuInstanceId=0xFFFFFFFF,
+                                             computeInstanceId=0xFFFFFFFF)
+        return [pynvml.nvmlStructToFriendlyObject(info)]

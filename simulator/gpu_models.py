@@ -1,0 +1,44 @@
+"""Static properties of the simulated GPU models and their power curve.
+
+Names, memory totals (nvidia-smi MiB), power limits and idle draw are the real ones
+(research/nvml.md §5). Power under serving follows a logistic in log2(batch), the shape the
+ML.ENERGY toolkit fits; with these constants an H100 draws ~300 W at batch 1 and ~600 W at
+batch 128, ML.ENERGY v3's anchors.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class GpuModel:
+    key: str
+    name: str  # what nvmlDeviceGetName returns
+    memory_total_bytes: int
+    power_limit_w: float
+    idle_w: float  # idle with a model loaded, P0
+    peak_serving_w: float  # plateau of the logistic under heavy batching
+    hbm_bytes_per_s: float
+    dense_flops: float
+
+    def serving_power_w(self, batch: int, prefill_share: float = 0.0) -> float:
+        """Power while a step of ``batch`` sequences runs; prefill-heavy steps draw more."""
+        if batch <= 0:
+            return self.idle_w
+        s = 1.0 / (1.0 + math.exp(-0.46 * (math.log2(batch) - 0.78)))
+        s = min(1.0, s + 0.25 * max(0.0, min(1.0, prefill_share)) * (1.0 - s))
+        return self.idle_w + (self.peak_serving_w - self.idle_w) * s
+
+
+GPU_MODELS: dict[str, GpuModel] = {
+    m.key: m
+    for m in (
+        GpuModel("h100", "NVIDIA H100 80GB HBM3", 81559 * MIB, 700.0, 70.0, 630.0, 3.35e12, 989e12),
+        GpuModel("a100", "NVIDIA A100-SXM4-80GB", 81920 * MIB, 400.0, 60.0, 370.0, 2.0e12, 312e12),
+        GpuModel("l4", "NVIDIA L4", 23034 * MIB, 72.0, 35.0, 70.0, 0.3e12, 121e12),
+    )
+}
