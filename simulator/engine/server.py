@@ -13,6 +13,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from inferledger.otel import span_exporter
+from inferledger.procs import install_stop_handlers
 from simulator import SIMULATED_RESOURCE
 from simulator.engine.app import build_app
 from simulator.engine.core import EngineCore
@@ -56,6 +57,9 @@ def serve_engine(*, model: str, state: Path, host: str, port: int, otlp_endpoint
     log.info("engine %s on %s GPU(s) %s, pid %d: http://%s:%d/v1", model, gpus.node, indices,
              os.getpid(), host, port)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    # uvicorn re-raises the stop signal after its graceful shutdown, restoring the handlers it
+    # found: with ours in place that re-raise is harmless and the spans still get flushed.
+    install_stop_handlers(lambda: None)
     try:
         uvicorn.Server(config).run()
     finally:

@@ -1,6 +1,8 @@
 -- int_gpu_intervals: the measured GPU time and energy between consecutive agent samples.
 -- Energy is the delta of NVML's cumulative counter; where the counter went backwards
 -- (driver reload) or is missing, the trapezoid of the two power readings is used instead.
+-- NVML's utilization is "over the past sample period", so the reading that closes the
+-- interval (the next sample) is the one that describes it.
 CREATE OR REPLACE TEMP TABLE int_gpu_intervals AS
 WITH s AS (
     SELECT
@@ -11,7 +13,7 @@ WITH s AS (
         lead(energy_j) OVER w                            AS energy_next_j,
         power_w,
         lead(power_w) OVER w                             AS power_next_w,
-        utilization,
+        lead(utilization) OVER w                         AS utilization,
         power_limit_w
     FROM stg_gpu_samples
     WINDOW w AS (PARTITION BY host_name, gpu_uuid ORDER BY ts_s)

@@ -1,0 +1,1 @@
+"""Streamlit dashboard for FinOps and SREs, reading the store read-only."""
