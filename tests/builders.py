@@ -1,0 +1,107 @@
+"""Raw store rows for tests, shaped exactly as the collector writes them."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass, field
+
+import duckdb
+import pyarrow as pa
+
+from analytics.pipeline import Settings, compute
+from analytics.pricing import load_pricing
+from inferledger.store.catalog import staging_sql
+from inferledger.store.raw_schema import METRIC_POINTS, SPANS
+
+H100 = "NVIDIA H100 80GB HBM3"
+
+
+def _attrs(d: dict) -> list[tuple[str, str]]:
+    return [(k, v if isinstance(v, str) else json.dumps(v)) for k, v in d.items()]
+
+
+def _span(trace_id, span_id, parent, name, kind, start_s, end_s, attrs, resource) -> dict:
+    return {
+        "trace_id": trace_id, "span_id": span_id, "parent_span_id": parent, "name": name,
+        "kind": kind, "start_time_unix_nano": int(start_s * 1e9),
+        "end_time_unix_nano": int(end_s * 1e9), "status_code": 0, "status_message": None,
+        "service_name": resource.get("service.name"), "host_name": resource.get("host.name"),
+        "scope_name": "test", "resource_attributes": _attrs(resource),
+        "attributes": _attrs(attrs), "events_json": None, "received_at_unix_nano": 0,
+    }
+
+
+@dataclass
+class Fleet:
+    """Builds spans and GPU samples; ``con()`` runs the analytics on them in memory."""
+
+    spans: list[dict] = field(default_factory=list)
+    points: list[dict] = field(default_factory=list)
+
+    def request(self, *, scheduled: float, first_token: float, finished: float,
+                gpus: list[str], input_tokens: int = 0, output_tokens: int = 1,
+                outcome: str = "ok", model: str = "m", tenant: str = "t", host: str = "node",
+                engine_span: bool = True, queue: float = 0.0) -> str:
+        """A request whose engine phases land exactly on the given wall-clock times."""
+        trace, edge_id, eng_id = secrets.token_hex(16), secrets.token_hex(8), secrets.token_hex(8)
+        arrival = scheduled - queue
+        self.spans.append(_span(trace, edge_id, None, f"chat {model}", 2, arrival - 0.001,
+                                finished + 0.001, {
+            "inferledger.span.source": "middleware", "inferledger.tenant": tenant,
+            "gen_ai.request.model": model, "inferledger.outcome": outcome,
+            "inferledger.request_id": eng_id, "http.response.status_code": 200,
+            "gen_ai.usage.input_tokens": input_tokens,
+            "gen_ai.usage.output_tokens": output_tokens,
+            "inferledger.host": host, "inferledger.pid": 42, "inferledger.gpu_uuids": gpus,
+            "inferledger.stream": True, "inferledger.ttft_s": first_token - arrival,
+        }, {"service.name": "inferledger-middleware", "host.name": host}))
+        if engine_span:
+            self.spans.append(_span(trace, eng_id, edge_id, "llm_request", 2, arrival, finished, {
+                "gen_ai.latency.time_in_queue": queue,
+                "gen_ai.latency.time_to_first_token": first_token - arrival,
+                "gen_ai.latency.time_in_model_prefill": first_token - scheduled,
+                "gen_ai.latency.time_in_model_decode": finished - first_token,
+                "gen_ai.latency.time_in_model_inference": finished - scheduled,
+                "gen_ai.latency.e2e": finished - arrival,
+                "gen_ai.usage.prompt_tokens": input_tokens,
+                "gen_ai.usage.completion_tokens": output_tokens,
+                "gen_ai.request.id": f"chatcmpl-{eng_id}",
+            }, {"service.name": "vllm", "host.name": host, "vllm.process_id": 42}))
+        return f"{trace}:{edge_id}"
+
+    def sample(self, gpu: str, t: float, *, energy_j: float | None, power_w: float = 100.0,
+               utilization: float = 0.0, host: str = "node", model: str = H100) -> None:
+        res = _attrs({"service.name": "inferledger-agent", "host.name": host})
+        attrs = _attrs({"hw.id": gpu, "hw.model": model, "hw.type": "gpu"})
+        for name, value in (("hw.energy", energy_j), ("hw.power", power_w),
+                            ("hw.gpu.utilization", utilization)):
+            if value is None:
+                continue
+            self.points.append({
+                "metric_name": name, "unit": None,
+                "metric_type": "sum" if name == "hw.energy" else "gauge",
+                "is_monotonic": True if name == "hw.energy" else None,
+                "time_unix_nano": int(t * 1e9), "start_time_unix_nano": None,
+                "value": float(value), "count": None, "service_name": "inferledger-agent",
+                "host_name": host, "scope_name": "test", "resource_attributes": res,
+                "attributes": attrs, "received_at_unix_nano": 0})
+
+    def tables(self) -> tuple[pa.Table, pa.Table]:
+        return (pa.Table.from_pylist(self.spans, schema=SPANS),
+                pa.Table.from_pylist(self.points, schema=METRIC_POINTS))
+
+    def con(self, settings: Settings | None = None) -> duckdb.DuckDBPyConnection:
+        spans, points = self.tables()
+        con = duckdb.connect()
+        con.register("raw_spans", spans)
+        con.register("raw_metric_points", points)
+        con.execute(staging_sql()).fetchall()
+        compute(con, load_pricing(), settings or Settings())
+        return con
+
+
+def rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict]:
+    cur = con.execute(sql)
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]

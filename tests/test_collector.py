@@ -1,0 +1,191 @@
+"""The collector with real OpenTelemetry SDK exporters on both transports, and bad input."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import time
+
+import httpx
+import pyarrow as pa
+import pytest
+from google.rpc import status_pb2
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpans
+from opentelemetry.exporter.otlp.proto.http import Compression
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.trace import SpanKind
+
+from collector.batcher import DurableBatcher, Overloaded
+from inferledger.store import connect_readonly
+
+
+def _emit(exporter, n: int = 3, name: str = "work") -> list[str]:
+    provider = TracerProvider(resource=Resource.create({"service.name": "t", "host.name": "h"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    ids = []
+    for i in range(n):
+        with tracer.start_as_current_span(name, attributes={"i": i, "tags": ["a", "b"]}) as s:
+            ids.append(format(s.get_span_context().span_id, "016x"))
+    provider.shutdown()
+    return ids
+
+
+def _stored(data, sql: str) -> list[tuple]:
+    con = connect_readonly(data)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("compression", [Compression.NoCompression, Compression.Gzip])
+def test_http_exporter_spans_are_stored(collector, data, compression) -> None:
+    exporter = HttpSpans(endpoint=f"http://127.0.0.1:{collector.http_port}/v1/traces",
+                         compression=compression)
+    ids = _emit(exporter)
+    got = _stored(data, "SELECT span_id, attributes['i'], attributes['tags'], service_name "
+                        "FROM raw_spans ORDER BY attributes['i']")
+    assert [g[0] for g in got] == ids
+    assert got[0][1:] == ("0", '["a","b"]', "t")
+
+
+def test_grpc_exporter_and_a_vllm_shaped_span(collector, data) -> None:
+    exporter = GrpcSpans(endpoint=f"127.0.0.1:{collector.grpc_port}", insecure=True)
+    provider = TracerProvider(resource=Resource.create({"service.name": "vllm"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    span = provider.get_tracer("vllm.llm_engine").start_span(
+        "llm_request", kind=SpanKind.SERVER, start_time=1_800_000_000_000_000_000)
+    span.set_attributes({"gen_ai.latency.time_in_queue": 0.01, "gen_ai.latency.e2e": 1.5,
+                         "gen_ai.latency.time_to_first_token": 0.2,
+                         "gen_ai.usage.prompt_tokens": 12, "gen_ai.usage.completion_tokens": 34,
+                         "gen_ai.request.id": "chatcmpl-abc"})
+    span.end(end_time=1_800_000_001_500_000_000)
+    provider.shutdown()
+    got = _stored(data, "SELECT request_id, request_key, queue_s, e2e_s, prompt_tokens, "
+                        "completion_tokens FROM stg_engine_spans")
+    assert got == [("chatcmpl-abc", "abc", 0.01, 1.5, 12, 34)]
+
+
+def test_otlp_json_with_hex_ids(collector, data) -> None:
+    body = {"resourceSpans": [{"resource": {"attributes": [
+        {"key": "service.name", "value": {"stringValue": "json-client"}}]},
+        "scopeSpans": [{"spans": [{
+            "traceId": "5B8EFFF798038103D269B633813FC60C", "spanId": "EEE19B7EC3C1B174",
+            "name": "j", "kind": 2, "startTimeUnixNano": "1800000000000000000",
+            "endTimeUnixNano": "1800000001000000000", "someFutureField": 1,
+            "attributes": [{"key": "n", "value": {"intValue": "7"}}]}]}]}]}
+    r = httpx.post(f"http://127.0.0.1:{collector.http_port}/v1/traces", json=body)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    got = _stored(data, "SELECT trace_id, span_id, attributes['n'] FROM raw_spans")
+    assert got == [("5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b174", "7")]
+
+
+def _status(r: httpx.Response) -> status_pb2.Status:
+    s = status_pb2.Status()
+    s.ParseFromString(r.content)
+    return s
+
+
+def test_bad_input_gets_clear_errors(collector) -> None:
+    url = f"http://127.0.0.1:{collector.http_port}"
+    proto = {"content-type": "application/x-protobuf"}
+    r = httpx.post(f"{url}/v1/traces", content=b"\xff\xff\xff", headers=proto)
+    assert r.status_code == 400 and "cannot decode" in _status(r).message
+    r = httpx.post(f"{url}/v1/traces", content=b"x", headers={"content-type": "text/plain"})
+    assert r.status_code == 415
+    r = httpx.post(f"{url}/v1/logs", content=b"", headers=proto)
+    assert r.status_code == 404 and "logs are not accepted" in _status(r).message
+    bomb = gzip.compress(b"\0" * (21 * 1024 * 1024))
+    r = httpx.post(f"{url}/v1/traces", content=bomb,
+                   headers={**proto, "content-encoding": "gzip"})
+    assert r.status_code == 413
+    r = httpx.post(f"{url}/v1/traces", content=b"{not json",
+                   headers={"content-type": "application/json"})
+    assert r.status_code == 400 and "not JSON" in r.json()["message"]
+
+
+def test_partial_success_rejects_only_invalid_spans(collector, data) -> None:
+    req = ExportTraceServiceRequest()
+    spans = req.resource_spans.add().scope_spans.add().spans
+    good = spans.add(trace_id=b"\x01" * 16, span_id=b"\x02" * 8, name="good")
+    bad = spans.add(trace_id=b"\x00" * 16, span_id=b"\x03" * 8, name="bad")
+    assert good and bad
+    r = httpx.post(f"http://127.0.0.1:{collector.http_port}/v1/traces",
+                   content=req.SerializeToString(),
+                   headers={"content-type": "application/x-protobuf"})
+    resp = ExportTraceServiceResponse()
+    resp.ParseFromString(r.content)
+    assert r.status_code == 200 and resp.partial_success.rejected_spans == 1
+    assert "trace_id" in resp.partial_success.error_message
+    assert _stored(data, "SELECT name FROM raw_spans") == [("good",)]
+
+
+class _SlowSink:
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.rows = 0
+
+    def write(self, table_name: str, rows: pa.Table) -> None:
+        self.release.wait(10)
+        self.rows += rows.num_rows
+
+
+def test_overload_answers_with_back_pressure_and_keeps_what_it_accepted() -> None:
+    sink = _SlowSink()
+    b = DurableBatcher(sink, max_pending_rows=5, commit_interval_s=0.0)
+    t = pa.table({"x": list(range(3))})
+    first = b.submit("spans", t)  # taken by the writer, which blocks in the sink
+    time.sleep(0.2)
+    second = b.submit("spans", t)  # pending: 3 rows
+    with pytest.raises(Overloaded):
+        b.submit("spans", t)  # 6 > 5 pending rows
+    sink.release.set()
+    assert first.result(5) == 3 and second.result(5) == 3
+    b.close()
+    assert sink.rows == 6
+
+
+def test_http_overload_is_503_with_retry_after(collector) -> None:
+    def refuse(*_a, **_k):
+        raise Overloaded("busy")
+
+    collector.batcher.submit = refuse
+    req = ExportTraceServiceRequest()
+    req.resource_spans.add().scope_spans.add().spans.add(
+        trace_id=b"\x01" * 16, span_id=b"\x02" * 8, name="x")
+    r = httpx.post(f"http://127.0.0.1:{collector.http_port}/v1/traces",
+                   content=req.SerializeToString(),
+                   headers={"content-type": "application/x-protobuf"})
+    assert r.status_code == 503 and r.headers["retry-after"] == "1"
+
+
+def test_duplicates_from_retries_are_counted_once(collector, data) -> None:
+    req = ExportTraceServiceRequest()
+    req.resource_spans.add().scope_spans.add().spans.add(
+        trace_id=b"\x01" * 16, span_id=b"\x02" * 8, name="once")
+    for _ in range(2):  # an exporter retry after a lost response
+        httpx.post(f"http://127.0.0.1:{collector.http_port}/v1/traces",
+                   content=req.SerializeToString(),
+                   headers={"content-type": "application/x-protobuf"})
+    assert _stored(data, "SELECT count(*) FROM raw_spans") == [(2,)]
+    assert _stored(data, "SELECT count(*) FROM stg_spans") == [(1,)]
+
+
+def test_store_is_readable_by_another_process_while_collector_runs(collector, data) -> None:
+    import subprocess
+    import sys
+
+    _emit(HttpSpans(endpoint=f"http://127.0.0.1:{collector.http_port}/v1/traces"))
+    code = ("import duckdb,sys; con=duckdb.connect(sys.argv[1], read_only=True); "
+            "print(con.execute('SELECT count(*) FROM raw_spans').fetchall()[0][0])")
+    out = subprocess.run([sys.executable, "-c", code, str(data.catalog_db)],
+                         capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "3"
