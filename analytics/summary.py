@@ -40,7 +40,18 @@ SELECT r.*, g.*, c.* FROM r, g, c
 """
 
 
+class NoResults(LookupError):
+    """The analytics have not run on this data directory yet."""
+
+
+def require_results(data: DataDir) -> None:
+    if not data.derived_table("request_costs").exists():
+        raise NoResults(f"no analytics results in {data.root} yet: run `inferledger analytics "
+                        f"run --data {data.root}` (the scheduler does this on its interval)")
+
+
 def summary(data: DataDir) -> dict[str, Any]:
+    require_results(data)
     con = connect_readonly(data)
     try:
         cur = con.execute(SUMMARY_SQL)

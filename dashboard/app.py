@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import streamlit as st
 
+from analytics.summary import NoResults, require_results
 from dashboard import queries as q
 from inferledger.store import DataDir, connect_readonly
 
@@ -63,6 +64,12 @@ def _table(title: str, df, key: str) -> None:
 def main() -> None:
     data_root = os.environ.get("INFERLEDGER_DATA", "./inferledger-data")
     st.title("InferLedger — cost per response")
+    try:
+        require_results(DataDir.at(data_root))
+    except NoResults as e:
+        st.info(f"Nothing to show yet. {e}. Start the demo (`inferledger demo`) or point vLLM "
+                "and the node agents at the collector.")
+        return
     con = _connection(data_root)
     models, tenants = q.choices(con)
     with st.sidebar:

@@ -43,9 +43,9 @@ def _df(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) ->
 
 
 def is_simulated(con: duckdb.DuckDBPyConnection) -> bool:
-    df = _df(con, "SELECT (SELECT bool_or(simulated) FROM stg_spans) OR "
-                  "(SELECT bool_or(simulated) FROM stg_gpu_samples) AS s")
-    return bool(df["s"].iloc[0]) if len(df) else False
+    df = _df(con, "SELECT coalesce((SELECT bool_or(simulated) FROM stg_spans), false) OR "
+                  "coalesce((SELECT bool_or(simulated) FROM stg_gpu_samples), false) AS s")
+    return bool(df["s"].iloc[0])
 
 
 def choices(con: duckdb.DuckDBPyConnection) -> tuple[list[str], list[str]]:

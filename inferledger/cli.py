@@ -82,10 +82,14 @@ def cmd_analytics_run(args: argparse.Namespace) -> int:
 
 
 def cmd_analytics_summary(args: argparse.Namespace) -> int:
-    from analytics.summary import format_table, summary
+    from analytics.summary import NoResults, format_table, summary
     from inferledger.store import DataDir
 
-    s = summary(DataDir.at(args.data))
+    try:
+        s = summary(DataDir.at(args.data))
+    except NoResults as e:
+        log.error("%s", e)
+        return 1
     print(json.dumps(s) if args.json else format_table(s))
     return 0
 

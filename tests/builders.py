@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from analytics.pipeline import Settings, compute
 from analytics.pricing import load_pricing
+from inferledger.store import DataDir, write_parquet_atomic
 from inferledger.store.catalog import staging_sql
 from inferledger.store.raw_schema import METRIC_POINTS, SPANS
 
@@ -90,6 +91,13 @@ class Fleet:
     def tables(self) -> tuple[pa.Table, pa.Table]:
         return (pa.Table.from_pylist(self.spans, schema=SPANS),
                 pa.Table.from_pylist(self.points, schema=METRIC_POINTS))
+
+    def write(self, data: DataDir) -> DataDir:
+        """Store the rows as collector segments under ``data``."""
+        spans, points = self.tables()
+        for name, table in (("spans", spans), ("metric_points", points)):
+            write_parquet_atomic(table, data.raw_table(name) / "day=2027-01-15" / "t.parquet")
+        return data
 
     def con(self, settings: Settings | None = None) -> duckdb.DuckDBPyConnection:
         spans, points = self.tables()

@@ -76,6 +76,7 @@ class InferLedgerMiddleware:
             tracer_provider = TracerProvider(resource=resource)
             tracer_provider.add_span_processor(
                 BatchSpanProcessor(span_exporter(self.cfg.endpoint, self.cfg.protocol)))
+        self.tracer_provider = tracer_provider
         self.tracer = tracer_provider.get_tracer("inferledger.middleware")
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:

@@ -1,0 +1,60 @@
+"""Every command explains itself, and the read commands work on an empty store."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+import pytest
+
+from inferledger.cli import build_parser, main
+
+
+def _commands(parser: argparse.ArgumentParser, prefix=()) -> list[tuple[str, ...]]:
+    out = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                out.append((*prefix, name))
+                out += _commands(sub, (*prefix, name))
+    return out
+
+
+@pytest.mark.parametrize("cmd", _commands(build_parser()))
+def test_help(cmd, capsys) -> None:
+    with pytest.raises(SystemExit) as e:
+        main([*cmd, "--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    assert "usage: inferledger" in text and len(text) > 200
+
+
+def test_stores_are_taken_with_data(tmp_path) -> None:
+    readers = [c for c in _commands(build_parser())
+               if c[0] in ("collector", "analytics", "scheduler", "dashboard", "sql", "demo")
+               and c not in (("analytics",),)]
+    for cmd in readers:
+        args = build_parser().parse_args([*cmd, "--data", str(tmp_path)])
+        assert args.data == str(tmp_path), cmd
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "inferledger", *args], capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_summary_json_on_an_empty_store(tmp_path) -> None:
+    out = _cli("analytics", "summary", "--json", "--data", str(tmp_path))
+    assert out.returncode == 1 and "inferledger analytics run" in out.stderr
+    assert _cli("analytics", "run", "--data", str(tmp_path)).returncode == 0
+    out = _cli("analytics", "summary", "--json", "--data", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    s = json.loads(out.stdout)
+    assert s["requests"] == 0 and s["conservation_max_rel_error"] == 0.0
+
+
+def test_sql_errors_are_reported_not_raised(tmp_path, capsys) -> None:
+    assert main(["sql", "--data", str(tmp_path), "SELECT * FROM no_such_table"]) == 1
+    assert "no_such_table" in capsys.readouterr().err
