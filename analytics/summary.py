@@ -73,9 +73,6 @@ def format_table(s: dict[str, Any]) -> str:
     width = max(len(k) for k in s)
     lines = []
     for k, v in s.items():
-        if isinstance(v, float):
-            text = f"{v:.6g}"
-        else:
-            text = "-" if v is None else str(v)
+        text = f"{v:.6g}" if isinstance(v, float) else "-" if v is None else str(v)
         lines.append(f"{k.ljust(width)}  {text}")
     return "\n".join(lines)

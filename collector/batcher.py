@@ -88,7 +88,7 @@ class DurableBatcher:
                 if rows.num_rows:
                     self._sink.write(name, rows)
                 self.written_rows += rows.num_rows
-            except Exception as e:  # noqa: BLE001 - any sink failure must fail the waiting requests
+            except Exception as e:
                 log.exception("writing %d %s batches failed", len(items), name)
                 for i in items:
                     i.future.set_exception(e)

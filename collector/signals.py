@@ -54,7 +54,7 @@ def ingest(signal: Signal, request: Message, batcher: DurableBatcher,
             raise NotDurable(f"write not confirmed within {timeout_s:.0f}s") from e
         except Overloaded:
             raise
-        except Exception as e:  # noqa: BLE001 - sink errors become a retryable failure
+        except Exception as e:
             raise NotDurable(f"write failed: {e}") from e
     response = signal.response_type()
     if rejected:

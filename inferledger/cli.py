@@ -23,7 +23,7 @@ def _data_arg(p: argparse.ArgumentParser) -> None:
 
 def _analytics_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pricing", type=Path, metavar="FILE",
-                   help="pricing TOML (default: the shipped example, analytics/pricing_example.toml)")
+                   help="pricing TOML (default: the shipped analytics/pricing_example.toml)")
     p.add_argument("--method", choices=("work", "time_overlap", "equal"), default="work",
                    help="how a GPU interval is shared among its active requests (default work)")
     p.add_argument("--prefill-token-weight", type=float, default=0.25, metavar="W",

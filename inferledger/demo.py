@@ -86,7 +86,7 @@ def run_demo(o: DemoOptions) -> int:
             log.info("  dashboard  http://%s:%d", o.listen, o.dashboard_port)
         log.info("  SQL        inferledger sql --data %s \"SELECT * FROM request_costs LIMIT 5\"",
                  data.root)
-        log.info("%s", "stopping after %.0fs" % o.duration_s if o.duration_s
+        log.info("%s", f"stopping after {o.duration_s:.0f}s" if o.duration_s
                  else "Ctrl-C to stop")
         deadline = None if o.duration_s is None else time.monotonic() + o.duration_s
         while not stop.wait(0.5):

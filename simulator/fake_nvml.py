@@ -25,7 +25,7 @@ class _Handle:
 
 class SimulatedNvml:
     NVMLError = pynvml.NVMLError
-    nvmlMemory_v2 = pynvml.nvmlMemory_v2
+    nvmlMemory_v2 = pynvml.nvmlMemory_v2  # noqa: N815 - pynvml's name
 
     def __init__(self, state_path: str | Path) -> None:
         self._path = Path(state_path)

@@ -123,7 +123,10 @@ class LoadGenerator:
                 task = asyncio.create_task(self._one(client))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
-            if tasks:
-                await asyncio.wait(tasks, timeout=60)
+            if tasks:  # let answers in flight finish briefly, then hang up on the rest
+                _, pending = await asyncio.wait(tasks, timeout=5)
+                for t in pending:
+                    t.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
         log.info("load generator done: %s", dict(self.outcomes))
         return self.outcomes

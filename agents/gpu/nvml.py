@@ -8,6 +8,7 @@ support is left ``None`` and not asked for again.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from collections.abc import Callable
@@ -138,7 +139,5 @@ class NvmlBackend(GpuBackend):
         )
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(pynvml.NVMLError):
             self.nvml.nvmlShutdown()
-        except pynvml.NVMLError:
-            pass

@@ -165,7 +165,7 @@ class InferLedgerMiddleware:
             otel_context.detach(token)
             try:
                 self._finish(span, ex, error, scope["state"])
-            except Exception:  # noqa: BLE001 - telemetry must never break a request
+            except Exception:
                 log.exception("could not record the inference span")
 
     def _parse_request(self, body: bytes) -> tuple[dict, bool]:
@@ -212,10 +212,10 @@ class InferLedgerMiddleware:
                 state: dict) -> None:
         usage, finish, model = self._usage(ex, state)
         status = ex.status or 500
-        if ex.disconnected and not ex.complete or (error is not None and ex.status and
+        if (ex.disconnected and not ex.complete) or (error is not None and ex.status and
                                                    status < 400):
             outcome = "client_abort"
-        elif error is not None or status >= 500 and status not in (503, 504):
+        elif error is not None or (status >= 500 and status not in (503, 504)):
             outcome = "error"
         elif status in (429, 503):
             outcome = "rejected"

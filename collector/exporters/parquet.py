@@ -20,5 +20,6 @@ class ParquetSegmentSink:
     def write(self, table_name: str, rows: pa.Table) -> None:
         now = time.time_ns()
         day = datetime.fromtimestamp(now / 1e9, UTC).strftime("%Y-%m-%d")
-        path = self.data.raw_table(table_name) / f"day={day}" / f"{now}-{uuid.uuid4().hex[:8]}.parquet"
+        name = f"{now}-{uuid.uuid4().hex[:8]}.parquet"
+        path = self.data.raw_table(table_name) / f"day={day}" / name
         write_parquet_atomic(rows, path, durable=True)

@@ -12,10 +12,6 @@ from collector.processors.anyvalue import attr_map
 from inferledger.store.raw_schema import SPANS
 
 
-class InvalidData(ValueError):
-    """The request decoded but some items break the OTLP rules (counted as rejected)."""
-
-
 def _resource_fields(resource_attrs: list[tuple[str, str | None]]) -> tuple[str | None, str | None]:
     d = dict(resource_attrs)
     return d.get("service.name"), d.get("host.name")
@@ -55,5 +51,6 @@ def flatten_traces(req: ExportTraceServiceRequest) -> tuple[pa.Table, int, str]:
                 ]
                 cols["events_json"].append(json.dumps(events) if events else None)
                 cols["received_at_unix_nano"].append(now)
-    message = f"{rejected} span(s) rejected: trace_id must be 16 bytes, span_id 8" if rejected else ""
+    message = (f"{rejected} span(s) rejected: trace_id must be 16 non-zero bytes, span_id 8"
+               if rejected else "")
     return pa.Table.from_pydict(cols, schema=SPANS), rejected, message

@@ -44,7 +44,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: OtlpHttpServer
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
+    def log_message(self, format: str, *args: object) -> None:
         log.debug("%s " + format, self.address_string(), *args)
 
     def _reply(self, code: int, body: bytes, content_type: str,

@@ -17,10 +17,10 @@ class DataDir:
 
     Layout::
 
-        raw/<signal>/day=YYYY-MM-DD/<segment>.parquet   collector segments (append-only)
-        derived/<table>.parquet                          analytics outputs (replaced atomically)
-        views.sql                                        the SQL API, loadable by any DuckDB client
-        inferledger.duckdb                               the same views in a catalog file, opened read-only
+        raw/<table>/day=YYYY-MM-DD/<segment>.parquet  collector segments (append-only)
+        derived/<table>.parquet                        analytics outputs (replaced atomically)
+        views.sql            the SQL API, loadable by any DuckDB client
+        inferledger.duckdb   the same views in a catalog file, to open read-only
     """
 
     root: Path

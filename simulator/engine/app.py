@@ -95,7 +95,8 @@ def build_app(core: EngineCore, served_model: str, tracer_provider: TracerProvid
                           f"{prompt + max_tokens} tokens.", "BadRequestError")
         base_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         # Most replies end on their own before max_tokens, as real ones do.
-        target = max_tokens if rng.random() < 0.3 else max(1, int(max_tokens * rng.uniform(0.5, 1)))
+        target = (max_tokens if rng.random() < 0.3
+                  else max(1, int(max_tokens * rng.uniform(0.5, 1))))
         req = SimRequest(
             request_id=f"chatcmpl-{base_id}", prompt_tokens=prompt, max_tokens=max_tokens,
             target_tokens=target,
@@ -110,8 +111,9 @@ def build_app(core: EngineCore, served_model: str, tracer_provider: TracerProvid
         stream = bool(body.get("stream"))
         opts = body.get("stream_options") or {}
         if stream:
-            include_usage = isinstance(opts, dict) and opts.get("include_usage", True) is not False \
-                and "stream_options" in body
+            # vLLM: usage only when stream_options is sent (include_usage defaults to true).
+            include_usage = ("stream_options" in body and isinstance(opts, dict)
+                             and opts.get("include_usage", True) is not False)
             return StreamingResponse(
                 _stream(core, req, served_model, created, include_usage, rng),
                 media_type="text/event-stream")

@@ -126,10 +126,9 @@ class EngineCore:
         plan: dict[int, int] = {}
         prefill = 0
         for r in self.running:
-            if r.prefilled >= r.prompt_tokens:
-                if budget >= 1:
-                    plan[id(r)] = 1
-                    budget -= 1
+            if r.prefilled >= r.prompt_tokens and budget >= 1:
+                plan[id(r)] = 1
+                budget -= 1
         for r in self.running:
             if r.prefilled < r.prompt_tokens and budget > 0:
                 chunk = min(r.prompt_tokens - r.prefilled, budget)

@@ -1,4 +1,7 @@
-"""vLLM's ``llm_request`` span, as ``OutputProcessor.do_tracing`` emits it (research/vllm.md §1.2)."""
+"""vLLM's ``llm_request`` span, as ``OutputProcessor.do_tracing`` emits it.
+
+See research/vllm.md §1.2 for the attributes and their clocks.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,130 @@
+"""`inferledger demo` end to end: the whole stack as a user runs it (about a minute)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.ports import free_block
+
+pytestmark = pytest.mark.e2e
+
+
+def _demo_args(data: Path, *extra: str) -> list[str]:
+    base = free_block(8)
+    return [sys.executable, "-m", "inferledger", "demo", "--data", str(data),
+            "--grpc-port", str(base), "--http-port", str(base + 1),
+            "--dashboard-port", str(base + 2), "--engine-port-base", str(base + 3),
+            "--analytics-interval", "5", *extra]
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if text in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+class _Reader(threading.Thread):
+    """Collects a child's stderr while it runs."""
+
+    def __init__(self, stream) -> None:
+        super().__init__(daemon=True)
+        self.stream, self.lines = stream, []
+        self.start()
+
+    def run(self) -> None:
+        for line in self.stream:
+            self.lines.append(line)
+
+    def saw(self, text: str) -> bool:
+        return any(text in line for line in self.lines)
+
+
+def test_demo_for_a_duration(tmp_path) -> None:
+    data = tmp_path / "data"
+    proc = subprocess.Popen(_demo_args(data, "--duration", "30", "--no-dashboard"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    err = _Reader(proc.stderr)
+    # While the demo writes, another process opens the store read-only and queries it.
+    deadline = time.monotonic() + 60
+    while not (data / "derived" / "request_costs.parquet").exists() or not err.saw("analytics:"):
+        assert time.monotonic() < deadline and proc.poll() is None, "".join(err.lines)
+        time.sleep(0.5)
+    query = ("import duckdb, sys; con = duckdb.connect(sys.argv[1], read_only=True); "
+             "print(con.execute('SELECT count(*) FROM raw_spans').fetchall()[0][0])")
+    out = subprocess.run([sys.executable, "-c", query, str(data / "inferledger.duckdb")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) >= 0
+    stdout, _ = proc.communicate(timeout=180)
+    err.join(5)
+    log = "".join(err.lines)
+    assert proc.returncode == 0, log
+    assert "Traceback" not in log
+    assert "requests" in stdout and "conservation_max_rel_error" in stdout
+
+    summary = subprocess.run([sys.executable, "-m", "inferledger", "analytics", "summary",
+                              "--json", "--data", str(data)], capture_output=True, text=True,
+                             timeout=60)
+    s = json.loads(summary.stdout)
+    assert s["requests"] >= 20
+    assert s["placed_fraction"] >= 0.99
+    assert s["cost_per_response_usd"] > 0 and s["energy_per_response_j"] > 0
+    assert s["conservation_max_rel_error"] <= 1e-9
+    assert 0 < s["useful_gpu_fraction"] <= 1 and s["ttft_p95_s"] > 0
+    assert s["simulated"] is True
+
+    import duckdb
+
+    con = duckdb.connect(str(data / "inferledger.duckdb"), read_only=True)
+    outcomes = dict(con.execute("SELECT outcome, count(*) FROM request_costs GROUP BY 1")
+                    .fetchall())
+    models = {r[0] for r in con.execute("SELECT DISTINCT model FROM request_costs").fetchall()}
+    hosts = {r[0] for r in con.execute("SELECT DISTINCT host_name FROM gpu_time").fetchall()}
+    both = con.execute("SELECT count(*) FROM request_costs WHERE seen_by = 'both'").fetchall()
+    con.close()
+    assert outcomes.get("ok", 0) >= 15
+    assert {"llama-3.1-8b-instruct", "qwen2.5-32b-instruct"} <= models
+    assert hosts == {"sim-node-a", "sim-node-b"}
+    assert both[0][0] >= 15  # middleware span and vLLM span joined through traceparent
+    assert _processes_mentioning(str(data)) == []
+
+
+def test_ctrl_c_stops_everything_quickly(tmp_path) -> None:
+    data = tmp_path / "data"
+    proc = subprocess.Popen(_demo_args(data), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    err = _Reader(proc.stderr)
+    deadline = time.monotonic() + 120
+    while not err.saw("Ctrl-C to stop"):
+        assert time.monotonic() < deadline and proc.poll() is None, "".join(err.lines)
+        time.sleep(0.2)
+    assert err.saw("dashboard  http://")
+    time.sleep(3)
+    assert len(_processes_mentioning(str(data))) >= 6  # collector, nodes, engines, …
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    err.join(5)
+    elapsed = time.monotonic() - started
+    log = "".join(err.lines)
+    assert proc.returncode == 0, log
+    assert "Traceback" not in log and "KeyboardInterrupt" not in log
+    assert _processes_mentioning(str(data)) == []
+    print(f"stopped in {elapsed:.1f}s")
