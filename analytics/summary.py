@@ -25,9 +25,9 @@ g AS (
     SELECT
         sum(measured_s)                                      AS gpu_seconds,
         sum(useful_s) / nullif(sum(measured_s), 0)           AS useful_gpu_fraction,
-        sum(coalesce(idle_s, 0)) / nullif(sum(measured_s), 0) AS idle_gpu_fraction,
+        sum(idle_s) / nullif(sum(measured_s), 0) AS idle_gpu_fraction,
         sum(cost_usd)                                        AS gpu_cost_usd,
-        sum(coalesce(idle_cost_usd, 0))                      AS idle_cost_usd,
+        sum(idle_cost_usd)                      AS idle_cost_usd,
         sum(measured_j)                                      AS energy_j,
         bool_or(simulated)                                   AS simulated_gpus
     FROM gpu_time

@@ -75,10 +75,10 @@ def kpis(con: duckdb.DuckDBPyConnection, f: Filters) -> pd.Series:
         FROM request_costs WHERE {where}
     ), g AS (
         SELECT sum(cost_usd) AS gpu_spend_usd,
-               sum(coalesce(idle_cost_usd, 0)) AS idle_cost_usd,
+               sum(idle_cost_usd) AS idle_cost_usd,
                sum(useful_s) / nullif(sum(measured_s), 0) AS useful_fraction,
-               sum(coalesce(idle_s, 0)) / nullif(sum(measured_s), 0) AS idle_fraction,
-               sum(failed_s + aborted_s + coalesce(unaccounted_s, 0))
+               sum(idle_s) / nullif(sum(measured_s), 0) AS idle_fraction,
+               sum(failed_s + aborted_s + unaccounted_s)
                    / nullif(sum(measured_s), 0) AS other_waste_fraction,
                sum(measured_j) / 3.6e6 AS energy_kwh
         FROM gpu_time WHERE {gwhere}
@@ -112,10 +112,10 @@ def gpu_time_by_gpu(con: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
     return _df(con, f"""
         SELECT host_name || ' / ' || gpu_model || ' / ' || left(gpu_uuid, 12) AS gpu,
                sum(useful_s) AS useful_s, sum(failed_s) AS failed_s,
-               sum(aborted_s) AS aborted_s, sum(coalesce(idle_s, 0)) AS idle_s,
-               sum(coalesce(unaccounted_s, 0)) AS unaccounted_s,
+               sum(aborted_s) AS aborted_s, sum(idle_s) AS idle_s,
+               sum(unaccounted_s) AS unaccounted_s,
                round(sum(cost_usd), 6) AS cost_usd,
-               round(sum(coalesce(idle_cost_usd, 0)), 6) AS idle_cost_usd
+               round(sum(idle_cost_usd), 6) AS idle_cost_usd
         FROM gpu_time WHERE {where}
         GROUP BY ALL ORDER BY gpu""", params)
 

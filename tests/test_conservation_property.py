@@ -47,8 +47,8 @@ def test_attributed_plus_idle_equals_measured(reqs, per_gpu, method) -> None:
     assert worst <= CONSERVATION_TOLERANCE
     # The same invariant from the other side: per GPU, the buckets add up to what was measured.
     for g in rows(con, "SELECT * FROM mart_gpu_time"):
-        buckets = (g["useful_s"] + g["failed_s"] + g["aborted_s"] + (g["idle_s"] or 0)
-                   + (g["unaccounted_s"] or 0))
+        buckets = (g["useful_s"] + g["failed_s"] + g["aborted_s"] + g["idle_s"]
+                   + g["unaccounted_s"])
         assert abs(buckets - g["measured_s"]) <= 1e-9 * max(1.0, g["measured_s"])
     # Shares of each interval sum to one.
     bad = rows(con, "SELECT gpu_uuid, t0, sum(share) AS s FROM int_attribution "

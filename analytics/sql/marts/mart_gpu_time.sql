@@ -27,17 +27,17 @@ SELECT
     coalesce(sum(iv.useful_s), 0)                              AS useful_s,
     coalesce(sum(iv.failed_s), 0)                              AS failed_s,
     coalesce(sum(iv.aborted_s), 0)                             AS aborted_s,
-    sum(iv.measured_s) FILTER (WHERE iv.is_idle)               AS idle_s,
-    sum(iv.measured_s) FILTER (WHERE iv.is_unaccounted)        AS unaccounted_s,
+    coalesce(sum(iv.measured_s) FILTER (WHERE iv.is_idle), 0)  AS idle_s,
+    coalesce(sum(iv.measured_s) FILTER (WHERE iv.is_unaccounted), 0) AS unaccounted_s,
     coalesce(sum(iv.useful_j), 0)                              AS useful_j,
     coalesce(sum(iv.failed_j), 0)                              AS failed_j,
     coalesce(sum(iv.aborted_j), 0)                             AS aborted_j,
-    sum(iv.measured_j) FILTER (WHERE iv.is_idle)               AS idle_j,
-    sum(iv.measured_j) FILTER (WHERE iv.is_unaccounted)        AS unaccounted_j,
+    coalesce(sum(iv.measured_j) FILTER (WHERE iv.is_idle), 0)  AS idle_j,
+    coalesce(sum(iv.measured_j) FILTER (WHERE iv.is_unaccounted), 0) AS unaccounted_j,
     any_value(p.usd_per_gpu_hour)                              AS usd_per_gpu_hour,
     sum(iv.measured_s) * any_value(p.usd_per_gpu_hour) / 3600.0
         + sum(iv.measured_j) / 3.6e6 * getvariable('pue') * getvariable('usd_per_kwh') AS cost_usd,
-    sum(iv.measured_s) FILTER (WHERE iv.is_idle) * any_value(p.usd_per_gpu_hour) / 3600.0
+    coalesce(sum(iv.measured_s) FILTER (WHERE iv.is_idle), 0) * any_value(p.usd_per_gpu_hour) / 3600.0
         + coalesce(sum(iv.measured_j) FILTER (WHERE iv.is_idle), 0) / 3.6e6
           * getvariable('pue') * getvariable('usd_per_kwh')    AS idle_cost_usd,
     getvariable('pricing_version')                             AS pricing_version
