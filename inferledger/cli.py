@@ -21,6 +21,12 @@ def _data_arg(p: argparse.ArgumentParser) -> None:
                    "or $INFERLEDGER_DATA)")
 
 
+def _listen_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--listen", default="127.0.0.1", help="address to serve on (default loopback)")
+    p.add_argument("--grpc-port", type=int, default=4317, help="OTLP/gRPC port (default 4317)")
+    p.add_argument("--http-port", type=int, default=4318, help="OTLP/HTTP port (default 4318)")
+
+
 def _analytics_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pricing", type=Path, metavar="FILE",
                    help="pricing TOML (default: the shipped analytics/pricing_example.toml)")
@@ -206,9 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--duration", type=float, metavar="SECONDS",
                    help="stop after this long, run the analytics once more and exit 0")
     d.add_argument("--no-dashboard", action="store_true", help="do not start the dashboard")
-    d.add_argument("--listen", default="127.0.0.1", help="address to serve on (default loopback)")
-    d.add_argument("--grpc-port", type=int, default=4317, help="OTLP/gRPC port (default 4317)")
-    d.add_argument("--http-port", type=int, default=4318, help="OTLP/HTTP port (default 4318)")
+    _listen_args(d)
     d.add_argument("--dashboard-port", type=int, default=8501, help="dashboard port (8501)")
     d.add_argument("--engine-port-base", type=int, default=8100,
                    help="simulated engines listen on BASE+1, BASE+2, … (default 8100)")
@@ -224,9 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="OTLP receiver (gRPC and HTTP; traces and metrics) that "
                        "acknowledges a batch only once it is durable in the store.")
     _data_arg(c)
-    c.add_argument("--listen", default="127.0.0.1", help="address to bind (default loopback)")
-    c.add_argument("--grpc-port", type=int, default=4317, help="OTLP/gRPC port (default 4317)")
-    c.add_argument("--http-port", type=int, default=4318, help="OTLP/HTTP port (default 4318)")
+    _listen_args(c)
     c.set_defaults(func=cmd_collector)
 
     a = sub.add_parser("agent", help="sample this node's GPUs and export OTLP metrics",

@@ -6,38 +6,30 @@ Without an explicit endpoint the SDK's standard ``OTEL_EXPORTER_OTLP_*`` variabl
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from opentelemetry.sdk.metrics.export import MetricExporter
 from opentelemetry.sdk.trace.export import SpanExporter
 
 PROTOCOLS = ("grpc", "http/protobuf")
+_MODULES = {"grpc": "opentelemetry.exporter.otlp.proto.grpc.{}_exporter",
+            "http/protobuf": "opentelemetry.exporter.otlp.proto.http.{}_exporter"}
 
 
-def _check(protocol: str) -> None:
+def _exporter(signal: str, cls: str, endpoint: str | None, protocol: str) -> Any:
     if protocol not in PROTOCOLS:
         raise ValueError(f"OTLP protocol {protocol!r} is not one of {PROTOCOLS}")
+    exporter = getattr(importlib.import_module(_MODULES[protocol].format(signal)), cls)
+    if protocol == "grpc":
+        return exporter(endpoint=endpoint, insecure=True)
+    path = "traces" if signal == "trace" else "metrics"
+    return exporter(endpoint=f"{endpoint.rstrip('/')}/v1/{path}" if endpoint else None)
 
 
 def span_exporter(endpoint: str | None, protocol: str = "grpc") -> SpanExporter:
-    _check(protocol)
-    if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-
-        return OTLPSpanExporter(endpoint=endpoint, insecure=True)
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-        OTLPSpanExporter as HttpSpanExporter,
-    )
-
-    return HttpSpanExporter(endpoint=f"{endpoint.rstrip('/')}/v1/traces" if endpoint else None)
+    return _exporter("trace", "OTLPSpanExporter", endpoint, protocol)
 
 
 def metric_exporter(endpoint: str | None, protocol: str = "http/protobuf") -> MetricExporter:
-    _check(protocol)
-    if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-
-        return OTLPMetricExporter(endpoint=endpoint, insecure=True)
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
-        OTLPMetricExporter as HttpMetricExporter,
-    )
-
-    return HttpMetricExporter(endpoint=f"{endpoint.rstrip('/')}/v1/metrics" if endpoint else None)
+    return _exporter("metric", "OTLPMetricExporter", endpoint, protocol)
