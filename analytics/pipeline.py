@@ -17,20 +17,24 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from analytics.attribution import METHODS, attribute
 from analytics.pricing import Pricing, load_pricing
 from inferledger.store import DataDir, write_catalog, write_parquet_atomic
 from inferledger.store.catalog import init_raw, views_sql
 
 log = logging.getLogger("inferledger.analytics")
 
-METHODS = ("work", "time_overlap", "equal")
 CONSERVATION_TOLERANCE = 1e-9
 
-# SQL file (layer/name) → published table name, in execution order.
-STEPS: tuple[tuple[str, str], ...] = (
+# SQL file (layer/name) → published table name (None: internal), in execution order.
+# ATTRIBUTE is the numpy kernel (analytics/attribution.py) between the SQL layers.
+ATTRIBUTE = "kernel"
+STEPS: tuple[tuple[str, str | None], ...] = (
     ("intermediate/int_requests", "requests"),
     ("intermediate/int_request_gpus", "request_gpus"),
     ("intermediate/int_gpu_intervals", "gpu_intervals"),
+    ("intermediate/int_attribution_inputs", None),
+    (ATTRIBUTE, None),
     ("intermediate/int_attribution", "attribution"),
     ("marts/mart_request_costs", "request_costs"),
     ("marts/mart_gpu_time", "gpu_time"),
@@ -106,16 +110,34 @@ def _register_gpu_prices(con: duckdb.DuckDBPyConnection, pricing: Pricing) -> No
         [("gpu_model", pa.string()), ("usd_per_gpu_hour", pa.float64()), ("basis", pa.string())])))
 
 
-def compute(con: duckdb.DuckDBPyConnection, pricing: Pricing, settings: Settings) -> float:
-    """Run every step on ``con`` (which has the staging views); return max conservation error.
+def _run_kernel(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
+    intervals = con.sql(
+        "SELECT g.gpu_idx, i.t0, i.t1, i.measured_s, i.measured_j, i.utilization, "
+        "epoch(i.hour)::BIGINT AS window FROM int_gpu_intervals i JOIN int_gpus g "
+        "USING (gpu_uuid) ORDER BY g.gpu_idx, i.t0").to_arrow_table()
+    requests = con.sql("SELECT * FROM int_request_work ORDER BY req_idx").to_arrow_table()
+    placements = con.sql("SELECT req_idx, gpu_idx FROM int_placements").to_arrow_table()
+    result = attribute(intervals, requests, placements, method=settings.method,
+                       prefill_weight=settings.prefill_token_weight)
+    con.register("kernel_segments", result.per_segment)
+    con.register("kernel_windows", result.per_window)
+
+
+def compute(con: duckdb.DuckDBPyConnection, pricing: Pricing, settings: Settings,
+            steps: tuple[tuple[str, str | None], ...] = STEPS) -> float:
+    """Run ``steps`` on ``con`` (which has their inputs); return max conservation error.
 
     Raises :class:`ConservationError` when the invariant fails anywhere.
     """
     _register_config(con, pricing, settings)
-    for step, _ in STEPS:
-        if step == "intermediate/int_attribution":
+    for step, _ in steps:
+        if step == ATTRIBUTE:
             _register_gpu_prices(con, pricing)
-        con.execute(_sql(step)).fetchall()
+            _run_kernel(con, settings)
+        else:
+            con.execute(_sql(step)).fetchall()
+    if ("marts/mart_conservation", "conservation") not in steps:
+        return 0.0
     worst = con.execute(
         "SELECT coalesce(max(greatest(rel_error_s, rel_error_j)), 0) FROM mart_conservation"
     ).fetchall()[0][0]
@@ -142,6 +164,8 @@ def run(data: DataDir, pricing_path: str | Path | None = None,
         con.execute(views_sql(data, include_derived=False)).fetchall()
         worst = compute(con, pricing, settings)
         for step, published in STEPS:
+            if published is None:
+                continue
             table = step.split("/")[1]
             arrow = con.sql(f"SELECT * FROM {table}").to_arrow_table()
             write_parquet_atomic(arrow, data.derived_table(published), durable=False)

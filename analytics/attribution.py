@@ -1,0 +1,274 @@
+"""Splits every measured GPU interval among the requests active in it, in O((N + M) log M).
+
+A request occupies its GPUs as *segments*, each with a constant weight rate ρ: under the
+``work`` method, its prefill phase at ρ = prompt tokens × prefill weight / prefill seconds and
+its decode phase at ρ = output tokens / decode seconds; under ``time_overlap``, its whole
+[scheduled, finished) at ρ = 1. An interval's total weight is W_i = Σ ρ·|segment ∩ interval|
+and a segment receives ρ·|segment ∩ interval| / W_i of the interval's seconds and joules, so
+the shares of an interval sum to one and conservation holds by construction.
+
+Nothing materialises interval × request pairs: W comes from per-interval sums (partial
+intervals at segment ends) plus a difference array of the rates of segments that fully cover
+an interval; each segment's take is its two partial intervals plus a prefix-sum difference
+over the intervals it fully covers. Both passes are vectorised with numpy, per GPU.
+
+``work`` falls back to time overlap in an interval where requests are active but none did
+measurable work (e.g. no token counts). ``equal`` gives each request overlapping an interval
+the same share. Segments shorter than 1 ms are widened to 1 ms so a phase of zero measured
+length (a prefix-cache hit) still carries its tokens. Segments are split at window (hour)
+boundaries so attribution can be summed per window for the conservation check.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+METHODS = ("work", "time_overlap", "equal")
+CLASSES = ("useful", "failed", "aborted")
+MIN_SEGMENT_S = 1e-3
+
+
+@dataclass
+class Segments:
+    """Per-GPU segments: start, end, rate, owner (row in the request table), class index."""
+
+    a: np.ndarray
+    b: np.ndarray
+    rho: np.ndarray
+    owner: np.ndarray
+    cls: np.ndarray
+
+    def take(self, mask: np.ndarray) -> Segments:
+        return Segments(self.a[mask], self.b[mask], self.rho[mask], self.owner[mask],
+                        self.cls[mask])
+
+    @staticmethod
+    def concat(parts: list[Segments]) -> Segments:
+        return Segments(*(np.concatenate([getattr(p, f) for p in parts])
+                          for f in ("a", "b", "rho", "owner", "cls")))
+
+
+class Grid:
+    """The sample intervals of one GPU: boundaries t[0..M], durations, energies."""
+
+    def __init__(self, t0: np.ndarray, t1: np.ndarray, dt: np.ndarray, de: np.ndarray) -> None:
+        self.t = np.append(t0, t1[-1])
+        self.dt, self.de = dt, de
+        self.m = len(dt)
+
+    def clip(self, s: Segments) -> tuple[Segments, np.ndarray, np.ndarray]:
+        """Drop what lies outside the sampled range; locate each segment's end intervals."""
+        a = np.clip(s.a, self.t[0], self.t[-1])
+        b = np.clip(s.b, self.t[0], self.t[-1])
+        keep = b > a
+        s = Segments(a[keep], b[keep], s.rho[keep], s.owner[keep], s.cls[keep])
+        ia = np.clip(np.searchsorted(self.t, s.a, "right") - 1, 0, self.m - 1)
+        ib = np.clip(np.searchsorted(self.t, s.b, "left") - 1, 0, self.m - 1)
+        return s, ia, ib
+
+    def spread(self, s: Segments, ia: np.ndarray, ib: np.ndarray) -> np.ndarray:
+        """W[c, i] = Σ ρ·|segment ∩ interval i| over the segments of class c, in one pass."""
+        m, t, k = self.m, self.t, len(CLASSES)
+        row, row1 = s.cls * m, s.cls * (m + 1)
+        same = ia == ib
+        x = ~same
+        w = np.bincount(row[same] + ia[same], s.rho[same] * (s.b[same] - s.a[same]),
+                        minlength=k * m).astype(float)
+        w += np.bincount(row[x] + ia[x], s.rho[x] * (t[ia[x] + 1] - s.a[x]), minlength=k * m)
+        w += np.bincount(row[x] + ib[x], s.rho[x] * (s.b[x] - t[ib[x]]), minlength=k * m)
+        lo, hi = row1[x] + ia[x] + 1, row1[x] + ib[x]
+        d = (np.bincount(lo, s.rho[x], minlength=k * (m + 1))
+             - np.bincount(hi, s.rho[x], minlength=k * (m + 1))).reshape(k, m + 1)
+        # Rates of segments covering whole intervals. A running sum of +ρ and −ρ leaves
+        # rounding residue where nothing is left covering; an exact count zeroes it there.
+        n = (np.bincount(lo, minlength=k * (m + 1))
+             - np.bincount(hi, minlength=k * (m + 1))).reshape(k, m + 1)
+        full = np.where(np.cumsum(n, axis=1) > 0, np.cumsum(d, axis=1), 0.0)[:, :m]
+        return w.reshape(k, m) + full * self.dt
+
+    def collect(self, s: Segments, ia: np.ndarray, ib: np.ndarray, h: np.ndarray) -> np.ndarray:
+        """Σ ρ·|segment ∩ interval i|·h_i per segment (h = seconds or joules per weight)."""
+        t = self.t
+        prefix = np.concatenate([[0.0], np.cumsum(self.dt * h)])
+        inner = prefix[np.maximum(ib, ia + 1)] - prefix[ia + 1]
+        same = ia == ib
+        one = (s.b - s.a) * h[ia]
+        ends = (t[ia + 1] - s.a) * h[ia] + (s.b - t[ib]) * h[ib]
+        return s.rho * np.where(same, one, ends + inner)
+
+    def count(self, s: Segments, ia: np.ndarray, ib: np.ndarray) -> np.ndarray:
+        """n[c, i] = segments of class c overlapping interval i."""
+        m, k = self.m, len(CLASSES)
+        row1 = s.cls * (m + 1)
+        d = (np.bincount(row1 + ia, minlength=k * (m + 1))
+             - np.bincount(row1 + ib + 1, minlength=k * (m + 1))).reshape(k, m + 1)
+        return np.cumsum(d, axis=1)[:, :m].astype(float)
+
+    def collect_equal(self, ia: np.ndarray, ib: np.ndarray, h: np.ndarray) -> np.ndarray:
+        prefix = np.concatenate([[0.0], np.cumsum(h)])
+        return prefix[ib + 1] - prefix[ia]
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    out = np.zeros_like(num, dtype=float)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
+
+
+def _split_at(s: Segments, bounds: np.ndarray) -> Segments:
+    """Cut segments at window boundaries so every piece lies inside one window."""
+    if len(bounds) == 0 or len(s.a) == 0:
+        return s
+    parts = []
+    while len(s.a):
+        k = np.searchsorted(bounds, s.a, "right")
+        cut = np.where(k < len(bounds), bounds[np.minimum(k, len(bounds) - 1)], np.inf)
+        crosses = s.b > cut
+        head = s.take(~crosses)
+        parts.append(head)
+        if not crosses.any():
+            break
+        first = s.take(crosses)
+        c = cut[crosses]
+        parts.append(Segments(first.a, c, first.rho, first.owner, first.cls))
+        s = Segments(c, first.b, first.rho, first.owner, first.cls)
+    return Segments.concat(parts)
+
+
+def _segments(req: dict[str, np.ndarray], rows: np.ndarray, method: str,
+              prefill_weight: float) -> tuple[Segments, Segments]:
+    """Work segments (prefill and decode) and time segments for the given request rows."""
+    sched, fin = req["scheduled_s"][rows], req["finished_s"][rows]
+    first = req["first_token_s"][rows]
+    first = np.clip(first, sched, fin)
+    owner, cls = rows, req["cls"][rows]
+    time_b = np.maximum(fin, sched + MIN_SEGMENT_S)
+    time = Segments(sched, time_b, np.ones(len(rows)), owner, cls)
+    if method != "work":
+        return time.take(np.zeros(len(rows), bool)), time
+    pf_b = np.maximum(first, sched + MIN_SEGMENT_S)
+    dc_b = np.maximum(fin, first + MIN_SEGMENT_S)
+    pf = Segments(sched, pf_b, req["prefill_tokens"][rows] * prefill_weight / (pf_b - sched),
+                  owner, cls)
+    dc = Segments(first, dc_b, req["decode_tokens"][rows] / (dc_b - first), owner, cls)
+    work = Segments.concat([pf, dc])
+    return work.take(work.rho > 0), time
+
+
+@dataclass
+class Result:
+    per_segment: pa.Table  # req_idx, gpu_idx, window, gpu_seconds, energy_j
+    per_window: pa.Table  # gpu_idx, window, measured and bucketed seconds and joules
+
+
+BUCKETS = (*CLASSES, "idle", "unaccounted")
+UNACCOUNTED_UTILIZATION = 0.05
+
+
+def attribute(intervals: pa.Table, requests: pa.Table, placements: pa.Table, *,
+              method: str = "work", prefill_weight: float = 0.25) -> Result:
+    """Split ``intervals`` among ``requests`` placed by ``placements`` (integer keys only).
+
+    ``intervals``: gpu_idx, t0, t1, measured_s, measured_j, utilization, window (an integer
+    label, e.g. epoch hour), sorted by gpu_idx then t0 and contiguous per GPU.
+    ``requests``: req_idx (0..N-1, in order), class_idx (index in CLASSES), scheduled_s,
+    first_token_s, finished_s, prefill_tokens, decode_tokens.
+    ``placements``: req_idx, gpu_idx.
+    """
+    if method not in METHODS:
+        raise ValueError(f"attribution method {method!r} is not one of {METHODS}")
+    col = lambda t, c: t[c].to_numpy(zero_copy_only=False)  # noqa: E731
+    req = {c: np.nan_to_num(col(requests, c).astype(float)) for c in (
+        "scheduled_s", "first_token_s", "finished_s", "prefill_tokens", "decode_tokens")}
+    req["cls"] = col(requests, "class_idx").astype(np.int64)
+    p_req = col(placements, "req_idx").astype(np.int64)
+    p_gpu = col(placements, "gpu_idx").astype(np.int64)
+    gpus = col(intervals, "gpu_idx").astype(np.int64)
+    iv = {c: np.nan_to_num(col(intervals, c).astype(float)) for c in (
+        "t0", "t1", "measured_s", "measured_j", "utilization")}
+    window = col(intervals, "window").astype(np.int64)
+    segs, wins = [], []
+    edges = np.flatnonzero(np.r_[True, gpus[1:] != gpus[:-1], True]) if len(gpus) else []
+    for lo, hi in itertools.pairwise(edges):
+        sl = slice(lo, hi)
+        grid = Grid(iv["t0"][sl], iv["t1"][sl], iv["measured_s"][sl], iv["measured_j"][sl])
+        w_idx = window[sl]
+        cuts = grid.t[1:-1][w_idx[1:] != w_idx[:-1]]
+        work, time = _segments(req, p_req[p_gpu == gpus[lo]], method, prefill_weight)
+        seg, shares, active = _one_gpu(grid, _split_at(work, cuts), _split_at(time, cuts),
+                                       method)
+        seg["gpu_idx"] = np.full(len(seg["req_idx"]), gpus[lo])
+        seg["window"] = w_idx[seg.pop("start")]
+        segs.append(seg)
+        wins.append(_windows(grid, w_idx, iv["utilization"][sl], shares, active, gpus[lo]))
+    return Result(_table(segs, SEGMENT_SCHEMA), _table(wins, WINDOW_SCHEMA))
+
+
+def _one_gpu(grid: Grid, work: Segments, time: Segments,
+             method: str) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Per-segment takes, per-interval class shares (k × m) and the active mask."""
+    work, wa, wb = grid.clip(work)
+    time, ta, tb = grid.clip(time)
+    if method == "equal":
+        n_cls = grid.count(time, ta, tb)
+        n = n_cls.sum(axis=0)
+        segs, starts = time, ta
+        sec = grid.collect_equal(ta, tb, _ratio(grid.dt, n))
+        jou = grid.collect_equal(ta, tb, _ratio(grid.de, n))
+        return _seg(segs, starts, sec, jou), _ratio(n_cls, n), n > 0
+    t_cls = grid.spread(time, ta, tb)
+    t_total = t_cls.sum(axis=0)
+    if method == "time_overlap":
+        sec = grid.collect(time, ta, tb, _ratio(grid.dt, t_total))
+        jou = grid.collect(time, ta, tb, _ratio(grid.de, t_total))
+        return _seg(time, ta, sec, jou), _ratio(t_cls, t_total), t_total > 0
+    w_cls = grid.spread(work, wa, wb)
+    w_total = w_cls.sum(axis=0)
+    by_work = w_total > 0
+    fallback = ~by_work & (t_total > 0)  # active requests, but no measurable work
+    t_dt, t_de = np.where(fallback, grid.dt, 0.0), np.where(fallback, grid.de, 0.0)
+    sec = np.concatenate([grid.collect(work, wa, wb, _ratio(grid.dt, w_total)),
+                          grid.collect(time, ta, tb, _ratio(t_dt, t_total))])
+    jou = np.concatenate([grid.collect(work, wa, wb, _ratio(grid.de, w_total)),
+                          grid.collect(time, ta, tb, _ratio(t_de, t_total))])
+    shares = np.where(by_work, _ratio(w_cls, w_total), _ratio(t_cls, t_total))
+    return (_seg(Segments.concat([work, time]), np.concatenate([wa, ta]), sec, jou), shares,
+            by_work | fallback)
+
+
+def _seg(s: Segments, starts: np.ndarray, sec: np.ndarray, jou: np.ndarray) -> dict:
+    return {"req_idx": s.owner, "start": starts, "gpu_seconds": sec, "energy_j": jou}
+
+
+def _windows(grid: Grid, w_idx: np.ndarray, util: np.ndarray, shares: np.ndarray,
+             active: np.ndarray, gpu: int) -> dict:
+    """Every interval's seconds and joules in one bucket (or split among classes), per window."""
+    labels, inverse = np.unique(w_idx, return_inverse=True)
+    idle = ~active & (util <= UNACCOUNTED_UTILIZATION)
+    parts = {**{c: shares[i] for i, c in enumerate(CLASSES)},
+             "idle": idle.astype(float), "unaccounted": (~active & ~idle).astype(float)}
+    out = {"gpu_idx": np.full(len(labels), gpu), "window": labels}
+    for unit, values in (("s", grid.dt), ("j", grid.de)):
+        out[f"measured_{unit}"] = np.bincount(inverse, values, minlength=len(labels))
+        for name, frac in parts.items():
+            out[f"{name}_{unit}"] = np.bincount(inverse, values * frac, minlength=len(labels))
+    return out
+
+
+SEGMENT_SCHEMA = pa.schema([("req_idx", pa.int64()), ("gpu_idx", pa.int64()),
+                            ("window", pa.int64()), ("gpu_seconds", pa.float64()),
+                            ("energy_j", pa.float64())])
+WINDOW_SCHEMA = pa.schema([("gpu_idx", pa.int64()), ("window", pa.int64())]
+                          + [(f"{b}_{u}", pa.float64()) for u in ("s", "j")
+                             for b in ("measured", *BUCKETS)])
+
+
+def _table(parts: list[dict], schema: pa.Schema) -> pa.Table:
+    if not parts:
+        return schema.empty_table()
+    return pa.concat_tables([pa.table({f.name: p[f.name] for f in schema}, schema=schema)
+                             for p in parts])
