@@ -22,6 +22,8 @@ boundaries so attribution can be summed per window for the conservation check.
 from __future__ import annotations
 
 import itertools
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,10 +63,11 @@ class Grid:
         self.m = len(dt)
 
     def clip(self, s: Segments) -> tuple[Segments, np.ndarray, np.ndarray]:
-        """Drop what lies outside the sampled range; locate each segment's end intervals."""
+        """Drop what lies outside the sampled range, sort by start, locate the end intervals."""
         a = np.clip(s.a, self.t[0], self.t[-1])
         b = np.clip(s.b, self.t[0], self.t[-1])
-        keep = b > a
+        keep = np.flatnonzero(b > a)
+        keep = keep[np.argsort(a[keep], kind="stable")]  # in time order: cache-friendly below
         s = Segments(a[keep], b[keep], s.rho[keep], s.owner[keep], s.cls[keep])
         ia = np.clip(np.searchsorted(self.t, s.a, "right") - 1, 0, self.m - 1)
         ib = np.clip(np.searchsorted(self.t, s.b, "left") - 1, 0, self.m - 1)
@@ -144,7 +147,7 @@ def _segments(req: dict[str, np.ndarray], rows: np.ndarray, method: str,
     """Work segments (prefill and decode) and time segments for the given request rows."""
     sched, fin = req["scheduled_s"][rows], req["finished_s"][rows]
     first = req["first_token_s"][rows]
-    first = np.clip(first, sched, fin)
+    first = np.clip(np.where(np.isnan(first), sched, first), sched, fin)
     owner, cls = rows, req["cls"][rows]
     time_b = np.maximum(fin, sched + MIN_SEGMENT_S)
     time = Segments(sched, time_b, np.ones(len(rows)), owner, cls)
@@ -174,7 +177,7 @@ def attribute(intervals: pa.Table, requests: pa.Table, placements: pa.Table, *,
     """Split ``intervals`` among ``requests`` placed by ``placements`` (integer keys only).
 
     ``intervals``: gpu_idx, t0, t1, measured_s, measured_j, utilization, window (an integer
-    label, e.g. epoch hour), sorted by gpu_idx then t0 and contiguous per GPU.
+    label, e.g. epoch hour); contiguous per GPU, in any order.
     ``requests``: req_idx (0..N-1, in order), class_idx (index in CLASSES), scheduled_s,
     first_token_s, finished_s, prefill_tokens, decode_tokens.
     ``placements``: req_idx, gpu_idx.
@@ -182,18 +185,21 @@ def attribute(intervals: pa.Table, requests: pa.Table, placements: pa.Table, *,
     if method not in METHODS:
         raise ValueError(f"attribution method {method!r} is not one of {METHODS}")
     col = lambda t, c: t[c].to_numpy(zero_copy_only=False)  # noqa: E731
-    req = {c: np.nan_to_num(col(requests, c).astype(float)) for c in (
+    req = {c: col(requests, c).astype(float) for c in (
         "scheduled_s", "first_token_s", "finished_s", "prefill_tokens", "decode_tokens")}
     req["cls"] = col(requests, "class_idx").astype(np.int64)
     p_req = col(placements, "req_idx").astype(np.int64)
     p_gpu = col(placements, "gpu_idx").astype(np.int64)
     gpus = col(intervals, "gpu_idx").astype(np.int64)
-    iv = {c: np.nan_to_num(col(intervals, c).astype(float)) for c in (
-        "t0", "t1", "measured_s", "measured_j", "utilization")}
-    window = col(intervals, "window").astype(np.int64)
-    segs, wins = [], []
-    edges = np.flatnonzero(np.r_[True, gpus[1:] != gpus[:-1], True]) if len(gpus) else []
-    for lo, hi in itertools.pairwise(edges):
+    iv = {c: col(intervals, c).astype(float) for c in ("t0", "t1", "measured_s", "measured_j")}
+    iv["utilization"] = np.nan_to_num(col(intervals, "utilization").astype(float))
+    iv["window"] = col(intervals, "window").astype(np.int64)
+    order = np.lexsort((iv["t0"], gpus))  # by GPU, then time (cheaper here than in SQL)
+    if not np.array_equal(order, np.arange(len(order))):
+        gpus, iv = gpus[order], {k: v[order] for k, v in iv.items()}
+    util, window = iv["utilization"], iv["window"]
+
+    def one(lo: int, hi: int) -> tuple[dict, dict]:
         sl = slice(lo, hi)
         grid = Grid(iv["t0"][sl], iv["t1"][sl], iv["measured_s"][sl], iv["measured_j"][sl])
         w_idx = window[sl]
@@ -203,8 +209,13 @@ def attribute(intervals: pa.Table, requests: pa.Table, placements: pa.Table, *,
                                        method)
         seg["gpu_idx"] = np.full(len(seg["req_idx"]), gpus[lo])
         seg["window"] = w_idx[seg.pop("start")]
-        segs.append(seg)
-        wins.append(_windows(grid, w_idx, iv["utilization"][sl], shares, active, gpus[lo]))
+        return seg, _windows(grid, w_idx, util[sl], shares, active, gpus[lo])
+
+    edges = np.flatnonzero(np.r_[True, gpus[1:] != gpus[:-1], True]) if len(gpus) else []
+    # GPUs are independent and numpy releases the GIL in its loops: use both cores.
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        done = list(pool.map(lambda e: one(*e), itertools.pairwise(edges)))
+    segs, wins = [d[0] for d in done], [d[1] for d in done]
     return Result(_table(segs, SEGMENT_SCHEMA), _table(wins, WINDOW_SCHEMA))
 
 

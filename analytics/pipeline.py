@@ -114,8 +114,10 @@ def _run_kernel(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
     intervals = con.sql(
         "SELECT g.gpu_idx, i.t0, i.t1, i.measured_s, i.measured_j, i.utilization, "
         "epoch(i.hour)::BIGINT AS window FROM int_gpu_intervals i JOIN int_gpus g "
-        "USING (gpu_uuid) ORDER BY g.gpu_idx, i.t0").to_arrow_table()
-    requests = con.sql("SELECT * FROM int_request_work ORDER BY req_idx").to_arrow_table()
+        "USING (gpu_uuid)").to_arrow_table()
+    requests = con.sql("SELECT req_idx, class_idx, scheduled_s, first_token_s, finished_s, "
+                       "prefill_tokens, decode_tokens FROM int_request_work ORDER BY req_idx"
+                       ).to_arrow_table()
     placements = con.sql("SELECT req_idx, gpu_idx FROM int_placements").to_arrow_table()
     result = attribute(intervals, requests, placements, method=settings.method,
                        prefill_weight=settings.prefill_token_weight)

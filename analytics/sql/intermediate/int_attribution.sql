@@ -2,6 +2,11 @@
 -- (hour), from the attribution kernel (analytics/attribution.py documents the method, its
 -- weights and why shares sum to one). Tensor-parallel requests have a row per GPU.
 CREATE OR REPLACE TEMP TABLE int_attribution AS
+WITH k AS (  -- add up a request's segments (prefill, decode, pieces cut at window edges)
+    SELECT req_idx, gpu_idx, "window", sum(gpu_seconds) AS gpu_seconds, sum(energy_j) AS energy_j
+    FROM kernel_segments
+    GROUP BY req_idx, gpu_idx, "window"
+)
 SELECT
     w.request_uid,
     g.gpu_uuid,
@@ -9,10 +14,9 @@ SELECT
     g.gpu_model,
     to_timestamp(k."window")              AS hour,
     w.work_class,
-    sum(k.gpu_seconds)                    AS gpu_seconds,
-    sum(k.energy_j)                       AS energy_j,
+    k.gpu_seconds,
+    k.energy_j,
     getvariable('attribution_method')     AS attribution_method
-FROM kernel_segments k
+FROM k
 JOIN int_request_work w USING (req_idx)
-JOIN int_gpus g USING (gpu_idx)
-GROUP BY w.request_uid, g.gpu_uuid, g.host_name, g.gpu_model, k."window", w.work_class;
+JOIN int_gpus g USING (gpu_idx);

@@ -8,7 +8,7 @@ FROM (SELECT gpu_uuid, any_value(host_name) AS host_name, any_value(gpu_model) A
 
 CREATE OR REPLACE TEMP TABLE int_request_work AS
 SELECT
-    row_number() OVER (ORDER BY request_uid) - 1                        AS req_idx,
+    row_number() OVER () - 1                                            AS req_idx,
     request_uid,
     work_class,
     CASE work_class WHEN 'useful' THEN 0 WHEN 'failed' THEN 1 ELSE 2 END AS class_idx,
