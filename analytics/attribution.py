@@ -144,14 +144,18 @@ def _split_at(s: Segments, bounds: np.ndarray) -> Segments:
 
 def _segments(req: dict[str, np.ndarray], rows: np.ndarray, method: str,
               prefill_weight: float) -> tuple[Segments, Segments]:
-    """Work segments (prefill and decode) and time segments for the given request rows."""
+    """Weighted segments, and time segments (ρ = 1) for what is shared by time overlap.
+
+    Under ``work`` the time segments are only the phases that did no measurable work, which
+    is what the fallback needs; under the other methods, each request's whole active span.
+    """
     sched, fin = req["scheduled_s"][rows], req["finished_s"][rows]
     first = req["first_token_s"][rows]
     first = np.clip(np.where(np.isnan(first), sched, first), sched, fin)
     owner, cls = rows, req["cls"][rows]
-    time_b = np.maximum(fin, sched + MIN_SEGMENT_S)
-    time = Segments(sched, time_b, np.ones(len(rows)), owner, cls)
     if method != "work":
+        time = Segments(sched, np.maximum(fin, sched + MIN_SEGMENT_S), np.ones(len(rows)),
+                        owner, cls)
         return time.take(np.zeros(len(rows), bool)), time
     pf_b = np.maximum(first, sched + MIN_SEGMENT_S)
     dc_b = np.maximum(fin, first + MIN_SEGMENT_S)
@@ -159,7 +163,9 @@ def _segments(req: dict[str, np.ndarray], rows: np.ndarray, method: str,
                   owner, cls)
     dc = Segments(first, dc_b, req["decode_tokens"][rows] / (dc_b - first), owner, cls)
     work = Segments.concat([pf, dc])
-    return work.take(work.rho > 0), time
+    idle = work.take(work.rho <= 0)
+    return work.take(work.rho > 0), Segments(idle.a, idle.b, np.ones(len(idle.a)), idle.owner,
+                                             idle.cls)
 
 
 @dataclass
@@ -176,40 +182,42 @@ def attribute(intervals: pa.Table, requests: pa.Table, placements: pa.Table, *,
               method: str = "work", prefill_weight: float = 0.25) -> Result:
     """Split ``intervals`` among ``requests`` placed by ``placements`` (integer keys only).
 
-    ``intervals``: gpu_idx, t0, t1, measured_s, measured_j, utilization, window (an integer
-    label, e.g. epoch hour); contiguous per GPU, in any order.
+    ``intervals``: gpu_idx (unsigned), t0, t1, measured_s, measured_j, utilization, window
+    (an integer label, e.g. epoch hour); contiguous per GPU, in any order.
     ``requests``: req_idx (0..N-1, in order), class_idx (index in CLASSES), scheduled_s,
     first_token_s, finished_s, prefill_tokens, decode_tokens.
-    ``placements``: req_idx, gpu_idx.
+    ``placements``: req_idx, gpu_idx. GPU keys are any unsigned integers (hashes).
     """
     if method not in METHODS:
         raise ValueError(f"attribution method {method!r} is not one of {METHODS}")
-    col = lambda t, c: t[c].to_numpy(zero_copy_only=False)  # noqa: E731
-    req = {c: col(requests, c).astype(float) for c in (
+    def col(t: pa.Table, c: str, dtype: type = float) -> np.ndarray:
+        return np.asarray(t[c].to_numpy(zero_copy_only=False), dtype=dtype)
+
+    req = {c: col(requests, c) for c in (
         "scheduled_s", "first_token_s", "finished_s", "prefill_tokens", "decode_tokens")}
-    req["cls"] = col(requests, "class_idx").astype(np.int64)
-    p_req = col(placements, "req_idx").astype(np.int64)
-    p_gpu = col(placements, "gpu_idx").astype(np.int64)
-    gpus = col(intervals, "gpu_idx").astype(np.int64)
-    iv = {c: col(intervals, c).astype(float) for c in ("t0", "t1", "measured_s", "measured_j")}
-    iv["utilization"] = np.nan_to_num(col(intervals, "utilization").astype(float))
-    iv["window"] = col(intervals, "window").astype(np.int64)
-    order = np.lexsort((iv["t0"], gpus))  # by GPU, then time (cheaper here than in SQL)
-    if not np.array_equal(order, np.arange(len(order))):
-        gpus, iv = gpus[order], {k: v[order] for k, v in iv.items()}
-    util, window = iv["utilization"], iv["window"]
+    req["cls"] = col(requests, "class_idx", np.int64)
+    p_req, p_gpu = col(placements, "req_idx", np.int64), col(placements, "gpu_idx", np.uint64)
+    gpus = col(intervals, "gpu_idx", np.uint64)
+    by_gpu = np.argsort(gpus, kind="stable")
+    gpus = gpus[by_gpu]
+    iv = {c: col(intervals, c)[by_gpu] for c in ("t0", "t1", "measured_s", "measured_j")}
+    iv["utilization"] = np.nan_to_num(col(intervals, "utilization")[by_gpu])
+    iv["window"] = col(intervals, "window", np.int64)[by_gpu]
 
     def one(lo: int, hi: int) -> tuple[dict, dict]:
-        sl = slice(lo, hi)
-        grid = Grid(iv["t0"][sl], iv["t1"][sl], iv["measured_s"][sl], iv["measured_j"][sl])
-        w_idx = window[sl]
+        g = {k: v[lo:hi] for k, v in iv.items()}
+        if np.any(np.diff(g["t0"]) < 0):  # put this GPU's intervals in time order
+            by_time = np.argsort(g["t0"], kind="stable")
+            g = {k: v[by_time] for k, v in g.items()}
+        grid = Grid(g["t0"], g["t1"], g["measured_s"], g["measured_j"])
+        w_idx = g["window"]
         cuts = grid.t[1:-1][w_idx[1:] != w_idx[:-1]]
         work, time = _segments(req, p_req[p_gpu == gpus[lo]], method, prefill_weight)
         seg, shares, active = _one_gpu(grid, _split_at(work, cuts), _split_at(time, cuts),
                                        method)
         seg["gpu_idx"] = np.full(len(seg["req_idx"]), gpus[lo])
         seg["window"] = w_idx[seg.pop("start")]
-        return seg, _windows(grid, w_idx, util[sl], shares, active, gpus[lo])
+        return seg, _windows(grid, w_idx, g["utilization"], shares, active, gpus[lo])
 
     edges = np.flatnonzero(np.r_[True, gpus[1:] != gpus[:-1], True]) if len(gpus) else []
     # GPUs are independent and numpy releases the GIL in its loops: use both cores.
@@ -270,10 +278,10 @@ def _windows(grid: Grid, w_idx: np.ndarray, util: np.ndarray, shares: np.ndarray
     return out
 
 
-SEGMENT_SCHEMA = pa.schema([("req_idx", pa.int64()), ("gpu_idx", pa.int64()),
+SEGMENT_SCHEMA = pa.schema([("req_idx", pa.int64()), ("gpu_idx", pa.uint64()),
                             ("window", pa.int64()), ("gpu_seconds", pa.float64()),
                             ("energy_j", pa.float64())])
-WINDOW_SCHEMA = pa.schema([("gpu_idx", pa.int64()), ("window", pa.int64())]
+WINDOW_SCHEMA = pa.schema([("gpu_idx", pa.uint64()), ("window", pa.int64())]
                           + [(f"{b}_{u}", pa.float64()) for u in ("s", "j")
                              for b in ("measured", *BUCKETS)])
 

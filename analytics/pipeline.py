@@ -112,9 +112,8 @@ def _register_gpu_prices(con: duckdb.DuckDBPyConnection, pricing: Pricing) -> No
 
 def _run_kernel(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
     intervals = con.sql(
-        "SELECT g.gpu_idx, i.t0, i.t1, i.measured_s, i.measured_j, i.utilization, "
-        "epoch(i.hour)::BIGINT AS window FROM int_gpu_intervals i JOIN int_gpus g "
-        "USING (gpu_uuid)").to_arrow_table()
+        "SELECT hash(gpu_uuid) AS gpu_idx, t0, t1, measured_s, measured_j, utilization, "
+        "epoch(hour)::BIGINT AS window FROM int_gpu_intervals").to_arrow_table()
     requests = con.sql("SELECT req_idx, class_idx, scheduled_s, first_token_s, finished_s, "
                        "prefill_tokens, decode_tokens FROM int_request_work ORDER BY req_idx"
                        ).to_arrow_table()

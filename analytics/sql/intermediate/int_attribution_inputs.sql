@@ -1,10 +1,11 @@
 -- The attribution kernel's inputs (analytics/attribution.py), keyed by integers so the
 -- kernel never touches strings: GPUs, placed requests with their phases and tokens of work,
 -- and which GPUs each request ran on.
+-- A GPU's key is the hash of its UUID: computed where needed, no join with int_gpus.
 CREATE OR REPLACE TEMP TABLE int_gpus AS
-SELECT row_number() OVER (ORDER BY gpu_uuid) - 1 AS gpu_idx, gpu_uuid, host_name, gpu_model
-FROM (SELECT gpu_uuid, any_value(host_name) AS host_name, any_value(gpu_model) AS gpu_model
-      FROM int_gpu_intervals GROUP BY gpu_uuid);
+SELECT hash(gpu_uuid) AS gpu_idx, gpu_uuid, any_value(host_name) AS host_name,
+       any_value(gpu_model) AS gpu_model
+FROM int_gpu_intervals GROUP BY gpu_uuid;
 
 CREATE OR REPLACE TEMP TABLE int_request_work AS
 SELECT
@@ -22,7 +23,6 @@ WHERE request_uid IN (SELECT request_uid FROM int_request_gpus)
   AND scheduled_s IS NOT NULL AND finished_s IS NOT NULL;
 
 CREATE OR REPLACE TEMP TABLE int_placements AS
-SELECT w.req_idx, g.gpu_idx
+SELECT w.req_idx, hash(p.gpu_uuid) AS gpu_idx
 FROM int_request_gpus p
-JOIN int_request_work w USING (request_uid)
-JOIN int_gpus g USING (gpu_uuid);
+JOIN int_request_work w USING (request_uid);
