@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 
 METHODS = ("work", "time_overlap", "equal")
-CLASSES = ("useful", "failed", "aborted")
+CLASSES = ("useful", "failed", "aborted", "timed_out")
 MIN_SEGMENT_S = 1e-3
 
 

@@ -17,8 +17,9 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from analytics.attribution import METHODS, attribute
+from analytics.attribution import attribute
 from analytics.pricing import Pricing, load_pricing
+from analytics.settings import Settings
 from inferledger.store import DataDir, write_catalog, write_parquet_atomic
 from inferledger.store.catalog import init_raw, views_sql
 
@@ -36,31 +37,15 @@ STEPS: tuple[tuple[str, str | None], ...] = (
     ("intermediate/int_attribution_inputs", None),
     (ATTRIBUTE, None),
     ("intermediate/int_attribution", "attribution"),
-    ("marts/mart_request_costs", "request_costs"),
     ("marts/mart_gpu_time", "gpu_time"),
+    ("marts/mart_request_costs", "request_costs"),
+    ("marts/mart_latency", "latency"),
     ("marts/mart_conservation", "conservation"),
 )
 
 
 class ConservationError(AssertionError):
     """Attributed + idle did not add up to measured for some GPU and window."""
-
-
-@dataclass(frozen=True)
-class Settings:
-    """How to attribute. ``prefill_token_weight`` is the GPU work of one prompt token relative
-    to one output token: prefill runs compute-bound at roughly 4× the tokens/s of batched
-    decode on the same GPU (research/nvml.md §6), hence 0.25 by default."""
-
-    method: str = "work"
-    prefill_token_weight: float = 0.25
-    placement: tuple[tuple[str, str | None, str], ...] = ()  # (host, model or None, gpu uuid)
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"attribution method {self.method!r} is not one of {METHODS}")
-        if self.prefill_token_weight < 0:
-            raise ValueError("prefill_token_weight must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -84,6 +69,7 @@ def _register_config(con: duckdb.DuckDBPyConnection, pricing: Pricing, settings:
         "usd_per_kwh": pricing.usd_per_kwh,
         "gco2e_per_kwh": pricing.gco2e_per_kwh,
         "pricing_version": pricing.version,
+        "idle_policy": pricing.idle_policy,
     }.items():
         con.execute(f"SET VARIABLE {name} = ?", [value]).fetchall()
     placement = pa.table({
@@ -92,6 +78,16 @@ def _register_config(con: duckdb.DuckDBPyConnection, pricing: Pricing, settings:
         "gpu_uuid": pa.array([p[2] for p in settings.placement], pa.string()),
     })
     con.register("config_placement", placement)
+    con.register("config_slo", pa.table({
+        "model": pa.array([s.model for s in settings.slos], pa.string()),
+        **{k: pa.array([getattr(s, k) for s in settings.slos], pa.float64())
+           for k in ("ttft_s", "tpot_s", "e2e_s")}}))
+    con.register("pricing_api", pa.table({
+        "model": pa.array([a.model for a in pricing.api_prices], pa.string()),
+        "usd_per_1m_input": pa.array([a.usd_per_1m_input for a in pricing.api_prices],
+                                     pa.float64()),
+        "usd_per_1m_output": pa.array([a.usd_per_1m_output for a in pricing.api_prices],
+                                      pa.float64())}))
 
 
 def _register_gpu_prices(con: duckdb.DuckDBPyConnection, pricing: Pricing) -> None:

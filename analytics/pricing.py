@@ -8,7 +8,7 @@ from importlib import resources
 from pathlib import Path
 
 HOURS_PER_YEAR = 8760.0
-IDLE_POLICIES = ("separate",)
+IDLE_POLICIES = ("separate", "node", "model", "tenant")
 
 
 class PricingError(ValueError):
@@ -23,6 +23,15 @@ class GpuPrice:
 
 
 @dataclass(frozen=True)
+class ApiPrice:
+    """What an API would charge for a comparable model, USD per million tokens."""
+
+    model: str
+    usd_per_1m_input: float
+    usd_per_1m_output: float
+
+
+@dataclass(frozen=True)
 class Pricing:
     version: str
     usd_per_kwh: float
@@ -30,6 +39,7 @@ class Pricing:
     gco2e_per_kwh: float
     idle_policy: str
     gpus: tuple[GpuPrice, ...] = field(default_factory=tuple)
+    api_prices: tuple[ApiPrice, ...] = field(default_factory=tuple)
     source: str = ""
 
     def price_for(self, gpu_model: str | None) -> GpuPrice | None:
@@ -58,6 +68,18 @@ def _gpu(entry: dict, i: int) -> GpuPrice:
     if usd < 0:
         raise PricingError(f"[[gpu]] {match}: price must not be negative")
     return GpuPrice(match=match, usd_per_hour=usd, basis=basis)
+
+
+def _api(entry: dict, source: str) -> ApiPrice:
+    try:
+        price = ApiPrice(str(entry["model"]), float(entry["usd_per_1m_input"]),
+                         float(entry["usd_per_1m_output"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise PricingError(f"{source}: [[api_price]] needs model, usd_per_1m_input and "
+                           f"usd_per_1m_output ({e})") from e
+    if price.usd_per_1m_input < 0 or price.usd_per_1m_output < 0:
+        raise PricingError(f"{source}: [[api_price]] {price.model}: prices must be >= 0")
+    return price
 
 
 def load_pricing(path: str | Path | None = None) -> Pricing:
@@ -91,5 +113,6 @@ def load_pricing(path: str | Path | None = None) -> Pricing:
         gco2e_per_kwh=float(energy.get("gco2e_per_kwh", 0.0)),
         idle_policy=policy,
         gpus=tuple(_gpu(e, i) for i, e in enumerate(doc.get("gpu", []))),
+        api_prices=tuple(_api(e, source) for e in doc.get("api_price", [])),
         source=source,
     )

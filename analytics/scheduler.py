@@ -14,7 +14,8 @@ from pathlib import Path
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from analytics.pipeline import Settings, run
+from analytics.pipeline import run
+from analytics.settings import Settings
 from inferledger.store import DataDir
 
 log = logging.getLogger("inferledger.scheduler")

@@ -16,6 +16,8 @@ WITH r AS (
         sum(cost_usd) / nullif(sum(output_tokens) FILTER (WHERE cost_usd IS NOT NULL), 0)
             * 1000                                           AS cost_per_1k_output_tokens_usd,
         sum(cost_usd)                                        AS attributed_cost_usd,
+        sum(idle_share_usd)                                  AS idle_shared_usd,
+        sum(api_cost_usd)                                    AS api_list_price_usd,
         quantile_cont(ttft_s, 0.5)                           AS ttft_p50_s,
         quantile_cont(ttft_s, 0.95)                          AS ttft_p95_s,
         bool_or(simulated)                                   AS simulated_requests
@@ -35,8 +37,9 @@ g AS (
 c AS (
     SELECT coalesce(max(greatest(rel_error_s, rel_error_j)), 0) AS conservation_max_rel_error
     FROM conservation
-)
-SELECT r.*, g.*, c.* FROM r, g, c
+),
+l AS (SELECT any_value(slo_attainment) AS slo_attainment FROM latency WHERE dimension = 'all')
+SELECT r.*, g.*, l.*, c.* FROM r, g, l, c
 """
 
 

@@ -17,8 +17,9 @@ import time
 
 import duckdb
 
-from analytics.pipeline import STEPS, Settings, compute
+from analytics.pipeline import STEPS, compute
 from analytics.pricing import load_pricing
+from analytics.settings import Settings
 from inferledger.store.catalog import staging_sql
 from inferledger.store.raw_schema import METRIC_POINTS, SPANS
 

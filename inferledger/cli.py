@@ -30,9 +30,12 @@ def _listen_args(p: argparse.ArgumentParser) -> None:
 def _analytics_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pricing", type=Path, metavar="FILE",
                    help="pricing TOML (default: the shipped analytics/pricing_example.toml)")
-    p.add_argument("--method", choices=("work", "time_overlap", "equal"), default="work",
+    p.add_argument("--config", type=Path, metavar="FILE",
+                   help="analytics settings TOML: method, weights, SLOs, static placement "
+                   "(example: analytics/settings_example.toml)")
+    p.add_argument("--method", choices=("work", "time_overlap", "equal"),
                    help="how a GPU interval is shared among its active requests (default work)")
-    p.add_argument("--prefill-token-weight", type=float, default=0.25, metavar="W",
+    p.add_argument("--prefill-token-weight", type=float, metavar="W",
                    help="GPU work of one prompt token relative to one output token (default 0.25)")
 
 
@@ -45,9 +48,10 @@ def _stop_event() -> threading.Event:
 
 
 def _settings(args: argparse.Namespace):
-    from analytics.pipeline import Settings
+    from analytics.settings import load_settings
 
-    return Settings(method=args.method, prefill_token_weight=args.prefill_token_weight)
+    return load_settings(args.config).with_overrides(
+        method=args.method, prefill_token_weight=args.prefill_token_weight)
 
 
 # -- roles ------------------------------------------------------------------------------
@@ -148,7 +152,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         listen=args.listen, grpc_port=args.grpc_port, http_port=args.http_port,
         dashboard_port=args.dashboard_port, engine_port_base=args.engine_port_base,
         rate_per_s=args.rate, analytics_interval_s=args.analytics_interval,
-        sample_interval_s=args.sample_interval, pricing=args.pricing))
+        sample_interval_s=args.sample_interval, pricing=args.pricing, config=args.config))
 
 
 def cmd_sim_node(args: argparse.Namespace) -> int:
@@ -222,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--sample-interval", type=float, default=1.0, metavar="SECONDS",
                    help="GPU sampling interval of the node agents (default 1)")
     d.add_argument("--pricing", type=Path, metavar="FILE", help="pricing TOML")
+    d.add_argument("--config", type=Path, metavar="FILE", help="analytics settings TOML")
     d.set_defaults(func=cmd_demo)
 
     c = sub.add_parser("collector", help="receive OTLP and write the store",
@@ -342,6 +347,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args) or 0
     except KeyboardInterrupt:
         return 130
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError) as e:  # bad settings, pricing, ports: one clear line
         log.error("%s", e)
         return 2

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from analytics.pipeline import run as run_analytics
+from analytics.settings import load_settings
 from analytics.summary import format_table, summary
 from inferledger.procs import Supervisor, install_stop_handlers, wait_for_port
 from inferledger.store import DataDir, write_catalog
@@ -36,6 +37,7 @@ class DemoOptions:
     analytics_interval_s: float = 10.0
     sample_interval_s: float = 1.0
     pricing: Path | None = None
+    config: Path | None = None
 
 
 def _start(sup: Supervisor, o: DemoOptions, data: DataDir) -> None:
@@ -60,9 +62,10 @@ def _start(sup: Supervisor, o: DemoOptions, data: DataDir) -> None:
             wait_for_port(host, e.port, 90, child)
             log.info("engine %-24s on %s GPU %s: http://%s:%d/v1", e.model, node.name,
                      "+".join(map(str, e.gpus)), host, e.port)
-    pricing = ["--pricing", str(o.pricing)] if o.pricing else []
+    files = (["--pricing", str(o.pricing)] if o.pricing else []) + (
+        ["--config", str(o.config)] if o.config else [])
     sup.spawn("scheduler", ["scheduler", "--data", str(data.root),
-                            "--interval", str(o.analytics_interval_s), *pricing])
+                            "--interval", str(o.analytics_interval_s), *files])
     if o.dashboard:
         dash = sup.spawn("dashboard", ["dashboard", "--data", str(data.root), "--host", host,
                                        "--port", str(o.dashboard_port)])
@@ -110,7 +113,7 @@ def run_demo(o: DemoOptions) -> int:
         if collector is not None and not failed:
             time.sleep(1.0)  # let the last exports land
             try:
-                run_analytics(data, o.pricing)
+                run_analytics(data, o.pricing, load_settings(o.config))
                 print(format_table(summary(data)))
             except Exception:
                 log.exception("final analytics run failed")

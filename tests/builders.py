@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 import duckdb
 import pyarrow as pa
 
-from analytics.pipeline import Settings, compute
-from analytics.pricing import load_pricing
+from analytics.pipeline import compute
+from analytics.pricing import Pricing, load_pricing
+from analytics.settings import Settings
 from inferledger.store import DataDir, write_parquet_atomic
 from inferledger.store.catalog import staging_sql
 from inferledger.store.raw_schema import METRIC_POINTS, SPANS
@@ -43,7 +44,8 @@ class Fleet:
     def request(self, *, scheduled: float, first_token: float, finished: float,
                 gpus: list[str], input_tokens: int = 0, output_tokens: int = 1,
                 outcome: str = "ok", model: str = "m", tenant: str = "t", host: str = "node",
-                engine_span: bool = True, queue: float = 0.0) -> str:
+                engine_span: bool = True, queue: float = 0.0,
+                ttft: float | None = None) -> str:
         """A request whose engine phases land exactly on the given wall-clock times."""
         trace, edge_id, eng_id = secrets.token_hex(16), secrets.token_hex(8), secrets.token_hex(8)
         arrival = scheduled - queue
@@ -55,7 +57,8 @@ class Fleet:
             "gen_ai.usage.input_tokens": input_tokens,
             "gen_ai.usage.output_tokens": output_tokens,
             "inferledger.host": host, "inferledger.pid": 42, "inferledger.gpu_uuids": gpus,
-            "inferledger.stream": True, "inferledger.ttft_s": first_token - arrival,
+            "inferledger.stream": True,
+            "inferledger.ttft_s": first_token - arrival if ttft is None else ttft,
         }, {"service.name": "inferledger-middleware", "host.name": host}))
         if engine_span:
             self.spans.append(_span(trace, eng_id, edge_id, "llm_request", 2, arrival, finished, {
@@ -99,13 +102,14 @@ class Fleet:
             write_parquet_atomic(table, data.raw_table(name) / "day=2027-01-15" / "t.parquet")
         return data
 
-    def con(self, settings: Settings | None = None) -> duckdb.DuckDBPyConnection:
+    def con(self, settings: Settings | None = None,
+            pricing: Pricing | None = None) -> duckdb.DuckDBPyConnection:
         spans, points = self.tables()
         con = duckdb.connect()
         con.register("raw_spans", spans)
         con.register("raw_metric_points", points)
         con.execute(staging_sql()).fetchall()
-        compute(con, load_pricing(), settings or Settings())
+        compute(con, pricing or load_pricing(), settings or Settings())
         return con
 
 

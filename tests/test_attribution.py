@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from analytics.pipeline import Settings
+from analytics.settings import Settings
 from tests.builders import Fleet, rows
 
 T0 = 1_800_000_000.0

@@ -10,7 +10,8 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analytics.pipeline import CONSERVATION_TOLERANCE, Settings
+from analytics.pipeline import CONSERVATION_TOLERANCE
+from analytics.settings import Settings
 from tests.builders import Fleet, rows
 
 T0 = 1_800_000_000.0 - 40  # the hour changes mid-workload: two windows
@@ -20,7 +21,7 @@ request = st.fixed_dictionaries({
     "start": st.floats(0, 50), "prefill": st.floats(0, 5), "decode": st.floats(0, 20),
     "gpus": st.lists(st.sampled_from(GPUS), min_size=0, max_size=3, unique=True),
     "inp": st.integers(0, 5000), "out": st.integers(0, 2000),
-    "outcome": st.sampled_from(["ok", "ok", "error", "client_abort"]),
+    "outcome": st.sampled_from(["ok", "ok", "error", "client_abort", "timeout"]),
 })
 samples = st.lists(
     st.tuples(st.floats(0, 80), st.floats(0, 1000), st.booleans()), min_size=0, max_size=25)
@@ -47,8 +48,8 @@ def test_attributed_plus_idle_equals_measured(reqs, per_gpu, method) -> None:
     assert worst <= CONSERVATION_TOLERANCE
     # The same invariant from the other side: per GPU, the buckets add up to what was measured.
     for g in rows(con, "SELECT * FROM mart_gpu_time"):
-        buckets = (g["useful_s"] + g["failed_s"] + g["aborted_s"] + g["idle_s"]
-                   + g["unaccounted_s"])
+        buckets = (g["useful_s"] + g["failed_s"] + g["aborted_s"] + g["timed_out_s"]
+                   + g["idle_s"] + g["unaccounted_s"])
         assert abs(buckets - g["measured_s"]) <= 1e-9 * max(1.0, g["measured_s"])
     # Nothing is attributed to a request that was not placed on that GPU.
     stray = rows(con, "SELECT a.request_uid FROM int_attribution a ANTI JOIN int_request_gpus g "

@@ -12,7 +12,8 @@ SELECT
     row_number() OVER () - 1                                            AS req_idx,
     request_uid,
     work_class,
-    CASE work_class WHEN 'useful' THEN 0 WHEN 'failed' THEN 1 ELSE 2 END AS class_idx,
+    CASE work_class WHEN 'useful' THEN 0 WHEN 'failed' THEN 1 WHEN 'aborted' THEN 2
+                    ELSE 3 END                                          AS class_idx,
     scheduled_s,
     first_token_s,
     finished_s,

@@ -78,22 +78,28 @@ other_spans AS (
       AND s.span_key NOT IN (SELECT span_key FROM stg_edge_spans)
       AND s.span_key NOT IN (SELECT span_key FROM stg_engine_spans)
     GROUP BY s.trace_id
+),
+assembled AS (
+    SELECT
+        j.*,
+        coalesce(j.edge_start_s, j.engine_arrival_s)                          AS started_s,
+        coalesce(j.engine_end_s, j.edge_end_s)                                AS finished_s,
+        coalesce(j.engine_end_s - j.inference_s, j.edge_start_s)              AS scheduled_s,
+        coalesce(j.engine_end_s - j.inference_s + j.prefill_s,
+                 j.edge_start_s + j.edge_ttft_s, j.edge_end_s)                AS first_token_s,
+        coalesce(j.edge_ttft_s, j.engine_ttft_s)                              AS ttft_s,
+        coalesce(j.edge_e2e_s, j.engine_e2e_s)                                AS e2e_s,
+        greatest(j.edge_e2e_s - j.engine_e2e_s, 0)                            AS edge_overhead_s,
+        coalesce(o.other_spans_s, 0)                                          AS other_spans_s,
+        CASE j.outcome WHEN 'ok' THEN 'useful'
+                       WHEN 'client_abort' THEN 'aborted'
+                       WHEN 'timeout' THEN 'timed_out'
+                       ELSE 'failed' END                                      AS work_class
+    FROM joined j
+    LEFT JOIN other_spans o USING (trace_id)
 )
-SELECT
-    j.*,
-    coalesce(j.edge_start_s, j.engine_arrival_s)                              AS started_s,
-    coalesce(j.engine_end_s, j.edge_end_s)                                    AS finished_s,
-    coalesce(j.engine_end_s - j.inference_s, j.edge_start_s)                  AS scheduled_s,
-    coalesce(j.engine_end_s - j.inference_s + j.prefill_s,
-             j.edge_start_s + j.edge_ttft_s, j.edge_end_s)                    AS first_token_s,
-    coalesce(j.edge_ttft_s, j.engine_ttft_s)                                  AS ttft_s,
-    coalesce(j.edge_e2e_s, j.engine_e2e_s)                                    AS e2e_s,
-    greatest(j.edge_e2e_s - j.engine_e2e_s, 0)                                AS edge_overhead_s,
-    CASE WHEN j.output_tokens > 1 AND j.decode_s IS NOT NULL
-         THEN j.decode_s / (j.output_tokens - 1) END                          AS tpot_s,
-    coalesce(o.other_spans_s, 0)                                              AS other_spans_s,
-    CASE j.outcome WHEN 'ok' THEN 'useful'
-                   WHEN 'client_abort' THEN 'aborted'
-                   ELSE 'failed' END                                          AS work_class
-FROM joined j
-LEFT JOIN other_spans o USING (trace_id);
+-- TPOT as vllm bench serve defines it: (e2e − TTFT) / (output tokens − 1), 0 for one token.
+SELECT *,
+    CASE WHEN output_tokens > 1 THEN greatest(e2e_s - ttft_s, 0) / (output_tokens - 1)
+         WHEN output_tokens >= 0 THEN 0.0 END                                 AS tpot_s
+FROM assembled;

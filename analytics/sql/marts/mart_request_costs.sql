@@ -1,18 +1,64 @@
 -- mart_request_costs: what each response cost, with the figures it was computed from.
--- cost = Σ over its GPUs (attributed GPU-seconds × GPU price per hour / 3600)
---      + attributed joules / 3.6e6 × PUE × price per kWh.
+--   cost_usd      = Σ over its GPUs (attributed GPU-seconds × GPU price per hour / 3600)
+--                   + attributed joules / 3.6e6 × PUE × price per kWh
+--   idle_share_usd = its part of idle GPU cost under the pricing file's idle policy: within
+--                   the day, idle cost of the scope (node / the model's GPUs / everything
+--                   for tenant) is spread over the scope's responses by their cost_usd;
+--                   0 with the 'separate' policy
+--   total_cost_usd = cost_usd + idle_share_usd
+--   api_cost_usd  = the same tokens at the API list price set for the model (if any)
 -- Unplaced requests keep NULL costs (visible, not guessed); placed requests that fell
 -- between samples have zero attributed time until the next sample arrives.
 CREATE OR REPLACE TEMP TABLE mart_request_costs AS
-WITH per_request AS (
-    SELECT
-        a.request_uid,
-        sum(a.gpu_seconds)                                         AS gpu_seconds,
-        sum(a.energy_j)                                            AS energy_j,
-        sum(a.gpu_seconds * p.usd_per_gpu_hour / 3600.0)           AS gpu_cost_usd
+WITH priced AS (
+    SELECT a.request_uid, a.gpu_uuid, a.host_name, date_trunc('day', a.hour) AS day,
+        a.gpu_seconds, a.energy_j,
+        a.gpu_seconds * p.usd_per_gpu_hour / 3600.0                    AS gpu_cost_usd,
+        a.energy_j / 3.6e6 * getvariable('pue') * getvariable('usd_per_kwh') AS energy_cost_usd
     FROM int_attribution a
     LEFT JOIN pricing_gpu p USING (gpu_model)
-    GROUP BY a.request_uid
+),
+per_request AS (
+    SELECT request_uid, sum(gpu_seconds) AS gpu_seconds, sum(energy_j) AS energy_j,
+        sum(gpu_cost_usd) AS gpu_cost_usd, sum(energy_cost_usd) AS energy_cost_usd
+    FROM priced GROUP BY request_uid
+),
+-- Idle sharing. cost per request, GPU and day, and each request's scope key.
+request_day AS (
+    SELECT p.request_uid, p.gpu_uuid, p.host_name, p.day, r.model,
+        coalesce(p.gpu_cost_usd, 0) + p.energy_cost_usd AS cost
+    FROM priced p JOIN int_requests r USING (request_uid)
+),
+idle_day AS (
+    SELECT gpu_uuid, host_name, date_trunc('day', hour) AS day, sum(idle_cost_usd) AS idle
+    FROM mart_gpu_time GROUP BY ALL
+),
+gpu_day_cost AS (SELECT gpu_uuid, day, sum(cost) AS cost FROM request_day GROUP BY ALL),
+pools AS (  -- idle cost per (scope, day)
+    SELECT 'node' AS policy, i.host_name AS scope, i.day, sum(i.idle) AS pool
+    FROM idle_day i GROUP BY ALL
+    UNION ALL
+    SELECT 'model', rd.model, rd.day, sum(i.idle * rd.cost / nullif(g.cost, 0))
+    FROM (SELECT gpu_uuid, day, model, sum(cost) AS cost FROM request_day GROUP BY ALL) rd
+    JOIN gpu_day_cost g USING (gpu_uuid, day)
+    JOIN idle_day i USING (gpu_uuid, day)
+    GROUP BY ALL
+    UNION ALL
+    SELECT 'tenant', '*', day, sum(idle) FROM idle_day GROUP BY ALL
+),
+scoped AS (
+    SELECT request_uid, day, cost, scope,
+        sum(cost) OVER (PARTITION BY scope, day) AS scope_cost
+    FROM (SELECT *, CASE getvariable('idle_policy') WHEN 'node' THEN host_name
+                         WHEN 'model' THEN model ELSE '*' END AS scope
+          FROM request_day)
+),
+idle_share AS (
+    SELECT s.request_uid, sum(pl.pool * s.cost / nullif(s.scope_cost, 0)) AS idle_share_usd
+    FROM scoped s
+    JOIN pools pl ON pl.policy = getvariable('idle_policy') AND pl.scope = s.scope
+                 AND pl.day = s.day
+    GROUP BY s.request_uid
 ),
 placement AS (
     SELECT request_uid, list(gpu_uuid ORDER BY gpu_uuid) AS gpu_uuids,
@@ -34,15 +80,23 @@ SELECT
     CASE WHEN pl.request_uid IS NOT NULL THEN coalesce(pr.gpu_seconds, 0) END AS gpu_seconds,
     CASE WHEN pl.request_uid IS NOT NULL THEN coalesce(pr.energy_j, 0) END    AS energy_j,
     CASE WHEN pl.request_uid IS NOT NULL THEN coalesce(pr.gpu_cost_usd, 0) END AS gpu_cost_usd,
-    CASE WHEN pl.request_uid IS NOT NULL THEN coalesce(pr.energy_j, 0) / 3.6e6
-         * getvariable('pue') * getvariable('usd_per_kwh') END    AS energy_cost_usd,
-    CASE WHEN pl.request_uid IS NOT NULL THEN coalesce(pr.gpu_cost_usd, 0)
-         + coalesce(pr.energy_j, 0) / 3.6e6 * getvariable('pue') * getvariable('usd_per_kwh')
-    END                                                            AS cost_usd,
+    CASE WHEN pl.request_uid IS NOT NULL THEN coalesce(pr.energy_cost_usd, 0) END
+                                                                   AS energy_cost_usd,
+    CASE WHEN pl.request_uid IS NOT NULL
+         THEN coalesce(pr.gpu_cost_usd, 0) + coalesce(pr.energy_cost_usd, 0) END AS cost_usd,
+    CASE WHEN pl.request_uid IS NOT NULL THEN coalesce(i.idle_share_usd, 0) END AS idle_share_usd,
+    CASE WHEN pl.request_uid IS NOT NULL
+         THEN coalesce(pr.gpu_cost_usd, 0) + coalesce(pr.energy_cost_usd, 0)
+              + coalesce(i.idle_share_usd, 0) END                  AS total_cost_usd,
     CASE WHEN pl.request_uid IS NOT NULL THEN coalesce(pr.energy_j, 0) / 3.6e6
          * getvariable('pue') * getvariable('gco2e_per_kwh') END  AS carbon_g,
+    r.input_tokens / 1e6 * api.usd_per_1m_input
+        + r.output_tokens / 1e6 * api.usd_per_1m_output           AS api_cost_usd,
     getvariable('pricing_version')                                 AS pricing_version,
+    getvariable('idle_policy')                                     AS idle_policy,
     getvariable('attribution_method')                              AS attribution_method
 FROM int_requests r
 LEFT JOIN per_request pr USING (request_uid)
-LEFT JOIN placement pl USING (request_uid);
+LEFT JOIN placement pl USING (request_uid)
+LEFT JOIN idle_share i USING (request_uid)
+LEFT JOIN pricing_api api USING (model);

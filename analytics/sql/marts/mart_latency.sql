@@ -1,0 +1,49 @@
+-- mart_latency: latency percentiles, SLO attainment and goodput by model, tenant, route,
+-- node and hour, plus one 'all' row. SLOs come from the settings file (per model, '*' for
+-- the rest). A request is good when it succeeded and meets every objective that is set
+-- (vllm bench serve's definition); slo_attainment = good / all requests in the group;
+-- goodput_rps = good requests per second of the group's time span.
+CREATE OR REPLACE TEMP TABLE mart_latency AS
+WITH slo AS (
+    SELECT r.*,
+        coalesce(s.ttft_s, d.ttft_s) AS slo_ttft_s,
+        coalesce(s.tpot_s, d.tpot_s) AS slo_tpot_s,
+        coalesce(s.e2e_s, d.e2e_s)   AS slo_e2e_s,
+        date_trunc('hour', to_timestamp(r.started_s)) AS hour
+    FROM int_requests r
+    LEFT JOIN config_slo s ON s.model = r.model
+    LEFT JOIN config_slo d ON d.model = '*'
+),
+judged AS (
+    SELECT *,
+        outcome = 'ok'
+        AND (slo_ttft_s IS NULL OR ttft_s <= slo_ttft_s)
+        AND (slo_tpot_s IS NULL OR coalesce(tpot_s, 0) <= slo_tpot_s)
+        AND (slo_e2e_s IS NULL OR e2e_s <= slo_e2e_s) AS good
+    FROM slo
+)
+SELECT
+    CASE WHEN grouping(model) = 0 THEN 'model'
+         WHEN grouping(tenant) = 0 THEN 'tenant'
+         WHEN grouping(route) = 0 THEN 'route'
+         WHEN grouping(host_name) = 0 THEN 'node'
+         WHEN grouping(hour) = 0 THEN 'hour'
+         ELSE 'all' END                                                 AS dimension,
+    coalesce(model, tenant, route, host_name, strftime(hour, '%Y-%m-%dT%H:00%z'), '*')
+                                                                        AS value,
+    count(*)                                                            AS requests,
+    count(*) FILTER (WHERE outcome = 'ok')                              AS ok_requests,
+    quantile_cont(ttft_s, 0.50) AS ttft_p50_s, quantile_cont(ttft_s, 0.90) AS ttft_p90_s,
+    quantile_cont(ttft_s, 0.95) AS ttft_p95_s, quantile_cont(ttft_s, 0.99) AS ttft_p99_s,
+    quantile_cont(tpot_s, 0.50) AS tpot_p50_s, quantile_cont(tpot_s, 0.90) AS tpot_p90_s,
+    quantile_cont(tpot_s, 0.95) AS tpot_p95_s, quantile_cont(tpot_s, 0.99) AS tpot_p99_s,
+    quantile_cont(e2e_s, 0.50)  AS e2e_p50_s,  quantile_cont(e2e_s, 0.90)  AS e2e_p90_s,
+    quantile_cont(e2e_s, 0.95)  AS e2e_p95_s,  quantile_cont(e2e_s, 0.99)  AS e2e_p99_s,
+    quantile_cont(queue_s, 0.95) AS queue_p95_s,
+    avg(edge_overhead_s) AS edge_overhead_mean_s, avg(queue_s) AS queue_mean_s,
+    avg(prefill_s) AS prefill_mean_s, avg(decode_s) AS decode_mean_s,
+    avg(other_spans_s) AS other_spans_mean_s,
+    avg(good::INTEGER)                                                  AS slo_attainment,
+    count(*) FILTER (WHERE good) / nullif(max(finished_s) - min(started_s), 0) AS goodput_rps
+FROM judged
+GROUP BY GROUPING SETS ((model), (tenant), (route), (host_name), (hour), ());

@@ -1,0 +1,120 @@
+"""Idle policies, API comparison, timeouts and latency/SLO figures on hand-checked data."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from analytics.pricing import load_pricing
+from analytics.settings import Settings, SettingsError, Slo, load_settings
+from tests.builders import Fleet, rows
+
+T0 = 1_800_000_000.0
+G1 = "GPU-dddddddd-0000-0000-0000-000000000001"
+G2 = "GPU-dddddddd-0000-0000-0000-000000000002"
+
+
+def fleet() -> tuple[Fleet, str, str]:
+    """Two GPUs on one node: G1 serves model a for 1 s then idles 3 s; G2 serves b, idles 1 s."""
+    f = Fleet()
+    ra = f.request(scheduled=T0, first_token=T0, finished=T0 + 1, gpus=[G1], output_tokens=10,
+                   model="a", tenant="x")
+    rb = f.request(scheduled=T0, first_token=T0, finished=T0 + 3, gpus=[G2], output_tokens=10,
+                   model="b", tenant="y")
+    for g in (G1, G2):
+        for t in range(5):
+            f.sample(g, T0 + t, energy_j=100.0 * t)
+    return f, ra, rb
+
+
+def costs(f: Fleet, policy: str) -> dict[str, dict]:
+    pricing = replace(load_pricing(), idle_policy=policy)
+    got = rows(f.con(pricing=pricing), "SELECT * FROM mart_request_costs")
+    return {r["request_uid"]: r for r in got}
+
+
+def idle_cost(f: Fleet) -> dict[str, float]:
+    return {g["gpu_uuid"]: g["idle_cost_usd"]
+            for g in rows(f.con(), "SELECT * FROM mart_gpu_time")}
+
+
+def test_separate_keeps_idle_out_of_responses() -> None:
+    f, ra, rb = fleet()
+    c = costs(f, "separate")
+    for r in (ra, rb):
+        assert c[r]["idle_share_usd"] == 0 and c[r]["total_cost_usd"] == c[r]["cost_usd"]
+
+
+def test_node_and_tenant_spread_all_idle_by_cost() -> None:
+    f, ra, rb = fleet()
+    idle = idle_cost(f)
+    for policy in ("node", "tenant"):
+        c = costs(f, policy)
+        shares = c[ra]["idle_share_usd"] + c[rb]["idle_share_usd"]
+        assert shares == pytest.approx(idle[G1] + idle[G2])
+        # rb cost three times ra (3 s vs 1 s on identical GPUs): three times the idle share
+        assert c[rb]["idle_share_usd"] == pytest.approx(3 * c[ra]["idle_share_usd"])
+        assert c[ra]["total_cost_usd"] == pytest.approx(c[ra]["cost_usd"]
+                                                        + c[ra]["idle_share_usd"])
+
+
+def test_model_policy_charges_each_model_its_own_gpus_idle() -> None:
+    f, ra, rb = fleet()
+    idle = idle_cost(f)
+    c = costs(f, "model")
+    assert c[ra]["idle_share_usd"] == pytest.approx(idle[G1])
+    assert c[rb]["idle_share_usd"] == pytest.approx(idle[G2])
+
+
+def test_api_list_price_comparison(tmp_path) -> None:
+    f = Fleet()
+    r = f.request(scheduled=T0, first_token=T0, finished=T0 + 1, gpus=[G1], input_tokens=1000,
+                  output_tokens=500, model="llama-3.1-8b-instruct")
+    f.sample(G1, T0, energy_j=0.0)
+    f.sample(G1, T0 + 1, energy_j=100.0)
+    got = {x["request_uid"]: x for x in rows(f.con(), "SELECT * FROM mart_request_costs")}
+    assert got[r]["api_cost_usd"] == pytest.approx(1500 / 1e6 * 0.20)
+
+
+def test_timeouts_are_their_own_waste_bucket() -> None:
+    f = Fleet()
+    f.request(scheduled=T0, first_token=T0, finished=T0 + 1, gpus=[G1], output_tokens=10,
+              outcome="timeout")
+    f.sample(G1, T0, energy_j=0.0)
+    f.sample(G1, T0 + 1, energy_j=100.0)
+    g = rows(f.con(), "SELECT * FROM mart_gpu_time")[0]
+    assert g["timed_out_s"] == pytest.approx(1.0) and g["useful_s"] == 0
+
+
+def test_percentiles_and_slo_attainment() -> None:
+    f = Fleet()
+    # 4 requests of model m: TTFTs 0.1, 0.2, 0.3, 2.0 s (the last misses a 1 s TTFT SLO).
+    for i, ttft in enumerate((0.1, 0.2, 0.3, 2.0)):
+        f.request(scheduled=T0 + i, first_token=T0 + i + ttft, finished=T0 + i + 3,
+                  gpus=[G1], output_tokens=11, model="m", ttft=ttft)
+    settings = Settings(slos=(Slo("*", ttft_s=1.0, tpot_s=1.0, e2e_s=10.0),))
+    lat = {(r["dimension"], r["value"]): r
+           for r in rows(f.con(settings), "SELECT * FROM mart_latency")}
+    m = lat[("model", "m")]
+    assert m["requests"] == 4 and m["slo_attainment"] == pytest.approx(0.75)
+    assert m["ttft_p50_s"] == pytest.approx(0.25)
+    assert m["ttft_p99_s"] == pytest.approx(0.3 + 0.97 * 1.7)  # linear interpolation
+    # TPOT as vllm bench serve defines it: (e2e − TTFT) / (tokens − 1)
+    assert m["tpot_p50_s"] == pytest.approx(((3.002 - 0.2) + (3.002 - 0.3)) / 2 / 10, rel=1e-3)
+    assert lat[("all", "*")]["requests"] == 4 and ("tenant", "t") in lat
+
+
+def test_settings_file(tmp_path) -> None:
+    f = tmp_path / "s.toml"
+    f.write_text('[attribution]\nmethod = "equal"\n[[slo]]\nmodel = "m"\nttft_s = 0.5\n'
+                 '[[placement]]\nhost = "h"\ngpu_uuids = ["GPU-1", "GPU-2"]\n')
+    s = load_settings(f)
+    assert s.method == "equal" and s.slos == (Slo("m", 0.5, None, None),)
+    assert s.placement == (("h", None, "GPU-1"), ("h", None, "GPU-2"))
+    f.write_text('[attribution]\nmethod = "fair"\n')
+    with pytest.raises(SettingsError, match="fair"):
+        load_settings(f)
+    f.write_text('[[slo]]\nttft_s = -1\n')
+    with pytest.raises(SettingsError, match="positive"):
+        load_settings(f)
