@@ -27,21 +27,39 @@ log = logging.getLogger("inferledger.analytics")
 
 CONSERVATION_TOLERANCE = 1e-9
 
-# SQL file (layer/name) → published table name (None: internal), in execution order.
-# ATTRIBUTE is the numpy kernel (analytics/attribution.py) between the SQL layers.
+# SQL files (layer/name), in execution order. ATTRIBUTE is the numpy kernel
+# (analytics/attribution.py) between the SQL layers.
 ATTRIBUTE = "kernel"
-STEPS: tuple[tuple[str, str | None], ...] = (
-    ("intermediate/int_requests", "requests"),
-    ("intermediate/int_request_gpus", "request_gpus"),
-    ("intermediate/int_gpu_intervals", "gpu_intervals"),
-    ("intermediate/int_attribution_inputs", None),
-    (ATTRIBUTE, None),
-    ("intermediate/int_attribution", "attribution"),
-    ("marts/mart_gpu_time", "gpu_time"),
-    ("marts/mart_request_costs", "request_costs"),
-    ("marts/mart_latency", "latency"),
-    ("marts/mart_conservation", "conservation"),
+STEPS: tuple[str, ...] = (
+    "intermediate/int_requests",
+    "intermediate/int_request_gpus",
+    "intermediate/int_gpu_intervals",
+    "intermediate/int_attribution_inputs",
+    ATTRIBUTE,
+    "intermediate/int_attribution",
+    "marts/mart_gpu_time",
+    "marts/mart_request_costs",
+    "marts/mart_latency",
+    "marts/mart_cost_rollups",
+    "marts/mart_conservation",
 )
+# Tables the steps create → the names they are published under (the SQL API, docs/SQL.md).
+PUBLISHED = {
+    "int_requests": "requests",
+    "int_request_gpus": "request_gpus",
+    "int_gpu_intervals": "gpu_intervals",
+    "int_attribution": "attribution",
+    "mart_gpu_time": "gpu_time",
+    "mart_request_costs": "request_costs",
+    "mart_latency": "latency",
+    "mart_cost_hourly": "cost_hourly",
+    "mart_cost_daily": "cost_daily",
+    "mart_conservation": "conservation",
+}
+
+
+class RepriceRequired(ValueError):
+    """The pricing version or attribution method differs from what past results used."""
 
 
 class ConservationError(AssertionError):
@@ -121,19 +139,19 @@ def _run_kernel(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
 
 
 def compute(con: duckdb.DuckDBPyConnection, pricing: Pricing, settings: Settings,
-            steps: tuple[tuple[str, str | None], ...] = STEPS) -> float:
+            steps: tuple[str, ...] = STEPS) -> float:
     """Run ``steps`` on ``con`` (which has their inputs); return max conservation error.
 
     Raises :class:`ConservationError` when the invariant fails anywhere.
     """
     _register_config(con, pricing, settings)
-    for step, _ in steps:
+    for step in steps:
         if step == ATTRIBUTE:
             _register_gpu_prices(con, pricing)
             _run_kernel(con, settings)
         else:
             con.execute(_sql(step)).fetchall()
-    if ("marts/mart_conservation", "conservation") not in steps:
+    if "marts/mart_conservation" not in steps:
         return 0.0
     worst = con.execute(
         "SELECT coalesce(max(greatest(rel_error_s, rel_error_j)), 0) FROM mart_conservation"
@@ -148,22 +166,39 @@ def compute(con: duckdb.DuckDBPyConnection, pricing: Pricing, settings: Settings
     return float(worst)
 
 
+def _published_basis(data: DataDir) -> tuple[str, str] | None:
+    """(pricing version, attribution method) of the published results, if any."""
+    path = data.derived_table("request_costs")
+    if not path.exists():
+        return None
+    rows = duckdb.sql("SELECT any_value(pricing_version), any_value(attribution_method) "
+                      "FROM read_parquet(?)", params=[str(path)]).fetchall()
+    return None if rows[0][0] is None else (rows[0][0], rows[0][1])
+
+
 def run(data: DataDir, pricing_path: str | Path | None = None,
-        settings: Settings | None = None) -> RunResult:
-    """One full analytics run over ``data``; publishes the derived tables."""
+        settings: Settings | None = None, *, reprice: bool = False) -> RunResult:
+    """One full analytics run over ``data``; publishes the derived tables.
+
+    Past results are never silently re-priced: if the pricing version or the attribution
+    method differs from the published results', the run stops unless ``reprice`` is set.
+    """
     started = time.monotonic()
     settings = settings or Settings()
     pricing = load_pricing(pricing_path)
     data.ensure()
+    previous = _published_basis(data)
+    if previous and previous != (pricing.version, settings.method) and not reprice:
+        raise RepriceRequired(
+            f"published results use pricing {previous[0]!r} and method {previous[1]!r}; this "
+            f"run has pricing {pricing.version!r} and method {settings.method!r}. Re-run with "
+            "`inferledger analytics run --reprice` to recompute past windows with them.")
     init_raw(data)
     con = duckdb.connect()
     try:
         con.execute(views_sql(data, include_derived=False)).fetchall()
         worst = compute(con, pricing, settings)
-        for step, published in STEPS:
-            if published is None:
-                continue
-            table = step.split("/")[1]
+        for table, published in PUBLISHED.items():
             arrow = con.sql(f"SELECT * FROM {table}").to_arrow_table()
             write_parquet_atomic(arrow, data.derived_table(published), durable=False)
         n_req = con.execute("SELECT count(*) FROM int_requests").fetchall()[0][0]

@@ -9,19 +9,17 @@ from inferledger.store import DataDir, connect_readonly
 SUMMARY_SQL = """
 WITH r AS (
     SELECT
-        count(*)                                             AS requests,
-        count(*) FILTER (WHERE placed)                       AS placed,
-        avg(cost_usd)                                        AS cost_per_response_usd,
-        avg(energy_j)                                        AS energy_per_response_j,
-        sum(cost_usd) / nullif(sum(output_tokens) FILTER (WHERE cost_usd IS NOT NULL), 0)
-            * 1000                                           AS cost_per_1k_output_tokens_usd,
+        sum(requests)                                        AS requests,
+        sum(placed_requests)                                 AS placed,
+        sum(cost_usd) / nullif(sum(placed_requests), 0)      AS cost_per_response_usd,
+        sum(energy_j) / nullif(sum(placed_requests), 0)      AS energy_per_response_j,
+        sum(cost_usd) / nullif(sum(placed_output_tokens), 0) * 1000
+                                                             AS cost_per_1k_output_tokens_usd,
         sum(cost_usd)                                        AS attributed_cost_usd,
         sum(idle_share_usd)                                  AS idle_shared_usd,
         sum(api_cost_usd)                                    AS api_list_price_usd,
-        quantile_cont(ttft_s, 0.5)                           AS ttft_p50_s,
-        quantile_cont(ttft_s, 0.95)                          AS ttft_p95_s,
         bool_or(simulated)                                   AS simulated_requests
-    FROM request_costs
+    FROM cost_hourly
 ),
 g AS (
     SELECT
@@ -38,7 +36,9 @@ c AS (
     SELECT coalesce(max(greatest(rel_error_s, rel_error_j)), 0) AS conservation_max_rel_error
     FROM conservation
 ),
-l AS (SELECT any_value(slo_attainment) AS slo_attainment FROM latency WHERE dimension = 'all')
+l AS (SELECT any_value(ttft_p50_s) AS ttft_p50_s, any_value(ttft_p95_s) AS ttft_p95_s,
+             any_value(slo_attainment) AS slo_attainment
+      FROM latency WHERE dimension = 'all')
 SELECT r.*, g.*, l.*, c.* FROM r, g, l, c
 """
 
@@ -48,7 +48,7 @@ class NoResults(LookupError):
 
 
 def require_results(data: DataDir) -> None:
-    if not data.derived_table("request_costs").exists():
+    if not data.derived_table("cost_hourly").exists():
         raise NoResults(f"no analytics results in {data.root} yet: run `inferledger analytics "
                         f"run --data {data.root}` (the scheduler does this on its interval)")
 

@@ -11,6 +11,8 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+import duckdb
+
 DEFAULT_DATA = "./inferledger-data"
 log = logging.getLogger("inferledger")
 
@@ -85,7 +87,7 @@ def cmd_analytics_run(args: argparse.Namespace) -> int:
     from analytics.pipeline import run
     from inferledger.store import DataDir
 
-    result = run(DataDir.at(args.data), args.pricing, _settings(args))
+    result = run(DataDir.at(args.data), args.pricing, _settings(args), reprice=args.reprice)
     print(f"{result.requests} requests, {result.intervals} GPU intervals, conservation max "
           f"relative error {result.conservation_max_rel_error:.3g} ({result.seconds:.2f}s)")
     return 0
@@ -101,6 +103,21 @@ def cmd_analytics_summary(args: argparse.Namespace) -> int:
         log.error("%s", e)
         return 1
     print(json.dumps(s) if args.json else format_table(s))
+    return 0
+
+
+def cmd_analytics_export(args: argparse.Namespace) -> int:
+    from analytics.export import export_focus
+    from analytics.summary import NoResults
+    from inferledger.store import DataDir
+
+    fmt = args.format or ("parquet" if args.out.suffix == ".parquet" else "csv")
+    try:
+        n = export_focus(DataDir.at(args.data), args.out, fmt=fmt, grain=args.grain)
+    except NoResults as e:
+        log.error("%s", e)
+        return 1
+    print(f"{n} charge rows written to {args.out} ({fmt}, one row per {args.grain})")
     return 0
 
 
@@ -123,8 +140,6 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    import duckdb
-
     from inferledger.store import DataDir, connect_readonly
 
     data = DataDir.at(args.data)
@@ -257,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "(checking conservation), price them and publish the tables.")
     _data_arg(r)
     _analytics_args(r)
+    r.add_argument("--reprice", action="store_true",
+                   help="recompute past windows even though the pricing version or the "
+                   "attribution method changed since the published results")
     r.set_defaults(func=cmd_analytics_run)
     s = an_sub.add_parser("summary", help="print the headline figures",
                           description="Requests, placement, cost and energy per response, "
@@ -264,6 +282,18 @@ def build_parser() -> argparse.ArgumentParser:
     _data_arg(s)
     s.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     s.set_defaults(func=cmd_analytics_summary)
+
+    x = an_sub.add_parser("export", help="FOCUS-shaped cost export (CSV or Parquet)",
+                          description="Per-model / per-tenant GPU cost as FOCUS columns "
+                          "(custom columns prefixed x_), for FinOps tools.")
+    _data_arg(x)
+    x.add_argument("--out", type=Path, required=True, metavar="FILE",
+                   help="file to write (.csv or .parquet)")
+    x.add_argument("--format", choices=("csv", "parquet"),
+                   help="default: from the file name, else csv")
+    x.add_argument("--grain", choices=("hour", "day"), default="day",
+                   help="charge period (default day)")
+    x.set_defaults(func=cmd_analytics_export)
 
     sc = sub.add_parser("scheduler", help="run the analytics jobs on a schedule",
                         description="APScheduler loop running the analytics every interval.")
@@ -347,6 +377,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args) or 0
     except KeyboardInterrupt:
         return 130
-    except (ValueError, OSError) as e:  # bad settings, pricing, ports: one clear line
+    except (ValueError, OSError, duckdb.Error) as e:  # bad settings, pricing, ports, SQL
         log.error("%s", e)
         return 2

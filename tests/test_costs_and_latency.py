@@ -118,3 +118,60 @@ def test_settings_file(tmp_path) -> None:
     f.write_text('[[slo]]\nttft_s = -1\n')
     with pytest.raises(SettingsError, match="positive"):
         load_settings(f)
+
+
+def test_rollups_add_up_to_the_requests(data) -> None:
+    from analytics.pipeline import run
+    from analytics.summary import summary
+    from inferledger.store import connect_readonly
+
+    f, _, _ = fleet()
+    run(f.write(data))
+    con = connect_readonly(data)
+    per_request = con.execute("SELECT sum(cost_usd), count(*) FROM request_costs").fetchall()
+    hourly = con.execute("SELECT sum(cost_usd), sum(requests) FROM cost_hourly").fetchall()
+    daily = con.execute("SELECT sum(cost_usd), sum(requests) FROM cost_daily").fetchall()
+    assert per_request[0][1] == hourly[0][1] == daily[0][1] == 2
+    assert per_request[0][0] == pytest.approx(hourly[0][0]) == pytest.approx(daily[0][0])
+    s = summary(data)
+    assert s["requests"] == 2 and s["cost_per_response_usd"] == pytest.approx(
+        per_request[0][0] / 2)
+
+
+def test_changed_pricing_needs_reprice(data, tmp_path) -> None:
+    from analytics.pipeline import RepriceRequired, run
+
+    f, _, _ = fleet()
+    f.write(data)
+    run(data)
+    other = tmp_path / "p.toml"
+    other.write_text('version = "v2"\n[[gpu]]\nmatch = "H100"\nusd_per_hour = 9\n')
+    with pytest.raises(RepriceRequired, match="--reprice"):
+        run(data, other)
+    run(data, other, reprice=True)
+    import duckdb
+
+    version = duckdb.sql("SELECT DISTINCT pricing_version FROM read_parquet(?)",
+                         params=[str(data.derived_table("request_costs"))]).fetchall()
+    assert version == [("v2",)]
+
+
+def test_focus_export(data, tmp_path) -> None:
+    import duckdb
+
+    from analytics.export import export_focus
+    from analytics.pipeline import run
+
+    f, _, _ = fleet()
+    run(f.write(data))
+    n = export_focus(data, tmp_path / "focus.parquet", fmt="parquet", grain="hour")
+    got = duckdb.sql("SELECT * FROM read_parquet(?)",
+                     params=[str(tmp_path / "focus.parquet")]).fetchdf()
+    assert len(got) == n == 4  # two usage rows (models a and b) + idle rows of two GPUs
+    assert {"BilledCost", "ChargePeriodStart", "ResourceId", "x_Model"} <= set(got.columns)
+    usage = got[got.x_ChargeKind == "usage"]
+    idle = got[got.x_ChargeKind == "idle"]
+    con_total = duckdb.sql("SELECT sum(cost_usd) FROM read_parquet(?)",
+                           params=[str(data.derived_table("gpu_time"))]).fetchall()[0][0]
+    # every measured dollar is in the export: usage (attributed) + idle rows
+    assert usage.BilledCost.sum() + idle.BilledCost.sum() == pytest.approx(con_total, rel=1e-6)

@@ -1,0 +1,40 @@
+-- mart_cost_hourly / mart_cost_daily: cost, energy and traffic per hour (day) by model,
+-- tenant, route and node — what dashboards, reports and exports read instead of scanning
+-- every request. Costs of unplaced requests are NULL in request_costs and so not summed;
+-- `placed_requests` says how many responses the sums cover.
+CREATE OR REPLACE TEMP TABLE mart_cost_hourly AS
+SELECT
+    hour, model, tenant, route, host_name,
+    bool_or(simulated)                              AS simulated,
+    count(*)                                        AS requests,
+    count(*) FILTER (WHERE outcome = 'ok')          AS ok_requests,
+    count(*) FILTER (WHERE placed)                  AS placed_requests,
+    sum(input_tokens)                               AS input_tokens,
+    sum(output_tokens)                              AS output_tokens,
+    sum(output_tokens) FILTER (WHERE placed)        AS placed_output_tokens,
+    sum(gpu_seconds)                                AS gpu_seconds,
+    sum(energy_j)                                   AS energy_j,
+    sum(cost_usd)                                   AS cost_usd,
+    sum(idle_share_usd)                             AS idle_share_usd,
+    sum(total_cost_usd)                             AS total_cost_usd,
+    sum(carbon_g)                                   AS carbon_g,
+    sum(api_cost_usd)                               AS api_cost_usd,
+    any_value(pricing_version)                      AS pricing_version,
+    any_value(attribution_method)                   AS attribution_method
+FROM mart_request_costs
+GROUP BY hour, model, tenant, route, host_name;
+
+CREATE OR REPLACE TEMP TABLE mart_cost_daily AS
+SELECT
+    date_trunc('day', hour) AS day, model, tenant, route, host_name,
+    bool_or(simulated) AS simulated,
+    sum(requests) AS requests, sum(ok_requests) AS ok_requests,
+    sum(placed_requests) AS placed_requests, sum(input_tokens) AS input_tokens,
+    sum(output_tokens) AS output_tokens, sum(placed_output_tokens) AS placed_output_tokens,
+    sum(gpu_seconds) AS gpu_seconds, sum(energy_j) AS energy_j, sum(cost_usd) AS cost_usd,
+    sum(idle_share_usd) AS idle_share_usd, sum(total_cost_usd) AS total_cost_usd,
+    sum(carbon_g) AS carbon_g, sum(api_cost_usd) AS api_cost_usd,
+    any_value(pricing_version) AS pricing_version,
+    any_value(attribution_method) AS attribution_method
+FROM mart_cost_hourly
+GROUP BY ALL;
