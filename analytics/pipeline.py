@@ -8,9 +8,14 @@ A run whose conservation check fails publishes nothing and raises.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
+import os
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
@@ -72,6 +77,7 @@ class RunResult:
     intervals: int
     conservation_max_rel_error: float
     seconds: float
+    days: int = 0
 
 
 def _sql(step: str) -> str:
@@ -166,47 +172,166 @@ def compute(con: duckdb.DuckDBPyConnection, pricing: Pricing, settings: Settings
     return float(worst)
 
 
-def _published_basis(data: DataDir) -> tuple[str, str] | None:
-    """(pricing version, attribution method) of the published results, if any."""
-    path = data.derived_table("request_costs")
-    if not path.exists():
-        return None
-    rows = duckdb.sql("SELECT any_value(pricing_version), any_value(attribution_method) "
-                      "FROM read_parquet(?)", params=[str(path)]).fetchall()
-    return None if rows[0][0] is None else (rows[0][0], rows[0][1])
+DAY_S = 86_400
+MARGIN_S = 3_600.0
+DEFAULT_LATENESS_S = 3_600.0
+
+# Published table → the epoch-seconds expression that puts a row in a UTC day. Rows of a
+# day are computed with MARGIN_S of data either side, so requests and intervals crossing
+# midnight are whole; only the day's own rows are kept. None: see _publish_day.
+DAY_KEY: dict[str, str | None] = {
+    "int_requests": "started_s",
+    "int_request_gpus": None,
+    "int_gpu_intervals": "t0",
+    "int_attribution": "epoch(hour)",
+    "mart_gpu_time": "epoch(hour)",
+    "mart_request_costs": "epoch(started_at)",
+    "mart_latency": None,
+    "mart_cost_hourly": "epoch(hour)",
+    "mart_cost_daily": "epoch(day)",
+    "mart_conservation": "epoch(hour)",
+}
+
+
+@dataclass(frozen=True)
+class State:
+    """What the published results are based on, and how far the data they saw went."""
+
+    watermark_s: float
+    pricing_version: str
+    method: str
+
+    @classmethod
+    def read(cls, data: DataDir) -> State | None:
+        try:
+            return cls(**json.loads(data.analytics_state.read_text()))
+        except FileNotFoundError:
+            return None
+
+    def write(self, data: DataDir) -> None:
+        tmp = data.analytics_state.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self)))
+        os.replace(tmp, data.analytics_state)
+
+
+def _day_label(day_start_s: float) -> str:
+    return datetime.fromtimestamp(day_start_s, UTC).strftime("%Y-%m-%d")
+
+
+def _data_range(data: DataDir) -> tuple[float, float] | None:
+    """Earliest and latest time (epoch s) in the raw store, from Parquet statistics."""
+    con = duckdb.connect()
+    try:
+        con.execute(views_sql(data, include_derived=False)).fetchall()
+        row = con.execute(
+            "SELECT least(min(s.lo), min(m.lo)), greatest(max(s.hi), max(m.hi)) FROM "
+            "(SELECT min(start_time_unix_nano) lo, max(end_time_unix_nano) hi "
+            " FROM raw_spans) s, "
+            "(SELECT min(time_unix_nano) lo, max(time_unix_nano) hi FROM raw_metric_points) m"
+        ).fetchall()[0]
+    finally:
+        con.close()
+    return None if row[0] is None else (row[0] / 1e9, row[1] / 1e9)
+
+
+def days_to_run(span: tuple[float, float] | None, state: State | None, *, since: float | None,
+                until: float | None, lateness_s: float, reprice: bool) -> list[float]:
+    """UTC day starts to (re)compute: a backfill range, everything, or since the watermark.
+
+    ``span`` is the raw data's time range; with no data at all, today (empty tables).
+    """
+    if since is not None or until is not None:
+        lo = since if since is not None else (span[0] if span else time.time())
+        hi = until if until is not None else (span[1] if span else time.time())
+    elif span is None:
+        lo = hi = time.time()
+    elif state is None or reprice:
+        lo, hi = span
+    else:
+        lo, hi = min(state.watermark_s - lateness_s, span[1]), span[1]
+    first, last = math.floor(lo / DAY_S) * DAY_S, math.floor(hi / DAY_S) * DAY_S
+    return [float(d) for d in range(int(first), int(last) + DAY_S, DAY_S)]
+
+
+def _publish_day(con: duckdb.DuckDBPyConnection, data: DataDir, day: float) -> None:
+    label, until = _day_label(day), day + DAY_S
+    for table, published in PUBLISHED.items():
+        key = DAY_KEY[table]
+        if key is not None:
+            sql = f"SELECT * FROM {table} WHERE {key} >= {day} AND {key} < {until}"
+        elif table == "int_request_gpus":
+            sql = ("SELECT * FROM int_request_gpus WHERE request_uid IN (SELECT request_uid "
+                   f"FROM int_requests WHERE started_s >= {day} AND started_s < {until})")
+        else:  # mart_latency: computed for this day only (keep_from / keep_until)
+            sql = f"SELECT * FROM {table}"
+        arrow = con.sql(sql).to_arrow_table()
+        write_parquet_atomic(arrow, data.derived_partition(published, label), durable=False)
+
+
+def _run_day(data: DataDir, day: float, pricing: Pricing, settings: Settings) -> tuple[int, int,
+                                                                                       float]:
+    """Compute one UTC day (with margins) and publish its partitions."""
+    window = (int((day - MARGIN_S) * 1e9), int((day + DAY_S + MARGIN_S) * 1e9))
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'").fetchall()  # hours and days are UTC windows
+        con.execute(views_sql(data, include_derived=False, time_range_ns=window)).fetchall()
+        con.execute("SET VARIABLE keep_from = ?", [day]).fetchall()
+        con.execute("SET VARIABLE keep_until = ?", [day + DAY_S]).fetchall()
+        worst = compute(con, pricing, settings)
+        _publish_day(con, data, day)
+        n_req, n_iv = con.execute(
+            f"SELECT (SELECT count(*) FROM int_requests WHERE started_s >= {day} AND "
+            f"started_s < {day + DAY_S}), (SELECT count(*) FROM int_gpu_intervals WHERE "
+            f"t0 >= {day} AND t0 < {day + DAY_S})").fetchall()[0]
+    finally:
+        con.close()
+    return n_req, n_iv, worst
 
 
 def run(data: DataDir, pricing_path: str | Path | None = None,
-        settings: Settings | None = None, *, reprice: bool = False) -> RunResult:
-    """One full analytics run over ``data``; publishes the derived tables.
+        settings: Settings | None = None, *, reprice: bool = False,
+        since: float | None = None, until: float | None = None,
+        lateness_s: float = DEFAULT_LATENESS_S,
+        progress: Callable[[int, int, str], None] | None = None) -> RunResult:
+    """Compute and publish the derived tables, one UTC day at a time.
 
-    Past results are never silently re-priced: if the pricing version or the attribution
-    method differs from the published results', the run stops unless ``reprice`` is set.
+    Without ``since``/``until`` it processes what is new since the watermark, re-running the
+    last ``lateness_s`` of days so late spans and samples are picked up; re-running a day
+    replaces its partitions (idempotent). Past results are never silently re-priced: if the
+    pricing version or attribution method differs from the published results', the run
+    stops unless ``reprice`` is set (which recomputes every day).
     """
     started = time.monotonic()
     settings = settings or Settings()
     pricing = load_pricing(pricing_path)
     data.ensure()
-    previous = _published_basis(data)
-    if previous and previous != (pricing.version, settings.method) and not reprice:
-        raise RepriceRequired(
-            f"published results use pricing {previous[0]!r} and method {previous[1]!r}; this "
-            f"run has pricing {pricing.version!r} and method {settings.method!r}. Re-run with "
-            "`inferledger analytics run --reprice` to recompute past windows with them.")
     init_raw(data)
-    con = duckdb.connect()
-    try:
-        con.execute(views_sql(data, include_derived=False)).fetchall()
-        worst = compute(con, pricing, settings)
-        for table, published in PUBLISHED.items():
-            arrow = con.sql(f"SELECT * FROM {table}").to_arrow_table()
-            write_parquet_atomic(arrow, data.derived_table(published), durable=False)
-        n_req = con.execute("SELECT count(*) FROM int_requests").fetchall()[0][0]
-        n_iv = con.execute("SELECT count(*) FROM int_gpu_intervals").fetchall()[0][0]
-    finally:
-        con.close()
+    state = State.read(data)
+    if state and (state.pricing_version, state.method) != (pricing.version, settings.method) \
+            and not reprice:
+        raise RepriceRequired(
+            f"published results use pricing {state.pricing_version!r} and method "
+            f"{state.method!r}; this run has pricing {pricing.version!r} and method "
+            f"{settings.method!r}. Re-run with `inferledger analytics run --reprice` to "
+            "recompute past windows with them.")
+    span = _data_range(data)
+    days = days_to_run(span, state, since=since, until=until, lateness_s=lateness_s,
+                       reprice=reprice)
+    requests = intervals = 0
+    worst = 0.0
+    for i, day in enumerate(days, 1):
+        n_req, n_iv, w = _run_day(data, day, pricing, settings)
+        requests, intervals, worst = requests + n_req, intervals + n_iv, max(worst, w)
+        if progress:
+            progress(i, len(days), _day_label(day))
+    watermark = state.watermark_s if state else 0.0
+    if since is None and until is None:  # a backfill does not move the watermark
+        watermark = max(watermark, span[1] if span else 0.0)
+    State(watermark, pricing.version, settings.method).write(data)
     write_catalog(data)
-    result = RunResult(n_req, n_iv, worst, time.monotonic() - started)
-    log.info("analytics: %d requests, %d GPU intervals, conservation max rel error %.2e (%.2fs)",
-             result.requests, result.intervals, worst, result.seconds)
+    result = RunResult(requests, intervals, worst, time.monotonic() - started, len(days))
+    log.info("analytics: %d day(s), %d requests, %d GPU intervals, conservation max rel "
+             "error %.2e (%.2fs)", len(days), result.requests, result.intervals, worst,
+             result.seconds)
     return result

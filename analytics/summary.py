@@ -21,6 +21,10 @@ WITH r AS (
         bool_or(simulated)                                   AS simulated_requests
     FROM cost_hourly
 ),
+q AS (
+    SELECT quantile_cont(ttft_s, 0.5) AS ttft_p50_s, quantile_cont(ttft_s, 0.95) AS ttft_p95_s
+    FROM request_costs
+),
 g AS (
     SELECT
         sum(measured_s)                                      AS gpu_seconds,
@@ -36,10 +40,10 @@ c AS (
     SELECT coalesce(max(greatest(rel_error_s, rel_error_j)), 0) AS conservation_max_rel_error
     FROM conservation
 ),
-l AS (SELECT any_value(ttft_p50_s) AS ttft_p50_s, any_value(ttft_p95_s) AS ttft_p95_s,
-             any_value(slo_attainment) AS slo_attainment
-      FROM latency WHERE dimension = 'all')
-SELECT r.*, g.*, l.*, c.* FROM r, g, l, c
+l AS (  -- per-day rows, weighted by their requests
+    SELECT sum(slo_attainment * requests) / nullif(sum(requests), 0) AS slo_attainment
+    FROM latency WHERE dimension = 'all')
+SELECT r.*, g.*, q.*, l.*, c.* FROM r, g, q, l, c
 """
 
 
@@ -48,7 +52,7 @@ class NoResults(LookupError):
 
 
 def require_results(data: DataDir) -> None:
-    if not data.derived_table("cost_hourly").exists():
+    if not any(data.derived_table("cost_hourly").glob("*.parquet")):
         raise NoResults(f"no analytics results in {data.root} yet: run `inferledger analytics "
                         f"run --data {data.root}` (the scheduler does this on its interval)")
 

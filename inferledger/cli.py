@@ -29,6 +29,12 @@ def _listen_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--http-port", type=int, default=4318, help="OTLP/HTTP port (default 4318)")
 
 
+def _reprice_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--reprice", action="store_true",
+                   help="recompute past windows even though the pricing version or the "
+                   "attribution method changed since the published results")
+
+
 def _analytics_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pricing", type=Path, metavar="FILE",
                    help="pricing TOML (default: the shipped analytics/pricing_example.toml)")
@@ -87,9 +93,46 @@ def cmd_analytics_run(args: argparse.Namespace) -> int:
     from analytics.pipeline import run
     from inferledger.store import DataDir
 
-    result = run(DataDir.at(args.data), args.pricing, _settings(args), reprice=args.reprice)
-    print(f"{result.requests} requests, {result.intervals} GPU intervals, conservation max "
-          f"relative error {result.conservation_max_rel_error:.3g} ({result.seconds:.2f}s)")
+    result = run(DataDir.at(args.data), args.pricing, _settings(args), reprice=args.reprice,
+                 lateness_s=args.lateness)
+    _report(result)
+    return 0
+
+
+def _report(result) -> None:
+    print(f"{result.days} day(s), {result.requests} requests, {result.intervals} GPU intervals, "
+          f"conservation max relative error {result.conservation_max_rel_error:.3g} "
+          f"({result.seconds:.2f}s)")
+
+
+def _utc(text: str) -> float:
+    """An ISO date or date-time (UTC unless it names an offset) → epoch seconds."""
+    from datetime import UTC, datetime
+
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date or date-time") from e
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def cmd_analytics_backfill(args: argparse.Namespace) -> int:
+    from analytics.pipeline import run
+    from inferledger.store import DataDir
+
+    if args.until < args.since:
+        log.error("--until is before --since")
+        return 2
+
+    def bar(i: int, n: int, day: str) -> None:
+        filled = round(30 * i / n)
+        print(f"\r[{'#' * filled}{'.' * (30 - filled)}] {i}/{n} days  {day}", end="",
+              file=sys.stderr, flush=True)
+
+    result = run(DataDir.at(args.data), args.pricing, _settings(args), reprice=args.reprice,
+                 since=args.since, until=args.until, progress=bar)
+    print(file=sys.stderr)
+    _report(result)
     return 0
 
 
@@ -272,10 +315,21 @@ def build_parser() -> argparse.ArgumentParser:
                           "(checking conservation), price them and publish the tables.")
     _data_arg(r)
     _analytics_args(r)
-    r.add_argument("--reprice", action="store_true",
-                   help="recompute past windows even though the pricing version or the "
-                   "attribution method changed since the published results")
+    _reprice_arg(r)
+    r.add_argument("--lateness", type=float, default=3600.0, metavar="SECONDS",
+                   help="re-run days this far behind the watermark, to pick up late spans "
+                   "and samples (default 3600)")
     r.set_defaults(func=cmd_analytics_run)
+    b = an_sub.add_parser("backfill", help="(re)compute a range of days, with a progress bar",
+                          description="Recompute every UTC day from --since to --until "
+                          "(inclusive), e.g. after importing old data; the watermark stays.")
+    _data_arg(b)
+    _analytics_args(b)
+    _reprice_arg(b)
+    b.add_argument("--since", type=_utc, required=True, metavar="DATE",
+                   help="first day, ISO date or date-time (UTC unless an offset is given)")
+    b.add_argument("--until", type=_utc, required=True, metavar="DATE", help="last day")
+    b.set_defaults(func=cmd_analytics_backfill)
     s = an_sub.add_parser("summary", help="print the headline figures",
                           description="Requests, placement, cost and energy per response, "
                           "useful/idle GPU time, TTFT and the conservation error.")

@@ -35,8 +35,10 @@ def test_stores_are_taken_with_data(tmp_path) -> None:
     readers = [c for c in _commands(build_parser())
                if c[0] in ("collector", "analytics", "scheduler", "dashboard", "sql", "demo")
                and c not in (("analytics",),)]
+    required = {("analytics", "export"): ["--out", "costs.csv"],
+                ("analytics", "backfill"): ["--since", "2026-11-01", "--until", "2026-11-02"]}
     for cmd in readers:
-        args = build_parser().parse_args([*cmd, "--data", str(tmp_path)])
+        args = build_parser().parse_args([*cmd, "--data", str(tmp_path), *required.get(cmd, [])])
         assert args.data == str(tmp_path), cmd
 
 
@@ -53,6 +55,16 @@ def test_summary_json_on_an_empty_store(tmp_path) -> None:
     assert out.returncode == 0, out.stderr
     s = json.loads(out.stdout)
     assert s["requests"] == 0 and s["conservation_max_rel_error"] == 0.0
+
+
+def test_backfill_command(tmp_path) -> None:
+    out = _cli("analytics", "backfill", "--data", str(tmp_path), "--since", "2026-11-01",
+               "--until", "2026-11-03")
+    assert out.returncode == 0, out.stderr
+    assert "3/3 days" in out.stderr and "3 day(s)" in out.stdout
+    bad = _cli("analytics", "backfill", "--data", str(tmp_path), "--since", "yesterday",
+               "--until", "2026-11-03")
+    assert bad.returncode == 2 and "not an ISO date" in bad.stderr
 
 
 def test_sql_errors_are_reported_not_raised(tmp_path, capsys) -> None:

@@ -152,7 +152,7 @@ def test_changed_pricing_needs_reprice(data, tmp_path) -> None:
     import duckdb
 
     version = duckdb.sql("SELECT DISTINCT pricing_version FROM read_parquet(?)",
-                         params=[str(data.derived_table("request_costs"))]).fetchall()
+                         params=[str(data.derived_table("request_costs") / "*.parquet")]).fetchall()
     assert version == [("v2",)]
 
 
@@ -171,7 +171,8 @@ def test_focus_export(data, tmp_path) -> None:
     assert {"BilledCost", "ChargePeriodStart", "ResourceId", "x_Model"} <= set(got.columns)
     usage = got[got.x_ChargeKind == "usage"]
     idle = got[got.x_ChargeKind == "idle"]
+    gpu_time = str(data.derived_table("gpu_time") / "*.parquet")
     con_total = duckdb.sql("SELECT sum(cost_usd) FROM read_parquet(?)",
-                           params=[str(data.derived_table("gpu_time"))]).fetchall()[0][0]
+                           params=[gpu_time]).fetchall()[0][0]
     # every measured dollar is in the export: usage (attributed) + idle rows
     assert usage.BilledCost.sum() + idle.BilledCost.sum() == pytest.approx(con_total, rel=1e-6)

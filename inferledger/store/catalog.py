@@ -41,21 +41,39 @@ def staging_sql() -> str:
     return "\n".join(p.read_text() for p in files)
 
 
-def views_sql(data: DataDir, *, include_derived: bool = True) -> str:
-    """Build the SQL API text for ``data``: raw and staging views, then derived tables."""
+# Which column holds each raw table's time (ns), for reading only a time range.
+_RAW_TIME = {"spans": ("end_time_unix_nano", "start_time_unix_nano"),
+             "metric_points": ("time_unix_nano", "time_unix_nano")}
+
+
+def views_sql(data: DataDir, *, include_derived: bool = True,
+              time_range_ns: tuple[int, int] | None = None) -> str:
+    """Build the SQL API text for ``data``: raw and staging views, then derived tables.
+
+    With ``time_range_ns`` the raw views keep only what overlaps [start, end): the analytics
+    use this to compute one window at a time.
+    """
     parts = ["-- InferLedger SQL API for this data directory. Generated; do not edit.", ""]
     for name in sorted(RAW_TABLES):
         glob = _sql_literal(str(data.raw_table(name) / "**" / "*.parquet"))
+        where = ""
+        if time_range_ns is not None:
+            end_col, start_col = _RAW_TIME[name]
+            where = (f" WHERE {end_col} >= {int(time_range_ns[0])}"
+                     f" AND {start_col} < {int(time_range_ns[1])}")
         parts.append(
             f"CREATE OR REPLACE VIEW raw_{name} AS SELECT * FROM "
-            f"read_parquet({glob}, union_by_name = true, hive_partitioning = false);"
+            f"read_parquet({glob}, union_by_name = true, hive_partitioning = false){where};"
         )
     parts += ["", staging_sql(), ""]
     if include_derived and data.derived.exists():
-        for path in sorted(data.derived.glob("*.parquet")):
+        for folder in sorted(p for p in data.derived.iterdir() if p.is_dir()):
+            if not any(folder.glob("*.parquet")):
+                continue
+            glob = _sql_literal(str(folder / "*.parquet"))
             parts.append(
-                f"CREATE OR REPLACE VIEW {path.stem} AS SELECT * FROM "
-                f"read_parquet({_sql_literal(str(path))});"
+                f"CREATE OR REPLACE VIEW {folder.name} AS SELECT * FROM "
+                f"read_parquet({glob}, union_by_name = true, hive_partitioning = false);"
             )
     return "\n".join(parts) + "\n"
 

@@ -18,7 +18,9 @@ class DataDir:
     Layout::
 
         raw/<table>/day=YYYY-MM-DD/<segment>.parquet  collector segments (append-only)
-        derived/<table>.parquet                        analytics outputs (replaced atomically)
+        derived/<table>/day=YYYY-MM-DD.parquet          analytics outputs, one file per UTC day
+                                                       (each replaced atomically on re-runs)
+        derived/_state.json  the analytics watermark and the pricing/method it used
         views.sql            the SQL API, loadable by any DuckDB client
         inferledger.duckdb   the same views in a catalog file, to open read-only
     """
@@ -54,7 +56,15 @@ class DataDir:
         return self.raw / name
 
     def derived_table(self, name: str) -> Path:
-        return self.derived / f"{name}.parquet"
+        """Folder of a derived table's day partitions."""
+        return self.derived / name
+
+    def derived_partition(self, name: str, day: str) -> Path:
+        return self.derived_table(name) / f"day={day}.parquet"
+
+    @property
+    def analytics_state(self) -> Path:
+        return self.derived / "_state.json"
 
     def ensure(self) -> DataDir:
         for p in (self.root, self.raw, self.derived):

@@ -2,7 +2,9 @@
 -- node and hour, plus one 'all' row. SLOs come from the settings file (per model, '*' for
 -- the rest). A request is good when it succeeded and meets every objective that is set
 -- (vllm bench serve's definition); slo_attainment = good / all requests in the group;
--- goodput_rps = good requests per second of the group's time span.
+-- goodput_rps = good requests per second of the group's time span. Incremental runs compute
+-- it per UTC day: only requests that started in [keep_from, keep_until) count, and `day`
+-- says which day the row describes.
 CREATE OR REPLACE TEMP TABLE mart_latency AS
 WITH slo AS (
     SELECT r.*,
@@ -13,6 +15,8 @@ WITH slo AS (
     FROM int_requests r
     LEFT JOIN config_slo s ON s.model = r.model
     LEFT JOIN config_slo d ON d.model = '*'
+    WHERE r.started_s >= coalesce(getvariable('keep_from'), -1e300)
+      AND r.started_s < coalesce(getvariable('keep_until'), 1e300)
 ),
 judged AS (
     SELECT *,
@@ -23,6 +27,7 @@ judged AS (
     FROM slo
 )
 SELECT
+    to_timestamp(getvariable('keep_from'))                              AS day,
     CASE WHEN grouping(model) = 0 THEN 'model'
          WHEN grouping(tenant) = 0 THEN 'tenant'
          WHEN grouping(route) = 0 THEN 'route'
