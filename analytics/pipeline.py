@@ -247,8 +247,8 @@ def days_to_run(span: tuple[float, float] | None, state: State | None, *, since:
         lo = hi = time.time()
     elif state is None or reprice:
         lo, hi = span
-    else:
-        lo, hi = min(state.watermark_s - lateness_s, span[1]), span[1]
+    else:  # never before the earliest data, whatever the watermark says
+        lo, hi = max(min(state.watermark_s - lateness_s, span[1]), span[0]), span[1]
     first, last = math.floor(lo / DAY_S) * DAY_S, math.floor(hi / DAY_S) * DAY_S
     return [float(d) for d in range(int(first), int(last) + DAY_S, DAY_S)]
 
@@ -325,10 +325,11 @@ def run(data: DataDir, pricing_path: str | Path | None = None,
         requests, intervals, worst = requests + n_req, intervals + n_iv, max(worst, w)
         if progress:
             progress(i, len(days), _day_label(day))
-    watermark = state.watermark_s if state else 0.0
-    if since is None and until is None:  # a backfill does not move the watermark
-        watermark = max(watermark, span[1] if span else 0.0)
-    State(watermark, pricing.version, settings.method).write(data)
+    if span is not None:  # no data yet: no watermark to keep
+        watermark = state.watermark_s if state else span[1]
+        if since is None and until is None:  # a backfill does not move the watermark
+            watermark = max(watermark, span[1])
+        State(watermark, pricing.version, settings.method).write(data)
     write_catalog(data)
     result = RunResult(requests, intervals, worst, time.monotonic() - started, len(days))
     log.info("analytics: %d day(s), %d requests, %d GPU intervals, conservation max rel "

@@ -41,7 +41,7 @@ def _processes_mentioning(text: str) -> list[int]:
 
 
 class _Reader(threading.Thread):
-    """Collects a child's stderr while it runs."""
+    """Collects one output stream of a child while it runs."""
 
     def __init__(self, stream) -> None:
         super().__init__(daemon=True)
@@ -54,6 +54,18 @@ class _Reader(threading.Thread):
 
     def saw(self, text: str) -> bool:
         return any(text in line for line in self.lines)
+
+
+def _wait(proc: subprocess.Popen, err: _Reader, timeout_s: float) -> None:
+    """Wait for the demo to exit; on a hang, kill it and fail with what it logged."""
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        err.join(5)
+        pytest.fail(f"demo did not exit within {timeout_s:.0f}s; its log:\n" + "".join(err.lines))
+    err.join(5)
 
 
 def test_demo_for_a_duration(tmp_path) -> None:
@@ -73,8 +85,10 @@ def test_demo_for_a_duration(tmp_path) -> None:
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert int(out.stdout) >= 0
-    stdout, _ = proc.communicate(timeout=180)
-    err.join(5)
+    out_reader = _Reader(proc.stdout)
+    _wait(proc, err, 180)
+    out_reader.join(5)
+    stdout = "".join(out_reader.lines)
     log = "".join(err.lines)
     assert proc.returncode == 0, log
     assert "Traceback" not in log
@@ -121,8 +135,8 @@ def test_ctrl_c_stops_everything_quickly(tmp_path) -> None:
     assert len(_processes_mentioning(str(data))) >= 6  # collector, nodes, engines, …
     started = time.monotonic()
     proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=60)
-    err.join(5)
+    _Reader(proc.stdout)
+    _wait(proc, err, 60)
     elapsed = time.monotonic() - started
     log = "".join(err.lines)
     assert proc.returncode == 0, log

@@ -92,3 +92,10 @@ def test_partitions_are_plain_parquet(data) -> None:
     n = duckdb.sql("SELECT count(*) FROM read_parquet(?)",
                    params=[str(data.derived_table("requests") / "*.parquet")]).fetchall()
     assert n == [(2,)]
+
+
+def test_a_run_before_any_data_sets_no_watermark(data) -> None:
+    run(data)  # e.g. the scheduler's first tick, before the first span arrives
+    assert State.read(data) is None
+    f, _, _ = two_days()
+    assert run(f.write(data)).days == 2  # the data's days, not every day since 1970

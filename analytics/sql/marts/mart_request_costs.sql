@@ -24,10 +24,11 @@ per_request AS (
     FROM priced GROUP BY request_uid
 ),
 -- Idle sharing. cost per request, GPU and day, and each request's scope key.
-request_day AS (
+request_day AS (  -- empty under the 'separate' policy: nothing to share
     SELECT p.request_uid, p.gpu_uuid, p.host_name, p.day, r.model,
         coalesce(p.gpu_cost_usd, 0) + p.energy_cost_usd AS cost
     FROM priced p JOIN int_requests r USING (request_uid)
+    WHERE getvariable('idle_policy') <> 'separate'
 ),
 idle_day AS (
     SELECT gpu_uuid, host_name, date_trunc('day', hour) AS day, sum(idle_cost_usd) AS idle
