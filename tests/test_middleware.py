@@ -146,11 +146,12 @@ def test_loaded_by_import_path_exports_to_the_collector(node, collector, data, m
     app = make_engine(node, [0], ep, middleware=["agents.tracing.InferLedgerMiddleware"])
     with serving(app) as url:
         assert _chat(url, stream=True).status_code == 200
-        mw = app.middleware_stack
-        while not isinstance(mw, InferLedgerMiddleware):
-            mw = mw.app
-        mw.tracer_provider.force_flush()
-        ep.force_flush()
+    # The server has stopped, so every span has ended: export them all now.
+    mw = app.middleware_stack
+    while not isinstance(mw, InferLedgerMiddleware):
+        mw = mw.app
+    mw.tracer_provider.shutdown()
+    ep.shutdown()
     run(data)
     s = summary(data)
     assert s["requests"] == 1 and s["placed_fraction"] == 1.0
