@@ -1,9 +1,10 @@
 """Runs the analytics layers over the store and publishes the derived tables.
 
-Staging views come from the catalog; intermediate and mart SQL files run in order in an
-in-memory DuckDB connection; the published tables are then written as Parquet files, each
-replaced atomically, so a re-run gives the same result and readers never see a half state.
-A run whose conservation check fails publishes nothing and raises.
+Work goes one UTC day at a time: staging views over that day's raw data (plus a margin),
+intermediate and mart SQL files in order in an in-memory DuckDB connection, the attribution
+kernel between them, then the day's rows of every published table written as one Parquet
+file per table, replaced atomically — a re-run gives the same result and readers never see
+a half state. A day whose conservation check fails publishes nothing and stops the run.
 """
 
 from __future__ import annotations
