@@ -25,7 +25,8 @@ judged AS (
         AND (slo_tpot_s IS NULL OR coalesce(tpot_s, 0) <= slo_tpot_s)
         AND (slo_e2e_s IS NULL OR e2e_s <= slo_e2e_s) AS good
     FROM slo
-)
+),
+grouped AS (  -- one sort per metric and group: all four percentiles at once
 SELECT
     to_timestamp(getvariable('keep_from'))                              AS day,
     CASE WHEN grouping(model) = 0 THEN 'model'
@@ -38,12 +39,9 @@ SELECT
                                                                         AS value,
     count(*)                                                            AS requests,
     count(*) FILTER (WHERE outcome = 'ok')                              AS ok_requests,
-    quantile_cont(ttft_s, 0.50) AS ttft_p50_s, quantile_cont(ttft_s, 0.90) AS ttft_p90_s,
-    quantile_cont(ttft_s, 0.95) AS ttft_p95_s, quantile_cont(ttft_s, 0.99) AS ttft_p99_s,
-    quantile_cont(tpot_s, 0.50) AS tpot_p50_s, quantile_cont(tpot_s, 0.90) AS tpot_p90_s,
-    quantile_cont(tpot_s, 0.95) AS tpot_p95_s, quantile_cont(tpot_s, 0.99) AS tpot_p99_s,
-    quantile_cont(e2e_s, 0.50)  AS e2e_p50_s,  quantile_cont(e2e_s, 0.90)  AS e2e_p90_s,
-    quantile_cont(e2e_s, 0.95)  AS e2e_p95_s,  quantile_cont(e2e_s, 0.99)  AS e2e_p99_s,
+    quantile_cont(ttft_s, [0.50, 0.90, 0.95, 0.99]) AS ttft_q,
+    quantile_cont(tpot_s, [0.50, 0.90, 0.95, 0.99]) AS tpot_q,
+    quantile_cont(e2e_s, [0.50, 0.90, 0.95, 0.99])  AS e2e_q,
     quantile_cont(queue_s, 0.95) AS queue_p95_s,
     avg(edge_overhead_s) AS edge_overhead_mean_s, avg(queue_s) AS queue_mean_s,
     avg(prefill_s) AS prefill_mean_s, avg(decode_s) AS decode_mean_s,
@@ -51,4 +49,14 @@ SELECT
     avg(good::INTEGER)                                                  AS slo_attainment,
     count(*) FILTER (WHERE good) / nullif(max(finished_s) - min(started_s), 0) AS goodput_rps
 FROM judged
-GROUP BY GROUPING SETS ((model), (tenant), (route), (host_name), (hour), ());
+GROUP BY GROUPING SETS ((model), (tenant), (route), (host_name), (hour), ())
+)
+SELECT day, dimension, value, requests, ok_requests,
+    ttft_q[1] AS ttft_p50_s, ttft_q[2] AS ttft_p90_s, ttft_q[3] AS ttft_p95_s,
+    ttft_q[4] AS ttft_p99_s,
+    tpot_q[1] AS tpot_p50_s, tpot_q[2] AS tpot_p90_s, tpot_q[3] AS tpot_p95_s,
+    tpot_q[4] AS tpot_p99_s,
+    e2e_q[1] AS e2e_p50_s, e2e_q[2] AS e2e_p90_s, e2e_q[3] AS e2e_p95_s, e2e_q[4] AS e2e_p99_s,
+    queue_p95_s, edge_overhead_mean_s, queue_mean_s, prefill_mean_s, decode_mean_s,
+    other_spans_mean_s, slo_attainment, goodput_rps
+FROM grouped;
