@@ -3,9 +3,10 @@
 A request occupies its GPUs as *segments*, each with a constant weight rate ρ: under the
 ``work`` method, its prefill phase at ρ = prompt tokens × prefill weight / prefill seconds and
 its decode phase at ρ = output tokens / decode seconds; under ``time_overlap`` and ``equal``,
-its whole [scheduled, finished) at ρ = 1. An interval's total weight is W_i = Σ ρ·|segment ∩ interval|
-and a segment receives ρ·|segment ∩ interval| / W_i of the interval's seconds and joules, so
-the shares of an interval sum to one and conservation holds by construction.
+its whole [scheduled, finished) at ρ = 1. An interval's total weight is
+W_i = Σ ρ·|segment ∩ interval| and a segment receives ρ·|segment ∩ interval| / W_i of the
+interval's seconds and joules, so the shares of an interval sum to one and conservation holds
+by construction.
 
 Nothing materialises interval × request pairs: W comes from per-interval sums (partial
 intervals at segment ends) plus a difference array of the rates of segments that fully cover
@@ -13,10 +14,11 @@ an interval; each segment's take is its two partial intervals plus a prefix-sum 
 over the intervals it fully covers. Both passes are vectorised with numpy, per GPU.
 
 ``work`` falls back to time overlap in an interval where requests are active but none did
-measurable work (phases with no tokens, e.g. a failed request). ``equal`` gives each request overlapping an interval
-the same share. Segments shorter than 1 ms are widened to 1 ms so a phase of zero measured
-length (a prefix-cache hit) still carries its tokens. Segments are split at window (hour)
-boundaries so attribution can be summed per window for the conservation check.
+measurable work (phases with no tokens, e.g. a failed request). ``equal`` gives each request
+overlapping an interval the same share. Segments shorter than 1 ms are widened to 1 ms so a
+phase of zero measured length (a prefix-cache hit) still carries its tokens. Segments are
+split at window (hour) boundaries so attribution can be summed per window for the
+conservation check.
 """
 
 from __future__ import annotations

@@ -3,18 +3,12 @@
 -- getvariable('grain')) × model × tenant × route × node, plus one idle row per GPU and period
 -- for idle cost the pricing file's policy does not spread over responses.
 -- Reads the published tables; run by `inferledger analytics export`.
-WITH usage AS (
-    SELECT date_trunc(getvariable('grain'), hour) AS period, model, tenant, route, host_name,
-        bool_or(simulated) AS simulated, sum(requests) AS requests,
-        sum(output_tokens) AS output_tokens, sum(gpu_seconds) AS gpu_seconds,
-        sum(energy_j) AS energy_j, sum(cost_usd) AS cost_usd,
-        sum(idle_share_usd) AS idle_share_usd, sum(total_cost_usd) AS total_cost_usd,
-        sum(carbon_g) AS carbon_g, sum(api_cost_usd) AS api_cost_usd,
-        any_value(pricing_version) AS pricing_version,
-        any_value(attribution_method) AS attribution_method
-    FROM cost_hourly
-    WHERE placed_requests > 0
-    GROUP BY ALL
+WITH usage AS (  -- the rollup of the chosen grain
+    SELECT hour AS period, * EXCLUDE (hour) FROM cost_hourly
+    WHERE getvariable('grain') = 'hour' AND placed_requests > 0
+    UNION ALL BY NAME
+    SELECT day AS period, * EXCLUDE (day) FROM cost_daily
+    WHERE getvariable('grain') = 'day' AND placed_requests > 0
 ),
 idle AS (
     SELECT date_trunc(getvariable('grain'), hour) AS period, host_name, gpu_uuid, gpu_model,
