@@ -132,7 +132,8 @@ def test_ctrl_c_stops_everything_quickly(tmp_path) -> None:
         time.sleep(0.2)
     assert err.saw("dashboard  http://")
     time.sleep(3)
-    assert len(_processes_mentioning(str(data))) >= 6  # collector, nodes, engines, …
+    running = _processes_mentioning(str(data))
+    assert len(running) >= 6, "".join(err.lines)  # collector, nodes, engines, scheduler, …
     started = time.monotonic()
     proc.send_signal(signal.SIGINT)
     _Reader(proc.stdout)
