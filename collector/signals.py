@@ -11,7 +11,7 @@ from google.protobuf.message import Message
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as mpb
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tpb
 
-from collector.batcher import DurableBatcher, Overloaded
+from collector.batcher import DurableBatcher
 from collector.processors.metrics import flatten_metrics
 from collector.processors.traces import flatten_traces
 
@@ -52,8 +52,6 @@ def ingest(signal: Signal, request: Message, batcher: DurableBatcher,
             future.result(timeout=timeout_s)
         except FutureTimeout as e:
             raise NotDurable(f"write not confirmed within {timeout_s:.0f}s") from e
-        except Overloaded:
-            raise
         except Exception as e:
             raise NotDurable(f"write failed: {e}") from e
     response = signal.response_type()

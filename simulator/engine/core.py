@@ -78,7 +78,6 @@ class EngineCore:
         self.on_finish = on_finish
         self.pid = os.getpid()
         self._wake = asyncio.Event()
-        self.stats = {"finished": 0, "aborted": 0, "steps": 0}
 
     # -- API used by the HTTP layer ----------------------------------------------------
     def add(self, req: SimRequest) -> None:
@@ -97,7 +96,6 @@ class EngineCore:
                 self.waiting.remove(req)
             if req in self.running:
                 self.running.remove(req)
-            self.stats["aborted"] += 1
 
     # -- the loop ----------------------------------------------------------------------
     def _publish(self, batch: int, prefill_share: float) -> None:
@@ -152,7 +150,6 @@ class EngineCore:
             step_s = self.profile.step_time_s(self.gpu_model, self.tp, tokens, context)
             self._publish(len(plan), prefill_tokens / max(tokens, 1))
             await asyncio.sleep(step_s)
-            self.stats["steps"] += 1
             self._advance(plan)
 
     def _advance(self, plan: dict[int, int]) -> None:
@@ -173,7 +170,6 @@ class EngineCore:
             if done:
                 r.finish_reason = "length" if r.generated >= r.max_tokens else "stop"
                 self.running.remove(r)
-                self.stats["finished"] += 1
                 if self.on_finish:
                     self.on_finish(r)
             r.out.put_nowait(done)
