@@ -110,6 +110,9 @@ def test_bad_input_gets_clear_errors(collector) -> None:
     r = httpx.post(f"{url}/v1/traces", content=b"{not json",
                    headers={"content-type": "application/json"})
     assert r.status_code == 400 and "not JSON" in r.json()["message"]
+    r = httpx.post(f"{url}/v1/traces", content=iter([b"{}"]),  # chunked, no length
+                   headers={"content-type": "application/json"})
+    assert r.status_code == 411
 
 
 def test_partial_success_rejects_only_invalid_spans(collector, data) -> None:

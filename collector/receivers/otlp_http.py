@@ -75,7 +75,20 @@ class _Handler(BaseHTTPRequestHandler):
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         reply_type = JSON if ctype == JSON else PROTOBUF
         signal = SIGNALS.get(self.path.split("?")[0])
-        length = int(self.headers.get("Content-Length") or 0)
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            # Never read as empty and acknowledged: ask for a sized body instead.
+            self.close_connection = True
+            self._status(411, code_pb2.INVALID_ARGUMENT,
+                         "chunked bodies are not accepted; send Content-Length", reply_type)
+            return
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            self.close_connection = True
+            self._status(400, code_pb2.INVALID_ARGUMENT, "bad Content-Length", reply_type)
+            return
         if length > MAX_BODY_BYTES:
             self.close_connection = True
             self._status(413, code_pb2.INVALID_ARGUMENT,
