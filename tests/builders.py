@@ -12,7 +12,7 @@ import pyarrow as pa
 from analytics.pipeline import compute
 from analytics.pricing import Pricing, load_pricing
 from analytics.settings import Settings
-from inferledger.store import DataDir, write_parquet_atomic
+from inferledger.store import DataDir, connect_readonly, write_parquet_atomic
 from inferledger.store.catalog import staging_sql
 from inferledger.store.raw_schema import METRIC_POINTS, SPANS
 
@@ -111,6 +111,15 @@ class Fleet:
         con.execute(staging_sql()).fetchall()
         compute(con, pricing or load_pricing(), settings or Settings())
         return con
+
+
+def stored(data: DataDir, sql: str) -> list[tuple]:
+    """Run ``sql`` on the store's views, as any reader would (no lock, read-only)."""
+    con = connect_readonly(data)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
 
 
 def rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict]:

@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind
 
 from collector.batcher import DurableBatcher, Overloaded
-from inferledger.store import connect_readonly
+from tests.builders import stored
 
 
 def _emit(exporter, n: int = 3, name: str = "work") -> list[str]:
@@ -38,20 +38,12 @@ def _emit(exporter, n: int = 3, name: str = "work") -> list[str]:
     return ids
 
 
-def _stored(data, sql: str) -> list[tuple]:
-    con = connect_readonly(data)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
-
-
 @pytest.mark.parametrize("compression", [Compression.NoCompression, Compression.Gzip])
-def test_http_exporter_spans_are_stored(collector, data, compression) -> None:
+def test_http_exporter_spans_arestored(collector, data, compression) -> None:
     exporter = HttpSpans(endpoint=f"http://127.0.0.1:{collector.http_port}/v1/traces",
                          compression=compression)
     ids = _emit(exporter)
-    got = _stored(data, "SELECT span_id, attributes['i'], attributes['tags'], service_name "
+    got = stored(data, "SELECT span_id, attributes['i'], attributes['tags'], service_name "
                         "FROM raw_spans ORDER BY attributes['i']")
     assert [g[0] for g in got] == ids
     assert got[0][1:] == ("0", '["a","b"]', "t")
@@ -69,7 +61,7 @@ def test_grpc_exporter_and_a_vllm_shaped_span(collector, data) -> None:
                          "gen_ai.request.id": "chatcmpl-abc"})
     span.end(end_time=1_800_000_001_500_000_000)
     provider.shutdown()
-    got = _stored(data, "SELECT request_id, request_key, queue_s, e2e_s, prompt_tokens, "
+    got = stored(data, "SELECT request_id, request_key, queue_s, e2e_s, prompt_tokens, "
                         "completion_tokens FROM stg_engine_spans")
     assert got == [("chatcmpl-abc", "abc", 0.01, 1.5, 12, 34)]
 
@@ -84,7 +76,7 @@ def test_otlp_json_with_hex_ids(collector, data) -> None:
             "attributes": [{"key": "n", "value": {"intValue": "7"}}]}]}]}]}
     r = httpx.post(f"http://127.0.0.1:{collector.http_port}/v1/traces", json=body)
     assert r.status_code == 200 and r.headers["content-type"] == "application/json"
-    got = _stored(data, "SELECT trace_id, span_id, attributes['n'] FROM raw_spans")
+    got = stored(data, "SELECT trace_id, span_id, attributes['n'] FROM raw_spans")
     assert got == [("5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b174", "7")]
 
 
@@ -128,7 +120,7 @@ def test_partial_success_rejects_only_invalid_spans(collector, data) -> None:
     resp.ParseFromString(r.content)
     assert r.status_code == 200 and resp.partial_success.rejected_spans == 1
     assert "trace_id" in resp.partial_success.error_message
-    assert _stored(data, "SELECT name FROM raw_spans") == [("good",)]
+    assert stored(data, "SELECT name FROM raw_spans") == [("good",)]
 
 
 class _SlowSink:
@@ -178,8 +170,8 @@ def test_duplicates_from_retries_are_counted_once(collector, data) -> None:
         httpx.post(f"http://127.0.0.1:{collector.http_port}/v1/traces",
                    content=req.SerializeToString(),
                    headers={"content-type": "application/x-protobuf"})
-    assert _stored(data, "SELECT count(*) FROM raw_spans") == [(2,)]
-    assert _stored(data, "SELECT count(*) FROM stg_spans") == [(1,)]
+    assert stored(data, "SELECT count(*) FROM raw_spans") == [(2,)]
+    assert stored(data, "SELECT count(*) FROM stg_spans") == [(1,)]
 
 
 def test_store_is_readable_by_another_process_while_collector_runs(collector, data) -> None:

@@ -6,8 +6,8 @@ import duckdb
 import pytest
 
 from analytics.pipeline import DAY_S, State, run
-from inferledger.store import connect_readonly, write_parquet_atomic
-from tests.builders import Fleet
+from inferledger.store import write_parquet_atomic
+from tests.builders import Fleet, stored
 
 MIDNIGHT = 1_800_057_600.0  # 2027-01-16 00:00 UTC
 G = "GPU-eeeeeeee-0000-0000-0000-000000000001"
@@ -24,14 +24,6 @@ def two_days() -> tuple[Fleet, str, str]:
     return f, before, across
 
 
-def table(data, sql: str) -> list[tuple]:
-    con = connect_readonly(data)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
-
-
 def test_days_are_partitions_and_midnight_is_seamless(data) -> None:
     f, before, across = two_days()
     result = run(f.write(data))
@@ -39,12 +31,12 @@ def test_days_are_partitions_and_midnight_is_seamless(data) -> None:
     assert sorted(p.name for p in data.derived_table("request_costs").glob("*.parquet")) == \
         ["day=2027-01-15.parquet", "day=2027-01-16.parquet"]
     # The request across midnight belongs to the day it started; its GPU time to both days.
-    got = dict(table(data, "SELECT request_uid, gpu_seconds FROM request_costs"))
+    got = dict(stored(data, "SELECT request_uid, gpu_seconds FROM request_costs"))
     assert got[across] == pytest.approx(200.0) and got[before] == pytest.approx(300.0)
-    hours = dict(table(data, "SELECT hour::DATE::VARCHAR, sum(gpu_seconds) FROM attribution "
+    hours = dict(stored(data, "SELECT hour::DATE::VARCHAR, sum(gpu_seconds) FROM attribution "
                              "WHERE request_uid = ? GROUP BY 1".replace("?", f"'{across}'")))
     assert hours == {"2027-01-15": pytest.approx(100.0), "2027-01-16": pytest.approx(100.0)}
-    measured = table(data, "SELECT sum(measured_s), max(rel_error_s) FROM conservation")[0]
+    measured = stored(data, "SELECT sum(measured_s), max(rel_error_s) FROM conservation")[0]
     assert measured[0] == pytest.approx(1400.0) and measured[1] <= 1e-9  # each hour once
     state = State.read(data)
     assert state.watermark_s == pytest.approx(MIDNIGHT + 700)
@@ -53,9 +45,9 @@ def test_days_are_partitions_and_midnight_is_seamless(data) -> None:
 def test_rerun_is_idempotent(data) -> None:
     f, _, _ = two_days()
     run(f.write(data))
-    first = table(data, "SELECT * FROM request_costs ORDER BY request_uid")
+    first = stored(data, "SELECT * FROM request_costs ORDER BY request_uid")
     run(data)
-    assert table(data, "SELECT * FROM request_costs ORDER BY request_uid") == first
+    assert stored(data, "SELECT * FROM request_costs ORDER BY request_uid") == first
 
 
 def test_late_data_within_lateness_and_backfill_beyond_it(data) -> None:
@@ -68,7 +60,7 @@ def test_late_data_within_lateness_and_backfill_beyond_it(data) -> None:
     spans, _ = late.tables()
     write_parquet_atomic(spans, data.raw_table("spans") / "day=2027-01-15" / "late.parquet")
     run(data)
-    assert uid in dict(table(data, "SELECT request_uid, cost_usd FROM request_costs"))
+    assert uid in dict(stored(data, "SELECT request_uid, cost_usd FROM request_costs"))
     # Far behind the watermark: only an explicit backfill recomputes that day.
     old = Fleet()
     old_day = MIDNIGHT - 2 * DAY_S
@@ -77,12 +69,12 @@ def test_late_data_within_lateness_and_backfill_beyond_it(data) -> None:
     spans, _ = old.tables()
     write_parquet_atomic(spans, data.raw_table("spans") / "day=2027-01-14" / "old.parquet")
     run(data)
-    assert old_uid not in dict(table(data, "SELECT request_uid, 1 FROM request_costs"))
+    assert old_uid not in dict(stored(data, "SELECT request_uid, 1 FROM request_costs"))
     seen = []
     run(data, since=old_day, until=old_day + 60,
         progress=lambda i, n, day: seen.append((i, n, day)))
     assert seen == [(1, 1, "2027-01-14")]
-    assert old_uid in dict(table(data, "SELECT request_uid, 1 FROM request_costs"))
+    assert old_uid in dict(stored(data, "SELECT request_uid, 1 FROM request_costs"))
     assert State.read(data).watermark_s == pytest.approx(MIDNIGHT + 700)  # unchanged
 
 
