@@ -81,10 +81,14 @@ def test_demo_for_a_duration(tmp_path) -> None:
         time.sleep(0.5)
     query = ("import duckdb, sys; con = duckdb.connect(sys.argv[1], read_only=True); "
              "print(con.execute('SELECT count(*) FROM raw_spans').fetchall()[0][0])")
-    out = subprocess.run([sys.executable, "-c", query, str(data / "inferledger.duckdb")],
-                         capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert int(out.stdout) >= 0
+    spans = 0
+    while spans == 0:  # spans arrive in batches; the demo is still writing meanwhile
+        assert time.monotonic() < deadline and proc.poll() is None, "".join(err.lines)
+        out = subprocess.run([sys.executable, "-c", query, str(data / "inferledger.duckdb")],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        spans = int(out.stdout)
+    assert proc.poll() is None  # the read happened while the collector was writing
     out_reader = _Reader(proc.stdout)
     _wait(proc, err, 180)
     out_reader.join(5)
