@@ -17,13 +17,13 @@ over the intervals it fully covers. Both passes are vectorised with numpy, per G
 measurable work (phases with no tokens, e.g. a failed request). ``equal`` gives each request
 overlapping an interval the same share. Segments shorter than 1 ms are widened to 1 ms so a
 phase of zero measured length (a prefix-cache hit) still carries its tokens. Segments are
-split at window (hour) boundaries so attribution can be summed per window for the
-conservation check.
+split at window (hour) boundaries so attribution can be summed per window: a window's
+useful, failed, aborted and timed-out buckets are the takes of its segments by the request's
+class, and the intervals with no request active are idle or unaccounted.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -76,24 +76,21 @@ class Grid:
         return s, ia, ib
 
     def spread(self, s: Segments, ia: np.ndarray, ib: np.ndarray) -> np.ndarray:
-        """W[c, i] = Σ ρ·|segment ∩ interval i| over the segments of class c, in one pass."""
-        m, t, k = self.m, self.t, len(CLASSES)
-        row, row1 = s.cls * m, s.cls * (m + 1)
+        """W[i] = Σ ρ·|segment ∩ interval i| over the segments, in one pass."""
+        m, t = self.m, self.t
         same = ia == ib
         x = ~same
-        w = np.bincount(row[same] + ia[same], s.rho[same] * (s.b[same] - s.a[same]),
-                        minlength=k * m).astype(float)
-        w += np.bincount(row[x] + ia[x], s.rho[x] * (t[ia[x] + 1] - s.a[x]), minlength=k * m)
-        w += np.bincount(row[x] + ib[x], s.rho[x] * (s.b[x] - t[ib[x]]), minlength=k * m)
-        lo, hi = row1[x] + ia[x] + 1, row1[x] + ib[x]
-        d = (np.bincount(lo, s.rho[x], minlength=k * (m + 1))
-             - np.bincount(hi, s.rho[x], minlength=k * (m + 1))).reshape(k, m + 1)
+        w = np.bincount(ia[same], s.rho[same] * (s.b[same] - s.a[same]),
+                        minlength=m).astype(float)  # float even when there is nothing
+        w += np.bincount(ia[x], s.rho[x] * (t[ia[x] + 1] - s.a[x]), minlength=m)
+        w += np.bincount(ib[x], s.rho[x] * (s.b[x] - t[ib[x]]), minlength=m)
+        lo, hi = ia[x] + 1, ib[x]
+        d = np.bincount(lo, s.rho[x], minlength=m + 1) - np.bincount(hi, s.rho[x], minlength=m + 1)
         # Rates of segments covering whole intervals. A running sum of +ρ and −ρ leaves
         # rounding residue where nothing is left covering; an exact count zeroes it there.
-        n = (np.bincount(lo, minlength=k * (m + 1))
-             - np.bincount(hi, minlength=k * (m + 1))).reshape(k, m + 1)
-        full = np.where(np.cumsum(n, axis=1) > 0, np.cumsum(d, axis=1), 0.0)[:, :m]
-        return w.reshape(k, m) + full * self.dt
+        n = np.bincount(lo, minlength=m + 1) - np.bincount(hi, minlength=m + 1)
+        full = np.where(np.cumsum(n) > 0, np.cumsum(d), 0.0)[:m]
+        return w + full * self.dt
 
     def collect(self, s: Segments, ia: np.ndarray, ib: np.ndarray, h: np.ndarray) -> np.ndarray:
         """Σ ρ·|segment ∩ interval i|·h_i per segment (h = seconds or joules per weight)."""
@@ -105,13 +102,10 @@ class Grid:
         ends = (t[ia + 1] - s.a) * h[ia] + (s.b - t[ib]) * h[ib]
         return s.rho * np.where(same, one, ends + inner)
 
-    def count(self, s: Segments, ia: np.ndarray, ib: np.ndarray) -> np.ndarray:
-        """n[c, i] = segments of class c overlapping interval i."""
-        m, k = self.m, len(CLASSES)
-        row1 = s.cls * (m + 1)
-        d = (np.bincount(row1 + ia, minlength=k * (m + 1))
-             - np.bincount(row1 + ib + 1, minlength=k * (m + 1))).reshape(k, m + 1)
-        return np.cumsum(d, axis=1)[:, :m].astype(float)
+    def count(self, ia: np.ndarray, ib: np.ndarray) -> np.ndarray:
+        """n[i] = segments overlapping interval i."""
+        d = np.bincount(ia, minlength=self.m + 1) - np.bincount(ib + 1, minlength=self.m + 1)
+        return np.cumsum(d)[:self.m].astype(float)
 
     def collect_equal(self, ia: np.ndarray, ib: np.ndarray, h: np.ndarray) -> np.ndarray:
         prefix = np.concatenate([[0.0], np.cumsum(h)])
@@ -185,9 +179,9 @@ def attribute(intervals: pa.Table, requests: pa.Table, placements: pa.Table, *,
     """Split ``intervals`` among ``requests`` placed by ``placements`` (integer keys only).
 
     ``intervals``: gpu_idx (unsigned), t0, t1, measured_s, measured_j, utilization, window
-    (an integer label, e.g. epoch hour); contiguous per GPU, in any order.
-    ``requests``: req_idx (0..N-1, in order), class_idx (index in CLASSES), scheduled_s,
-    first_token_s, finished_s, prefill_tokens, decode_tokens.
+    (an integer label that never decreases with time, e.g. epoch hour); contiguous per GPU,
+    in any order. ``requests``: req_idx (0..N-1, in order), class_idx (index in CLASSES),
+    scheduled_s, first_token_s, finished_s, prefill_tokens, decode_tokens.
     ``placements``: req_idx, gpu_idx. GPU keys are any unsigned integers (hashes).
     """
     if method not in METHODS:
@@ -199,56 +193,55 @@ def attribute(intervals: pa.Table, requests: pa.Table, placements: pa.Table, *,
         "scheduled_s", "first_token_s", "finished_s", "prefill_tokens", "decode_tokens")}
     req["cls"] = col(requests, "class_idx", np.int64)
     p_req, p_gpu = col(placements, "req_idx", np.int64), col(placements, "gpu_idx", np.uint64)
-    gpus = col(intervals, "gpu_idx", np.uint64)
-    by_gpu = np.argsort(gpus, kind="stable")
-    gpus = gpus[by_gpu]
-    iv = {c: col(intervals, c)[by_gpu] for c in ("t0", "t1", "measured_s", "measured_j")}
-    iv["utilization"] = np.nan_to_num(col(intervals, "utilization")[by_gpu])
-    iv["window"] = col(intervals, "window", np.int64)[by_gpu]
+    iv = {c: col(intervals, c) for c in ("t0", "t1", "measured_s", "measured_j", "utilization")}
+    iv["window"] = col(intervals, "window", np.int64)
+    # Group intervals by GPU without sorting 64-bit keys: the few distinct keys (found at the
+    # places the key changes) get dense numbers, which numpy's stable sort radix-sorts.
+    keys = col(intervals, "gpu_idx", np.uint64)
+    gpus = np.unique(np.r_[keys[:1], keys[1:][keys[1:] != keys[:-1]]])
+    dense = np.searchsorted(gpus, keys).astype(np.uint16 if len(gpus) <= 1 << 16 else np.int64)
+    order = np.argsort(dense, kind="stable")
+    edges = np.r_[0, np.cumsum(np.bincount(dense, minlength=len(gpus)))]
 
-    def one(lo: int, hi: int) -> tuple[dict, dict]:
-        g = {k: v[lo:hi] for k, v in iv.items()}
+    def one(j: int) -> tuple[dict, dict]:
+        rows = order[edges[j]:edges[j + 1]]
+        g = {k: v[rows] for k, v in iv.items()}
         if np.any(np.diff(g["t0"]) < 0):  # put this GPU's intervals in time order
             by_time = np.argsort(g["t0"], kind="stable")
             g = {k: v[by_time] for k, v in g.items()}
         grid = Grid(g["t0"], g["t1"], g["measured_s"], g["measured_j"])
         w_idx = g["window"]
         cuts = grid.t[1:-1][w_idx[1:] != w_idx[:-1]]
-        work, time = _segments(req, p_req[p_gpu == gpus[lo]], method, prefill_weight)
-        seg, shares, active = _one_gpu(grid, _split_at(work, cuts), _split_at(time, cuts),
-                                       method)
-        seg["gpu_idx"] = np.full(len(seg["req_idx"]), gpus[lo])
+        work, time = _segments(req, p_req[p_gpu == gpus[j]], method, prefill_weight)
+        seg, active = _one_gpu(grid, _split_at(work, cuts), _split_at(time, cuts), method)
+        seg["gpu_idx"] = np.full(len(seg["req_idx"]), gpus[j])
         seg["window"] = w_idx[seg.pop("start")]
-        return seg, _windows(grid, w_idx, g["utilization"], shares, active, gpus[lo])
+        return seg, _windows(grid, w_idx, np.nan_to_num(g["utilization"]), active, seg, gpus[j])
 
-    edges = np.flatnonzero(np.r_[True, gpus[1:] != gpus[:-1], True]) if len(gpus) else []
     # GPUs are independent and numpy releases the GIL in its loops: use both cores.
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        done = list(pool.map(lambda e: one(*e), itertools.pairwise(edges)))
+        done = list(pool.map(one, range(len(gpus))))
     segs, wins = [d[0] for d in done], [d[1] for d in done]
+    for seg in segs:
+        del seg["cls"]
     return Result(_table(segs, SEGMENT_SCHEMA), _table(wins, WINDOW_SCHEMA))
 
 
-def _one_gpu(grid: Grid, work: Segments, time: Segments,
-             method: str) -> tuple[dict, np.ndarray, np.ndarray]:
-    """Per-segment takes, per-interval class shares (k × m) and the active mask."""
+def _one_gpu(grid: Grid, work: Segments, time: Segments, method: str) -> tuple[dict, np.ndarray]:
+    """Per-segment takes and the mask of intervals with a request active."""
     work, wa, wb = grid.clip(work)
     time, ta, tb = grid.clip(time)
     if method == "equal":
-        n_cls = grid.count(time, ta, tb)
-        n = n_cls.sum(axis=0)
-        segs, starts = time, ta
+        n = grid.count(ta, tb)
         sec = grid.collect_equal(ta, tb, _ratio(grid.dt, n))
         jou = grid.collect_equal(ta, tb, _ratio(grid.de, n))
-        return _seg(segs, starts, sec, jou), _ratio(n_cls, n), n > 0
-    t_cls = grid.spread(time, ta, tb)
-    t_total = t_cls.sum(axis=0)
+        return _seg(time, ta, sec, jou), n > 0
+    t_total = grid.spread(time, ta, tb)
     if method == "time_overlap":
         sec = grid.collect(time, ta, tb, _ratio(grid.dt, t_total))
         jou = grid.collect(time, ta, tb, _ratio(grid.de, t_total))
-        return _seg(time, ta, sec, jou), _ratio(t_cls, t_total), t_total > 0
-    w_cls = grid.spread(work, wa, wb)
-    w_total = w_cls.sum(axis=0)
+        return _seg(time, ta, sec, jou), t_total > 0
+    w_total = grid.spread(work, wa, wb)
     by_work = w_total > 0
     fallback = ~by_work & (t_total > 0)  # active requests, but no measurable work
     t_dt, t_de = np.where(fallback, grid.dt, 0.0), np.where(fallback, grid.de, 0.0)
@@ -256,27 +249,37 @@ def _one_gpu(grid: Grid, work: Segments, time: Segments,
                           grid.collect(time, ta, tb, _ratio(t_dt, t_total))])
     jou = np.concatenate([grid.collect(work, wa, wb, _ratio(grid.de, w_total)),
                           grid.collect(time, ta, tb, _ratio(t_de, t_total))])
-    shares = np.where(by_work, _ratio(w_cls, w_total), _ratio(t_cls, t_total))
-    return (_seg(Segments.concat([work, time]), np.concatenate([wa, ta]), sec, jou), shares,
+    return (_seg(Segments.concat([work, time]), np.concatenate([wa, ta]), sec, jou),
             by_work | fallback)
 
 
 def _seg(s: Segments, starts: np.ndarray, sec: np.ndarray, jou: np.ndarray) -> dict:
-    return {"req_idx": s.owner, "start": starts, "gpu_seconds": sec, "energy_j": jou}
+    return {"req_idx": s.owner, "cls": s.cls, "start": starts, "gpu_seconds": sec,
+            "energy_j": jou}
 
 
-def _windows(grid: Grid, w_idx: np.ndarray, util: np.ndarray, shares: np.ndarray,
-             active: np.ndarray, gpu: int) -> dict:
-    """Every interval's seconds and joules in one bucket (or split among classes), per window."""
-    labels, inverse = np.unique(w_idx, return_inverse=True)
+def _windows(grid: Grid, w_idx: np.ndarray, util: np.ndarray, active: np.ndarray, seg: dict,
+             gpu: int) -> dict:
+    """Every interval's seconds and joules in one bucket, per window.
+
+    Request classes get the sum of their segments' takes; intervals with no request active
+    are idle, or unaccounted when the GPU reported work.
+    """
+    first = np.flatnonzero(np.r_[True, w_idx[1:] != w_idx[:-1]])  # windows follow time
+    labels, inverse = w_idx[first], np.cumsum(np.r_[False, w_idx[1:] != w_idx[:-1]])
+    n, k = len(labels), len(CLASSES)
+    cell = np.searchsorted(labels, seg["window"]) * k + seg["cls"]
     idle = ~active & (util <= UNACCOUNTED_UTILIZATION)
-    parts = {**{c: shares[i] for i, c in enumerate(CLASSES)},
-             "idle": idle.astype(float), "unaccounted": (~active & ~idle).astype(float)}
-    out = {"gpu_idx": np.full(len(labels), gpu), "window": labels}
-    for unit, values in (("s", grid.dt), ("j", grid.de)):
-        out[f"measured_{unit}"] = np.bincount(inverse, values, minlength=len(labels))
-        for name, frac in parts.items():
-            out[f"{name}_{unit}"] = np.bincount(inverse, values * frac, minlength=len(labels))
+    out = {"gpu_idx": np.full(n, gpu), "window": labels}
+    for unit, values, taken in (("s", grid.dt, seg["gpu_seconds"]),
+                                ("j", grid.de, seg["energy_j"])):
+        out[f"measured_{unit}"] = np.bincount(inverse, values, minlength=n)
+        by_class = np.bincount(cell, taken, minlength=n * k).reshape(n, k)
+        for i, c in enumerate(CLASSES):
+            out[f"{c}_{unit}"] = by_class[:, i]
+        out[f"idle_{unit}"] = np.bincount(inverse, np.where(idle, values, 0.0), minlength=n)
+        out[f"unaccounted_{unit}"] = np.bincount(
+            inverse, np.where(~active & ~idle, values, 0.0), minlength=n)
     return out
 
 
