@@ -20,6 +20,13 @@ phase of zero measured length (a prefix-cache hit) still carries its tokens. Seg
 split at window (hour) boundaries so attribution can be summed per window: a window's
 useful, failed, aborted and timed-out buckets are the takes of its segments by the request's
 class, and the intervals with no request active are idle or unaccounted.
+
+Two kinds of GPU work belong to no request. Prompt tokens an engine recomputed after
+preempting requests (vLLM's ``prompt_tokens_recomputed_total``) are a segment of prefill work
+over the scrape interval that counted them, sharing intervals like any request under ``work``
+and booked as *preempted*; the other methods share by presence, which recomputation has not.
+An engine starting up (process start until it served) holds its GPUs: the part of an interval
+with no request active that falls in a start-up window is *model loading*.
 """
 
 from __future__ import annotations
@@ -32,7 +39,8 @@ import numpy as np
 import pyarrow as pa
 
 METHODS = ("work", "time_overlap", "equal")
-CLASSES = ("useful", "failed", "aborted", "timed_out")
+CLASSES = ("useful", "failed", "aborted", "timed_out")  # a request's work_class
+PREEMPTED = len(CLASSES)  # the class index of recomputation segments (no owner)
 MIN_SEGMENT_S = 1e-3
 
 
@@ -170,11 +178,12 @@ class Result:
     per_window: pa.Table  # gpu_idx, window, measured and bucketed seconds and joules
 
 
-BUCKETS = (*CLASSES, "idle", "unaccounted")
+BUCKETS = (*CLASSES, "preempted", "model_loading", "idle", "unaccounted")
 UNACCOUNTED_UTILIZATION = 0.05
 
 
 def attribute(intervals: pa.Table, requests: pa.Table, placements: pa.Table, *,
+              recompute: pa.Table | None = None, loading: pa.Table | None = None,
               method: str = "work", prefill_weight: float = 0.25) -> Result:
     """Split ``intervals`` among ``requests`` placed by ``placements`` (integer keys only).
 
@@ -183,6 +192,8 @@ def attribute(intervals: pa.Table, requests: pa.Table, placements: pa.Table, *,
     in any order. ``requests``: req_idx (0..N-1, in order), class_idx (index in CLASSES),
     scheduled_s, first_token_s, finished_s, prefill_tokens, decode_tokens.
     ``placements``: req_idx, gpu_idx. GPU keys are any unsigned integers (hashes).
+    ``recompute``: gpu_idx, t0, t1, tokens (prompt tokens recomputed in [t0, t1)).
+    ``loading``: gpu_idx, t0, t1 (an engine on that GPU starting up).
     """
     if method not in METHODS:
         raise ValueError(f"attribution method {method!r} is not one of {METHODS}")
@@ -193,6 +204,8 @@ def attribute(intervals: pa.Table, requests: pa.Table, placements: pa.Table, *,
         "scheduled_s", "first_token_s", "finished_s", "prefill_tokens", "decode_tokens")}
     req["cls"] = col(requests, "class_idx", np.int64)
     p_req, p_gpu = col(placements, "req_idx", np.int64), col(placements, "gpu_idx", np.uint64)
+    extra = {name: {c: col(t, c, np.uint64 if c == "gpu_idx" else float) for c in t.column_names}
+             for name, t in (("recompute", recompute), ("loading", loading)) if t is not None}
     iv = {c: col(intervals, c) for c in ("t0", "t1", "measured_s", "measured_j", "utilization")}
     iv["window"] = col(intervals, "window", np.int64)
     # Group intervals by GPU without sorting 64-bit keys: the few distinct keys (found at the
@@ -213,18 +226,33 @@ def attribute(intervals: pa.Table, requests: pa.Table, placements: pa.Table, *,
         w_idx = g["window"]
         cuts = grid.t[1:-1][w_idx[1:] != w_idx[:-1]]
         work, time = _segments(req, p_req[p_gpu == gpus[j]], method, prefill_weight)
+        if method == "work" and "recompute" in extra:
+            work = Segments.concat([work, _overhead(extra["recompute"], gpus[j],
+                                                    prefill_weight, PREEMPTED)])
         seg, active = _one_gpu(grid, _split_at(work, cuts), _split_at(time, cuts), method)
         seg["gpu_idx"] = np.full(len(seg["req_idx"]), gpus[j])
         seg["window"] = w_idx[seg.pop("start")]
-        return seg, _windows(grid, w_idx, np.nan_to_num(g["utilization"]), active, seg, gpus[j])
+        loading = np.zeros(grid.m)
+        if "loading" in extra:
+            up, ua, ub = grid.clip(_overhead(extra["loading"], gpus[j]))
+            loading = np.clip(_ratio(grid.spread(up, ua, ub), grid.dt), 0.0, 1.0)
+        return seg, _windows(grid, w_idx, np.nan_to_num(g["utilization"]), active, loading,
+                             seg, gpus[j])
 
     # GPUs are independent and numpy releases the GIL in its loops: use both cores.
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         done = list(pool.map(one, range(len(gpus))))
-    segs, wins = [d[0] for d in done], [d[1] for d in done]
-    for seg in segs:
-        del seg["cls"]
-    return Result(_table(segs, SEGMENT_SCHEMA), _table(wins, WINDOW_SCHEMA))
+    segs = [{k: v[d[0]["req_idx"] >= 0] for k, v in d[0].items()} for d in done]  # requests'
+    return Result(_table(segs, SEGMENT_SCHEMA), _table([d[1] for d in done], WINDOW_SCHEMA))
+
+
+def _overhead(rows: dict[str, np.ndarray], gpu: int, prefill_weight: float = 0.0,
+              cls: int = 0) -> Segments:
+    """Owner-less segments of one GPU: recomputed tokens at their rate, or start-up (ρ = 1)."""
+    on = rows["gpu_idx"] == gpu
+    a, b = rows["t0"][on], np.maximum(rows["t1"][on], rows["t0"][on] + MIN_SEGMENT_S)
+    rho = rows["tokens"][on] * prefill_weight / (b - a) if "tokens" in rows else np.ones(len(a))
+    return Segments(a, b, rho, np.full(len(a), -1), np.full(len(a), cls))
 
 
 def _one_gpu(grid: Grid, work: Segments, time: Segments, method: str) -> tuple[dict, np.ndarray]:
@@ -258,16 +286,17 @@ def _seg(s: Segments, starts: np.ndarray, sec: np.ndarray, jou: np.ndarray) -> d
             "energy_j": jou}
 
 
-def _windows(grid: Grid, w_idx: np.ndarray, util: np.ndarray, active: np.ndarray, seg: dict,
-             gpu: int) -> dict:
+def _windows(grid: Grid, w_idx: np.ndarray, util: np.ndarray, active: np.ndarray,
+             loading: np.ndarray, seg: dict, gpu: int) -> dict:
     """Every interval's seconds and joules in one bucket, per window.
 
-    Request classes get the sum of their segments' takes; intervals with no request active
-    are idle, or unaccounted when the GPU reported work.
+    Request classes and recomputation get the sum of their segments' takes; of an interval
+    with no request active, the fraction ``loading`` is model loading and the rest idle, or
+    unaccounted when the GPU reported work.
     """
     first = np.flatnonzero(np.r_[True, w_idx[1:] != w_idx[:-1]])  # windows follow time
     labels, inverse = w_idx[first], np.cumsum(np.r_[False, w_idx[1:] != w_idx[:-1]])
-    n, k = len(labels), len(CLASSES)
+    n, k = len(labels), PREEMPTED + 1
     cell = np.searchsorted(labels, seg["window"]) * k + seg["cls"]
     idle = ~active & (util <= UNACCOUNTED_UTILIZATION)
     out = {"gpu_idx": np.full(n, gpu), "window": labels}
@@ -275,11 +304,14 @@ def _windows(grid: Grid, w_idx: np.ndarray, util: np.ndarray, active: np.ndarray
                                 ("j", grid.de, seg["energy_j"])):
         out[f"measured_{unit}"] = np.bincount(inverse, values, minlength=n)
         by_class = np.bincount(cell, taken, minlength=n * k).reshape(n, k)
-        for i, c in enumerate(CLASSES):
+        for i, c in enumerate((*CLASSES, "preempted")):
             out[f"{c}_{unit}"] = by_class[:, i]
-        out[f"idle_{unit}"] = np.bincount(inverse, np.where(idle, values, 0.0), minlength=n)
-        out[f"unaccounted_{unit}"] = np.bincount(
-            inverse, np.where(~active & ~idle, values, 0.0), minlength=n)
+        free = np.where(active, 0.0, values)
+        out[f"model_loading_{unit}"] = np.bincount(inverse, free * loading, minlength=n)
+        rest = free * (1.0 - loading)
+        out[f"idle_{unit}"] = np.bincount(inverse, np.where(idle, rest, 0.0), minlength=n)
+        out[f"unaccounted_{unit}"] = np.bincount(inverse, np.where(idle, 0.0, rest),
+                                                 minlength=n)
     return out
 
 

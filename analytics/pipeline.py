@@ -40,6 +40,7 @@ STEPS: tuple[str, ...] = (
     "intermediate/int_requests",
     "intermediate/int_request_gpus",
     "intermediate/int_gpu_intervals",
+    "intermediate/int_gpu_overheads",
     "intermediate/int_attribution_inputs",
     ATTRIBUTE,
     "intermediate/int_attribution",
@@ -139,8 +140,12 @@ def _run_kernel(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
                        "prefill_tokens, decode_tokens FROM int_request_work ORDER BY req_idx"
                        ).to_arrow_table()
     placements = con.sql("SELECT req_idx, gpu_idx FROM int_placements").to_arrow_table()
-    result = attribute(intervals, requests, placements, method=settings.method,
-                       prefill_weight=settings.prefill_token_weight)
+    recompute = con.sql("SELECT hash(gpu_uuid) AS gpu_idx, t0, t1, tokens FROM int_recompute"
+                        ).to_arrow_table()
+    loading = con.sql("SELECT hash(gpu_uuid) AS gpu_idx, t0, t1 FROM int_engine_loading"
+                      ).to_arrow_table()
+    result = attribute(intervals, requests, placements, recompute=recompute, loading=loading,
+                       method=settings.method, prefill_weight=settings.prefill_token_weight)
     con.register("kernel_segments", result.per_segment)
     con.register("kernel_windows", result.per_window)
 

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import streamlit as st
 
+from analytics.attribution import BUCKETS
 from analytics.summary import NoResults, require_results
 from dashboard import queries as q
 from inferledger.store import DataDir, connect_readonly
@@ -110,8 +111,7 @@ def main() -> None:
     st.subheader("GPU time: useful vs wasted (seconds)")
     gpu = d["gpu"]
     if len(gpu):
-        st.bar_chart(gpu.set_index("gpu")[["useful_s", "failed_s", "aborted_s", "idle_s",
-                                           "unaccounted_s"]], horizontal=True)
+        st.bar_chart(gpu.set_index("gpu")[[f"{b}_s" for b in BUCKETS]], horizontal=True)
     _table("GPU time by GPU", gpu, "gpu_time")
     if len(d["trend"]):
         st.subheader("Attributed cost per minute")

@@ -12,6 +12,8 @@ from datetime import datetime
 import duckdb
 import pandas as pd
 
+from analytics.attribution import BUCKETS
+
 
 @dataclass(frozen=True)
 class Filters:
@@ -78,8 +80,8 @@ def kpis(con: duckdb.DuckDBPyConnection, f: Filters) -> pd.Series:
                sum(idle_cost_usd) AS idle_cost_usd,
                sum(useful_s) / nullif(sum(measured_s), 0) AS useful_fraction,
                sum(idle_s) / nullif(sum(measured_s), 0) AS idle_fraction,
-               sum(failed_s + aborted_s + unaccounted_s)
-                   / nullif(sum(measured_s), 0) AS other_waste_fraction,
+               sum(failed_s + aborted_s + timed_out_s + preempted_s + model_loading_s
+                   + unaccounted_s) / nullif(sum(measured_s), 0) AS other_waste_fraction,
                sum(measured_j) / 3.6e6 AS energy_kwh
         FROM gpu_time WHERE {gwhere}
     )
@@ -111,9 +113,7 @@ def gpu_time_by_gpu(con: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
         if f.since else ("TRUE", [])
     return _df(con, f"""
         SELECT host_name || ' / ' || gpu_model || ' / ' || left(gpu_uuid, 12) AS gpu,
-               sum(useful_s) AS useful_s, sum(failed_s) AS failed_s,
-               sum(aborted_s) AS aborted_s, sum(idle_s) AS idle_s,
-               sum(unaccounted_s) AS unaccounted_s,
+               {", ".join(f"sum({b}_s) AS {b}_s" for b in BUCKETS)},
                round(sum(cost_usd), 6) AS cost_usd,
                round(sum(idle_cost_usd), 6) AS idle_cost_usd
         FROM gpu_time WHERE {where}

@@ -228,7 +228,8 @@ def cmd_sim_engine(args: argparse.Namespace) -> int:
 
     serve_engine(model=args.model, state=Path(args.state), host=args.host, port=args.port,
                  otlp_endpoint=args.otlp_endpoint, otlp_protocol=args.otlp_protocol,
-                 middleware=args.middleware, max_num_seqs=args.max_num_seqs, seed=args.seed)
+                 middleware=args.middleware, max_num_seqs=args.max_num_seqs, seed=args.seed,
+                 load_s=args.load_s)
     return 0
 
 
@@ -406,6 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ASGI middleware to add, as vLLM's --middleware does")
     e.add_argument("--max-num-seqs", type=int, default=64, help="max batch size (default 64)")
     e.add_argument("--seed", type=int, help="random seed for reply lengths")
+    e.add_argument("--load-s", type=float, metavar="SECONDS",
+                   help="model loading time before serving (default: weights at 8 GB/s/GPU)")
     e.set_defaults(func=cmd_sim_engine)
 
     lg = sim_sub.add_parser("loadgen", help="send synthetic chat traffic",

@@ -56,6 +56,9 @@ def run_node(*, name: str, gpu_models: list[str], engines: list[EngineSpec], sta
             raise ValueError(f"engine {e} uses a GPU this node does not have")
     NodeGpus.create(state, name, gpu_models).close()
     backend_spec = f"sim:{state}"
+    # The agent first, as on a real node: it sees the engines load their models.
+    agent = NodeAgent(open_backend(backend_spec), metric_exporter(collector_http),
+                      host=name, interval_s=interval_s, resource_attributes=SIMULATED_RESOURCE)
     sup = Supervisor()
     try:
         for e in engines:
@@ -69,16 +72,12 @@ def run_node(*, name: str, gpu_models: list[str], engines: list[EngineSpec], sta
                 "--port", str(e.port), "--otlp-endpoint", collector_grpc,
                 "--middleware", MIDDLEWARE], env)
             wait_for_port(host, e.port, 60, child)
-        agent = NodeAgent(open_backend(backend_spec), metric_exporter(collector_http),
-                          host=name, interval_s=interval_s,
-                          resource_attributes=SIMULATED_RESOURCE)
         log.info("node %s up: %d GPU(s) %s, engines %s", name, len(gpu_models),
                  ",".join(gpu_models), ", ".join(map(str, engines)))
         while not stop.wait(0.5):
             dead = sup.failed()
             if dead:
                 raise RuntimeError(f"{dead.name} exited with code {dead.proc.returncode}")
+    finally:
         sup.stop_all()  # engines first, so their last spans are flushed
         agent.shutdown()
-    finally:
-        sup.stop_all()

@@ -74,22 +74,48 @@ class Fleet:
             }, {"service.name": "vllm", "host.name": host, "vllm.process_id": 42}))
         return f"{trace}:{edge_id}"
 
+    def _point(self, name: str, t: float, value: float, attrs: dict, *, host: str,
+               kind: str = "gauge") -> None:
+        self.points.append({
+            "metric_name": name, "unit": None, "metric_type": kind,
+            "is_monotonic": True if kind == "sum" else None,
+            "time_unix_nano": int(t * 1e9), "start_time_unix_nano": None,
+            "value": float(value), "count": None, "service_name": "inferledger-agent",
+            "host_name": host, "scope_name": "test",
+            "resource_attributes": _attrs({"service.name": "inferledger-agent",
+                                           "host.name": host}),
+            "attributes": _attrs(attrs), "received_at_unix_nano": 0})
+
     def sample(self, gpu: str, t: float, *, energy_j: float | None, power_w: float = 100.0,
                utilization: float = 0.0, host: str = "node", model: str = H100) -> None:
-        res = _attrs({"service.name": "inferledger-agent", "host.name": host})
-        attrs = _attrs({"hw.id": gpu, "hw.model": model, "hw.type": "gpu"})
+        attrs = {"hw.id": gpu, "hw.model": model, "hw.type": "gpu"}
         for name, value in (("hw.energy", energy_j), ("hw.power", power_w),
                             ("hw.gpu.utilization", utilization)):
-            if value is None:
-                continue
-            self.points.append({
-                "metric_name": name, "unit": None,
-                "metric_type": "sum" if name == "hw.energy" else "gauge",
-                "is_monotonic": True if name == "hw.energy" else None,
-                "time_unix_nano": int(t * 1e9), "start_time_unix_nano": None,
-                "value": float(value), "count": None, "service_name": "inferledger-agent",
-                "host_name": host, "scope_name": "test", "resource_attributes": res,
-                "attributes": attrs, "received_at_unix_nano": 0})
+            if value is not None:
+                self._point(name, t, value, attrs, host=host,
+                            kind="sum" if name == "hw.energy" else "gauge")
+
+    def process(self, gpu: str, t: float, pid: int, *, host: str = "node") -> None:
+        """The agent saw ``pid`` holding memory on ``gpu`` at ``t``."""
+        self._point("inferledger.gpu.process.memory.usage", t, 1e9,
+                    {"hw.id": gpu, "process.pid": str(pid)}, host=host)
+
+    def engine_counter(self, name: str, t: float, value: float, *, gpus: list[str],
+                       pid: int = 42, host: str = "node", model: str = "m") -> None:
+        """A vLLM counter as the agent scrapes it from an engine's /metrics."""
+        self._point(name, t, value, {"model_name": model, "engine": "0",
+                                     "inferledger.engine": "http://127.0.0.1:8000/metrics",
+                                     "inferledger.pid": str(pid), "inferledger.gpu_uuids": gpus},
+                    host=host, kind="sum")
+
+    def startup(self, start: float, end: float, *, gpus: list[str], pid: int = 42,
+                host: str = "node") -> None:
+        """An engine starting up, as the middleware records it once the server is ready."""
+        self.spans.append(_span(secrets.token_hex(16), secrets.token_hex(8), None,
+                                "inferledger.engine.startup", 1, start, end, {
+            "inferledger.span.source": "engine_startup", "inferledger.host": host,
+            "inferledger.pid": pid, "inferledger.gpu_uuids": gpus,
+        }, {"service.name": "inferledger-middleware", "host.name": host}))
 
     def tables(self) -> tuple[pa.Table, pa.Table]:
         return (pa.Table.from_pylist(self.spans, schema=SPANS),

@@ -117,3 +117,59 @@ def test_cost_is_priced_from_the_pricing_file() -> None:
     assert row["carbon_g"] == pytest.approx(200.0 / 3.6e6 * 1.3 * 380)
     assert row["pricing_version"] == "example-2026-11"
     assert row["attribution_method"] == "work"
+
+
+def gpu_time(con) -> dict:
+    return rows(con, "SELECT * FROM mart_gpu_time")[0]
+
+
+def test_recomputed_prompt_tokens_are_booked_as_preempted() -> None:
+    f = Fleet()
+    # A decodes 100 tokens over [0,1); the engine recomputed 400 prompt tokens after a
+    # preemption in the same scrape interval: 400 × 0.25 = 100 units of work, as much as A.
+    a = f.request(scheduled=T0, first_token=T0, finished=T0 + 1, gpus=[G], output_tokens=100)
+    f.engine_counter("vllm:prompt_tokens_recomputed_total", T0, 1000, gpus=[G])
+    f.engine_counter("vllm:prompt_tokens_recomputed_total", T0 + 1, 1400, gpus=[G])
+    f.sample(G, T0, energy_j=0.0)
+    f.sample(G, T0 + 1, energy_j=80.0, utilization=1.0)
+    con = f.con()
+    assert per_request(con)[a] == pytest.approx((0.5, 40.0))
+    g = gpu_time(con)
+    assert (g["useful_s"], g["preempted_s"], g["preempted_j"]) == pytest.approx((0.5, 0.5, 40.0))
+
+
+def test_a_restarted_engine_counts_its_new_counter_value() -> None:
+    f = Fleet()
+    # The counter fell from 1000 to 400: the engine restarted and recomputed 400 tokens since.
+    for t, v in ((0, 1000), (1, 400)):
+        f.engine_counter("vllm:prompt_tokens_recomputed_total", T0 + t, v, gpus=[G])
+    f.sample(G, T0, energy_j=0.0)
+    f.sample(G, T0 + 1, energy_j=80.0, utilization=1.0)
+    g = gpu_time(f.con())
+    assert (g["preempted_s"], g["unaccounted_s"]) == pytest.approx((1.0, 0.0))
+
+
+def test_engine_start_up_is_model_loading_and_placed_by_pid() -> None:
+    f = Fleet()
+    # The engine (pid 7) started at 0 and served from 1.5; its span has no GPU tags, so the
+    # agent's process samples place it. [0,1) loading; [1,2) half loading, half busy with no
+    # request (unaccounted); [2,3) idle.
+    f.startup(T0, T0 + 1.5, gpus=[], pid=7)
+    f.process(G, T0 + 1, 7)
+    for t, e, u in ((0, 0.0, 0.0), (1, 100.0, 0.5), (2, 200.0, 0.5), (3, 260.0, 0.0)):
+        f.sample(G, T0 + t, energy_j=e, utilization=u)
+    g = gpu_time(f.con())
+    assert (g["model_loading_s"], g["unaccounted_s"], g["idle_s"]) == pytest.approx((1.5, 0.5, 1.0))
+    assert (g["model_loading_j"], g["unaccounted_j"], g["idle_j"]) == pytest.approx((150, 50, 60))
+
+
+def test_request_placed_by_pid_when_its_span_has_no_gpus() -> None:
+    f = Fleet()
+    r = f.request(scheduled=T0, first_token=T0, finished=T0 + 1, gpus=[], output_tokens=10)
+    f.process(G, T0 + 0.5, 42)  # the middleware's process (pid 42) on G
+    f.sample(G, T0, energy_j=0.0)
+    f.sample(G, T0 + 1, energy_j=50.0, utilization=1.0)
+    con = f.con()
+    assert per_request(con)[r] == pytest.approx((1.0, 50.0))
+    assert rows(con, "SELECT placement_source FROM int_request_gpus") == [
+        {"placement_source": "process_match"}]

@@ -1,7 +1,8 @@
 """Conservation, as a property: on any workload, every GPU-second and joule is accounted for.
 
 Random overlaps, gaps between samples, missing samples, tensor-parallel groups, requests
-outside any sampled window, counter resets: for every GPU and window,
+outside any sampled window, counter resets, recomputation after preemption, engines
+starting up: for every GPU and window,
 Σ attributed + unattributed = measured, for seconds and joules.
 """
 
@@ -23,20 +24,32 @@ request = st.fixed_dictionaries({
     "inp": st.integers(0, 5000), "out": st.integers(0, 2000),
     "outcome": st.sampled_from(["ok", "ok", "error", "client_abort", "timeout"]),
 })
+overhead = st.fixed_dictionaries({  # an engine's start-up, or a recompute counter's scrapes
+    "start": st.floats(0, 60), "length": st.floats(0, 20), "tokens": st.integers(-500, 5000),
+    "gpus": st.lists(st.sampled_from(GPUS), min_size=1, max_size=2, unique=True),
+})
 samples = st.lists(
     st.tuples(st.floats(0, 80), st.floats(0, 1000), st.booleans()), min_size=0, max_size=25)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(reqs=st.lists(request, max_size=12), per_gpu=st.lists(samples, min_size=3, max_size=3),
-       method=st.sampled_from(["work", "time_overlap", "equal"]))
-def test_attributed_plus_idle_equals_measured(reqs, per_gpu, method) -> None:
+       method=st.sampled_from(["work", "time_overlap", "equal"]),
+       startups=st.lists(overhead, max_size=2), recomputes=st.lists(overhead, max_size=3))
+def test_attributed_plus_idle_equals_measured(reqs, per_gpu, method, startups,
+                                              recomputes) -> None:
     f = Fleet()
     for r in reqs:
         s = T0 + r["start"]
         f.request(scheduled=s, first_token=s + r["prefill"],
                   finished=s + r["prefill"] + r["decode"] + 1e-3, gpus=r["gpus"],
                   input_tokens=r["inp"], output_tokens=r["out"], outcome=r["outcome"])
+    for u in startups:
+        f.startup(T0 + u["start"], T0 + u["start"] + u["length"], gpus=u["gpus"])
+    for i, c in enumerate(recomputes):  # each its own engine; tokens < 0: a restart
+        for t, v in ((c["start"], 1000), (c["start"] + c["length"], 1000 + c["tokens"])):
+            f.engine_counter("vllm:prompt_tokens_recomputed_total", T0 + t, v, gpus=c["gpus"],
+                             pid=100 + i)
     for gpu, pts in zip(GPUS, per_gpu, strict=True):
         energy = 0.0
         for t, delta, reset in sorted(pts):
@@ -49,7 +62,7 @@ def test_attributed_plus_idle_equals_measured(reqs, per_gpu, method) -> None:
     # The same invariant from the other side: per GPU, the buckets add up to what was measured.
     for g in rows(con, "SELECT * FROM mart_gpu_time"):
         buckets = (g["useful_s"] + g["failed_s"] + g["aborted_s"] + g["timed_out_s"]
-                   + g["idle_s"] + g["unaccounted_s"])
+                   + g["preempted_s"] + g["model_loading_s"] + g["idle_s"] + g["unaccounted_s"])
         assert abs(buckets - g["measured_s"]) <= 1e-9 * max(1.0, g["measured_s"])
     # Nothing is attributed to a request that was not placed on that GPU.
     stray = rows(con, "SELECT a.request_uid FROM int_attribution a ANTI JOIN int_request_gpus g "

@@ -17,6 +17,8 @@ from inferledger.otel import span_exporter
 from simulator.gpu_state import NodeGpus
 from tests.engine_server import MODEL, make_engine, serving
 
+STARTUP = "inferledger.engine.startup"
+
 
 @pytest.fixture
 def node(tmp_path):
@@ -47,14 +49,14 @@ def _chat(url: str, stream: bool, **extra) -> httpx.Response:
                       headers=extra.pop("headers", {"x-tenant": "acme", "x-route": "chat"}))
 
 
-def _spans(exporter: InMemorySpanExporter, n: int = 1) -> tuple:
-    """The finished spans once ``n`` are there (the span ends just after the last byte)."""
+def _spans(exporter: InMemorySpanExporter, n: int = 1) -> list:
+    """The finished request spans once ``n`` are there (a span ends after the last byte)."""
     for _ in range(200):
-        spans = exporter.get_finished_spans()
+        spans = [s for s in exporter.get_finished_spans() if s.name != STARTUP]
         if len(spans) >= n:
-            return spans
+            break
         time.sleep(0.02)
-    return exporter.get_finished_spans()
+    return spans
 
 
 def _events(r: httpx.Response) -> list[dict]:
@@ -155,3 +157,14 @@ def test_loaded_by_import_path_exports_to_the_collector(node, collector, data, m
     run(data)
     s = summary(data)
     assert s["requests"] == 1 and s["placed_fraction"] == 1.0
+
+
+def test_start_up_is_recorded_once_the_server_is_ready(traced) -> None:
+    """vLLM loads the model before it serves: process start → ready is the loading window."""
+    from agents.tracing.middleware import process_started_at
+
+    _, _, edge_spans, gpu = traced
+    (span,) = [s for s in edge_spans.get_finished_spans() if s.name == STARTUP]
+    assert span.attributes["inferledger.gpu_uuids"] == (gpu,)
+    assert span.attributes["inferledger.host"] == "node-t"
+    assert span.start_time == int(process_started_at() * 1e9) < span.end_time <= time.time_ns()

@@ -5,6 +5,9 @@ vLLM loads it with ``vllm serve MODEL --middleware agents.tracing.InferLedgerMid
 (see :mod:`agents.tracing.config`). It never buffers a response: streamed bytes pass on as
 complete SSE events arrive. It propagates W3C ``traceparent`` so vLLM's ``llm_request`` span
 becomes its child, and never raises into the request: telemetry failures are logged only.
+When the server reports its start-up complete (ASGI lifespan), it records the engine's
+start-up, from the process start to ready, so analytics can book that GPU time as model
+loading.
 """
 
 from __future__ import annotations
@@ -33,6 +36,15 @@ log = logging.getLogger("inferledger.middleware")
 INFERENCE_ROUTES = {"/v1/chat/completions": "chat", "/v1/completions": "text_completion"}
 _PROPAGATOR = TraceContextTextMapPropagator()
 _MAX_JSON_BODY = 8 * 1024 * 1024
+
+
+def process_started_at() -> float:
+    """Wall-clock start of this process, from Linux /proc; vLLM loads the model after it."""
+    with open("/proc/self/stat") as f:
+        after_name = f.read().rsplit(")", 1)[1].split()
+    with open("/proc/stat") as f:
+        boot = next(float(line.split()[1]) for line in f if line.startswith("btime "))
+    return boot + int(after_name[19]) / os.sysconf("SC_CLK_TCK")  # field 22: starttime
 
 
 def _gpu_uuids(cfg: MiddlewareConfig) -> list[str]:
@@ -80,11 +92,30 @@ class InferLedgerMiddleware:
         self.tracer = tracer_provider.get_tracer("inferledger.middleware")
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, self._watch_startup(send))
+            return
         operation = INFERENCE_ROUTES.get(scope.get("path", ""))
         if scope["type"] != "http" or scope.get("method") != "POST" or operation is None:
             await self.app(scope, receive, send)
             return
         await self._traced(scope, receive, send, operation)
+
+    def _watch_startup(self, send: Any) -> Any:
+        async def wrapped_send(message: dict) -> None:
+            if message["type"] == "lifespan.startup.complete":
+                try:
+                    self._record_startup()
+                except (OSError, StopIteration, ValueError, IndexError) as e:
+                    log.warning("engine start-up not recorded (no Linux /proc: %s)", e)
+            await send(message)
+        return wrapped_send
+
+    def _record_startup(self) -> None:
+        span = self.tracer.start_span("inferledger.engine.startup", kind=SpanKind.INTERNAL,
+                                      start_time=int(process_started_at() * 1e9))
+        span.set_attributes({"inferledger.span.source": "engine_startup", **self.placement})
+        span.end()
 
     async def _read_body(self, receive: Any) -> tuple[bytes, bool]:
         chunks, more = [], True

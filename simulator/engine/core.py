@@ -97,6 +97,16 @@ class EngineCore:
             if req in self.running:
                 self.running.remove(req)
 
+    def load_weights(self, seconds: float, steps: int = 10) -> None:
+        """Start-up as vLLM does it before its server listens: weights fill GPU memory while
+        the GPUs work at a light load (copies, CUDA graph capture)."""
+        power = self.gpu_model.serving_power_w(1)
+        for k in range(1, steps + 1):
+            mem = int(self.profile.weight_bytes * k / steps / self.tp)
+            for i in self.gpu_indices:
+                self.gpus.update(i, power_w=power, busy=True, mem_used_bytes=mem, pid=self.pid)
+            time.sleep(seconds / steps)
+
     # -- the loop ----------------------------------------------------------------------
     def _publish(self, batch: int, prefill_share: float) -> None:
         kv_used = sum(r.kv_blocks for r in self.running) * BLOCK_TOKENS

@@ -36,7 +36,10 @@ def visible_gpu_indices(count: int) -> list[int]:
 
 def serve_engine(*, model: str, state: Path, host: str, port: int, otlp_endpoint: str | None,
                  otlp_protocol: str = "grpc", middleware: list[str] = (),
-                 max_num_seqs: int = 64, seed: int | None = None) -> None:
+                 max_num_seqs: int = 64, seed: int | None = None,
+                 load_s: float | None = None) -> None:
+    """Serve ``model`` like ``vllm serve``: load the weights (``load_s``, default at 8 GB/s
+    per GPU), then answer HTTP."""
     profile = MODEL_PROFILES.get(model)
     if profile is None:
         raise ValueError(f"unknown simulated model {model!r}; known: {sorted(MODEL_PROFILES)}")
@@ -53,6 +56,7 @@ def serve_engine(*, model: str, state: Path, host: str, port: int, otlp_endpoint
         provider = TracerProvider(resource=resource)
         provider.add_span_processor(BatchSpanProcessor(span_exporter(otlp_endpoint,
                                                                      otlp_protocol)))
+    core.load_weights(profile.weight_bytes / (8e9 * len(indices)) if load_s is None else load_s)
     app = build_app(core, model, provider, list(middleware), seed=seed)
     log.info("engine %s on %s GPU(s) %s, pid %d: http://%s:%d/v1", model, gpus.node, indices,
              os.getpid(), host, port)

@@ -83,3 +83,16 @@ SELECT
     simulated
 FROM stg_spans
 WHERE attributes['inferledger.span.source'] IN ('middleware', 'gateway');
+
+-- stg_engine_startups: an engine's start-up, from its process start until it first served,
+-- as the middleware records it (span inferledger.engine.startup): the model-loading window.
+CREATE OR REPLACE VIEW stg_engine_startups AS
+SELECT
+    coalesce(attributes['inferledger.host'], host_name)               AS host_name,
+    TRY_CAST(attributes['inferledger.pid'] AS BIGINT)                 AS pid,
+    TRY_CAST(attributes['inferledger.gpu_uuids'] AS VARCHAR[])        AS gpu_uuids,
+    start_s,
+    end_s,
+    simulated
+FROM stg_spans
+WHERE name = 'inferledger.engine.startup';

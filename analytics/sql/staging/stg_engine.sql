@@ -1,0 +1,22 @@
+-- stg_engine_counters: vLLM's cumulative counters (V1 names, e.g. vllm:num_preemptions_total)
+-- as the node agent scraped them from each engine's /metrics, one row per series and scrape.
+-- A series is one scrape target and label set, across engine restarts (a new PID continues
+-- the series, and its counter reset is seen as one); pid and gpu_uuids are the engine's
+-- placement as the agent resolved it at that scrape.
+CREATE OR REPLACE VIEW stg_engine_counters AS
+SELECT
+    host_name,
+    metric_name                                                       AS counter,
+    attributes['inferledger.engine']                                  AS engine,
+    attributes['model_name']                                          AS model,
+    CAST(map_from_entries(list_filter(map_entries(attributes), lambda e: e.key NOT IN
+        ('inferledger.pid', 'inferledger.gpu_uuids'))) AS VARCHAR)     AS series,
+    TRY_CAST(attributes['inferledger.pid'] AS BIGINT)                 AS pid,
+    TRY_CAST(attributes['inferledger.gpu_uuids'] AS VARCHAR[])        AS gpu_uuids,
+    time_unix_nano / 1e9                                              AS ts_s,
+    value,
+    coalesce(resource_attributes['inferledger.simulated'], 'false') = 'true' AS simulated
+FROM raw_metric_points
+WHERE metric_name LIKE 'vllm:%' AND metric_type = 'sum'
+QUALIFY row_number() OVER (PARTITION BY host_name, metric_name, series, time_unix_nano
+                           ORDER BY received_at_unix_nano) = 1;
