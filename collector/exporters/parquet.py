@@ -16,6 +16,9 @@ class ParquetSegmentSink:
 
     def __init__(self, data: DataDir) -> None:
         self.data = data.ensure()
+        # A crash mid-write leaves a temporary file that was never acknowledged: drop it.
+        for tmp in self.data.raw.glob("*/day=*/.*.tmp"):
+            tmp.unlink(missing_ok=True)
 
     def write(self, table_name: str, rows: pa.Table) -> None:
         now = time.time_ns()
