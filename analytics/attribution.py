@@ -31,6 +31,7 @@ with no request active that falls in a start-up window is *model loading*.
 
 from __future__ import annotations
 
+import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -65,12 +66,26 @@ class Segments:
 
 
 class Grid:
-    """The sample intervals of one GPU: boundaries t[0..M], durations, energies."""
+    """The sample intervals of one GPU: boundaries t[0..M], durations, energies, windows.
 
-    def __init__(self, t0: np.ndarray, t1: np.ndarray, dt: np.ndarray, de: np.ndarray) -> None:
+    Running sums restart at every window: segments never cross one, and a sum carried over
+    a whole day would cancel away a small window's values (1e-16 of the day's total).
+    """
+
+    def __init__(self, t0: np.ndarray, t1: np.ndarray, dt: np.ndarray, de: np.ndarray,
+                 window: np.ndarray) -> None:
         self.t = np.append(t0, t1[-1])
         self.dt, self.de = dt, de
         self.m = len(dt)
+        self.window = window
+        self.bounds = np.r_[np.flatnonzero(np.r_[True, window[1:] != window[:-1]]), self.m]
+
+    def cumsum(self, x: np.ndarray) -> np.ndarray:
+        """np.cumsum of the first m values, restarting at each window's first interval."""
+        out = np.empty(self.m)
+        for lo, hi in itertools.pairwise(self.bounds):
+            np.cumsum(x[lo:hi], out=out[lo:hi])
+        return out
 
     def clip(self, s: Segments) -> tuple[Segments, np.ndarray, np.ndarray]:
         """Drop what lies outside the sampled range, sort by start, locate the end intervals."""
@@ -97,13 +112,13 @@ class Grid:
         # Rates of segments covering whole intervals. A running sum of +ρ and −ρ leaves
         # rounding residue where nothing is left covering; an exact count zeroes it there.
         n = np.bincount(lo, minlength=m + 1) - np.bincount(hi, minlength=m + 1)
-        full = np.where(np.cumsum(n) > 0, np.cumsum(d), 0.0)[:m]
+        full = np.where(np.cumsum(n)[:m] > 0, self.cumsum(d), 0.0)
         return w + full * self.dt
 
     def collect(self, s: Segments, ia: np.ndarray, ib: np.ndarray, h: np.ndarray) -> np.ndarray:
         """Σ ρ·|segment ∩ interval i|·h_i per segment (h = seconds or joules per weight)."""
         t = self.t
-        prefix = np.concatenate([[0.0], np.cumsum(self.dt * h)])
+        prefix = np.r_[0.0, self.cumsum(self.dt * h)]  # both ends in the segment's window
         inner = prefix[np.maximum(ib, ia + 1)] - prefix[ia + 1]
         same = ia == ib
         one = (s.b - s.a) * h[ia]
@@ -116,8 +131,8 @@ class Grid:
         return np.cumsum(d)[:self.m].astype(float)
 
     def collect_equal(self, ia: np.ndarray, ib: np.ndarray, h: np.ndarray) -> np.ndarray:
-        prefix = np.concatenate([[0.0], np.cumsum(h)])
-        return prefix[ib + 1] - prefix[ia]
+        prefix = np.r_[0.0, self.cumsum(h)]
+        return h[ia] + prefix[ib + 1] - prefix[ia + 1]  # within the segment's window
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -222,9 +237,9 @@ def attribute(intervals: pa.Table, requests: pa.Table, placements: pa.Table, *,
         if np.any(np.diff(g["t0"]) < 0):  # put this GPU's intervals in time order
             by_time = np.argsort(g["t0"], kind="stable")
             g = {k: v[by_time] for k, v in g.items()}
-        grid = Grid(g["t0"], g["t1"], g["measured_s"], g["measured_j"])
         w_idx = g["window"]
-        cuts = grid.t[1:-1][w_idx[1:] != w_idx[:-1]]
+        grid = Grid(g["t0"], g["t1"], g["measured_s"], g["measured_j"], w_idx)
+        cuts = grid.t[grid.bounds[1:-1]]
         work, time = _segments(req, p_req[p_gpu == gpus[j]], method, prefill_weight)
         if method == "work" and "recompute" in extra:
             work = Segments.concat([work, _overhead(extra["recompute"], gpus[j],
@@ -236,8 +251,8 @@ def attribute(intervals: pa.Table, requests: pa.Table, placements: pa.Table, *,
         if "loading" in extra:
             up, ua, ub = grid.clip(_overhead(extra["loading"], gpus[j]))
             loading = np.clip(_ratio(grid.spread(up, ua, ub), grid.dt), 0.0, 1.0)
-        return seg, _windows(grid, w_idx, np.nan_to_num(g["utilization"]), active, loading,
-                             seg, gpus[j])
+        return seg, _windows(grid, np.nan_to_num(g["utilization"]), active, loading, seg,
+                             gpus[j])
 
     # GPUs are independent and numpy releases the GIL in its loops: use both cores.
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
@@ -286,17 +301,17 @@ def _seg(s: Segments, starts: np.ndarray, sec: np.ndarray, jou: np.ndarray) -> d
             "energy_j": jou}
 
 
-def _windows(grid: Grid, w_idx: np.ndarray, util: np.ndarray, active: np.ndarray,
-             loading: np.ndarray, seg: dict, gpu: int) -> dict:
+def _windows(grid: Grid, util: np.ndarray, active: np.ndarray, loading: np.ndarray, seg: dict,
+             gpu: int) -> dict:
     """Every interval's seconds and joules in one bucket, per window.
 
     Request classes and recomputation get the sum of their segments' takes; of an interval
     with no request active, the fraction ``loading`` is model loading and the rest idle, or
     unaccounted when the GPU reported work.
     """
-    first = np.flatnonzero(np.r_[True, w_idx[1:] != w_idx[:-1]])  # windows follow time
-    labels, inverse = w_idx[first], np.cumsum(np.r_[False, w_idx[1:] != w_idx[:-1]])
+    labels = grid.window[grid.bounds[:-1]]  # windows follow time: sorted
     n, k = len(labels), PREEMPTED + 1
+    inverse = np.repeat(np.arange(n), np.diff(grid.bounds))
     cell = np.searchsorted(labels, seg["window"]) * k + seg["cls"]
     idle = ~active & (util <= UNACCOUNTED_UTILIZATION)
     out = {"gpu_idx": np.full(n, gpu), "window": labels}

@@ -173,3 +173,21 @@ def test_request_placed_by_pid_when_its_span_has_no_gpus() -> None:
     assert per_request(con)[r] == pytest.approx((1.0, 50.0))
     assert rows(con, "SELECT placement_source FROM int_request_gpus") == [
         {"placement_source": "process_match"}]
+
+
+@pytest.mark.parametrize("method", ["work", "time_overlap", "equal"])
+def test_a_tiny_window_after_a_large_one_is_attributed_exactly(method) -> None:
+    f = Fleet()
+    # The hour turns at T0 + 40. A running sum over both hours would cancel the second
+    # hour's 1e-62 J against the first hour's 10 J; sums restart per window instead.
+    t0 = T0 - 40
+    r = f.request(scheduled=t0 + 15, first_token=t0 + 20, finished=t0 + 40.001, gpus=[G],
+                  output_tokens=5)
+    f.sample(G, t0, energy_j=1.0, power_w=0.25)
+    f.sample(G, t0 + 40, energy_j=0.0, power_w=0.25)  # counter reset: the power integral, 10 J
+    f.sample(G, t0 + 41, energy_j=1e-62, power_w=0.0)
+    con = f.con(Settings(method=method))
+    hours = sorted(rows(con, "SELECT hour, energy_j FROM int_attribution"),
+                   key=lambda x: x["hour"])
+    assert [h["energy_j"] for h in hours] == pytest.approx([10.0, 1e-62], rel=1e-9, abs=0)
+    assert per_request(con)[r][1] == pytest.approx(10.0)
