@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from collector.batcher import DurableBatcher
+from collector.compactor import Compactor
 from collector.exporters.parquet import ParquetSegmentSink
 from collector.receivers.otlp_grpc import start_grpc
 from collector.receivers.otlp_http import OtlpHttpServer
@@ -21,10 +22,14 @@ class Collector:
     host: str = "127.0.0.1"
     grpc_port: int = 4317
     http_port: int = 4318
+    compact_every_s: float = 30.0
+    retention_days: dict[str, int] = field(default_factory=dict)
 
     def start(self) -> Collector:
         write_catalog(self.data)
         self.batcher = DurableBatcher(ParquetSegmentSink(self.data))
+        self.compactor = Compactor(self.data, self.retention_days,
+                                   grace_s=self.compact_every_s).start()
         self.http = OtlpHttpServer((self.host, self.http_port), self.batcher)
         self.http_port = self.http.server_address[1]
         self.http.start()
@@ -39,6 +44,7 @@ class Collector:
         self.http.shutdown()
         self.http.server_close()
         self.batcher.close()
+        self.compactor.stop()
         log.info("collector stopped; %d rows written", self.batcher.written_rows)
 
     def serve_until(self, stop: threading.Event) -> None:

@@ -68,7 +68,14 @@ def cmd_collector(args: argparse.Namespace) -> int:
     from inferledger.store import DataDir
 
     stop = _stop_event()
-    Collector(DataDir.at(args.data), args.listen, args.grpc_port, args.http_port).start() \
+    retention = {}
+    for item in args.retain:
+        table, _, days = item.partition("=")
+        if not days.isdigit():
+            raise ValueError(f"--retain {item!r}: expected TABLE=DAYS, e.g. spans=30")
+        retention[table] = int(days)
+    Collector(DataDir.at(args.data), args.listen, args.grpc_port, args.http_port,
+              compact_every_s=args.compact_every, retention_days=retention).start() \
         .serve_until(stop)
     return 0
 
@@ -293,6 +300,12 @@ def build_parser() -> argparse.ArgumentParser:
                        "acknowledges a batch only once it is durable in the store.")
     _data_arg(c)
     _listen_args(c)
+    c.add_argument("--compact-every", type=float, default=30.0, metavar="SECONDS",
+                   help="merge small segments this often; merged-away files are deleted one "
+                   "pass later (default 30)")
+    c.add_argument("--retain", action="append", default=[], metavar="TABLE=DAYS",
+                   help="delete raw day partitions older than DAYS (spans, metric_points; "
+                   "repeatable; default: keep everything)")
     c.set_defaults(func=cmd_collector)
 
     a = sub.add_parser("agent", help="sample this node's GPUs and export OTLP metrics",

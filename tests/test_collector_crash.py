@@ -1,9 +1,10 @@
 """kill -9 at any moment loses no acknowledged span, and replays add no duplicates.
 
 Real SDK exporters (OTLP/HTTP and OTLP/gRPC) send batches of spans with known ids, each batch
-retried until the collector acknowledges it, while the collector process is SIGKILLed and
-restarted again and again mid-stream. Afterwards the store holds exactly the acknowledged
-spans: none missing, none extra, each once after deduplication.
+retried until the collector acknowledges it, while the collector process — compacting its
+segments every 0.2 s — is SIGKILLed and restarted again and again mid-stream. Afterwards the
+store holds exactly the acknowledged spans: none missing, none extra, each once after
+deduplication.
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ def test_kill_9_mid_stream_loses_nothing_acknowledged(tmp_path) -> None:
     http = free_block(2)
     grpc_port = http + 1
     args = [sys.executable, "-m", "inferledger", "collector", "--data", str(data),
-            "--http-port", str(http), "--grpc-port", str(grpc_port)]
+            "--http-port", str(http), "--grpc-port", str(grpc_port),
+            "--compact-every", "0.2"]  # kills land mid-compaction too
 
     started: list[subprocess.Popen] = []
 
@@ -107,3 +109,4 @@ def test_kill_9_mid_stream_loses_nothing_acknowledged(tmp_path) -> None:
     assert len(keys) == len(set(keys))  # each span once
     assert set(keys) == set(acked)  # nothing lost, nothing invented
     assert not list(d.raw.glob("*/day=*/.*.tmp"))  # no half-written segment left behind
+    assert list(d.raw.glob("spans/day=*/c-*.parquet"))  # compaction did run

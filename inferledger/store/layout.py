@@ -72,7 +72,7 @@ class DataDir:
         return self
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -98,5 +98,5 @@ def write_parquet_atomic(table: pa.Table, path: Path, *, durable: bool = True) -
             os.close(fd)
     os.replace(tmp, path)
     if durable:
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     return path
