@@ -162,6 +162,40 @@ def test_http_overload_is_503_with_retry_after(collector) -> None:
     assert r.status_code == 503 and r.headers["retry-after"] == "1"
 
 
+def test_requests_past_the_in_flight_bound_get_503_at_once() -> None:
+    """Memory stays bounded however many clients connect: excess requests are refused."""
+    from collector.receivers.otlp_http import OtlpHttpServer
+
+    sink = _SlowSink()
+    batcher = DurableBatcher(sink, commit_interval_s=0.0)
+    server = OtlpHttpServer(("127.0.0.1", 0), batcher, max_in_flight=1)
+    server.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1/traces"
+    req = ExportTraceServiceRequest()
+    req.resource_spans.add().scope_spans.add().spans.add(
+        trace_id=b"\x01" * 16, span_id=b"\x02" * 8, name="x")
+    body, proto = req.SerializeToString(), {"content-type": "application/x-protobuf"}
+    try:
+        held = threading.Thread(target=httpx.post, args=(url,),
+                                kwargs={"content": body, "headers": proto, "timeout": 10})
+        held.start()  # takes the only slot, then waits for the blocked sink
+        time.sleep(0.3)
+        with httpx.Client() as client:
+            r = client.post(url, content=body, headers=proto)
+            assert r.status_code == 503 and r.headers["retry-after"] == "1"
+            assert "busy" in _status(r).message
+            sink.release.set()
+            held.join(5)
+            # The same connection carries on once the collector has room again.
+            assert client.post(url, content=body, headers=proto).status_code == 200
+        assert server.throttled == 1 and sink.rows == 2
+    finally:
+        sink.release.set()
+        server.shutdown()
+        server.server_close()
+        batcher.close()
+
+
 def test_duplicates_from_retries_are_counted_once(collector, data) -> None:
     req = ExportTraceServiceRequest()
     req.resource_spans.add().scope_spans.add().spans.add(

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from typing import Any
 
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 
 def to_python(value: AnyValue) -> Any:
@@ -27,14 +28,16 @@ def to_text(value: AnyValue) -> str | None:
     kind = value.WhichOneof("value")
     if kind == "string_value":
         return value.string_value
+    if kind == "int_value":  # the hot scalars, spelled exactly as json.dumps would
+        return str(value.int_value)
+    if kind == "bool_value":
+        return "true" if value.bool_value else "false"
+    if kind == "double_value" and math.isfinite(value.double_value):
+        return repr(value.double_value)
     py = to_python(value)
     return None if py is None else json.dumps(py, separators=(",", ":"))
 
 
-def attr_map(attributes: Any) -> list[tuple[str, str | None]]:
-    """Repeated ``KeyValue`` → list of pairs (Arrow's map form); later duplicates win."""
-    out: dict[str, str | None] = {}
-    kv: KeyValue
-    for kv in attributes:
-        out[kv.key] = to_text(kv.value)
-    return list(out.items())
+def attr_map(attributes: Any) -> dict[str, str | None]:
+    """Repeated ``KeyValue`` → a dict (Arrow builds its map from it); later duplicates win."""
+    return {kv.key: to_text(kv.value) for kv in attributes}

@@ -51,8 +51,7 @@ def flatten_metrics(req: ExportMetricsServiceRequest) -> tuple[pa.Table, int, st
 
     for rm in req.resource_metrics:
         res = attr_map(rm.resource.attributes)
-        d = dict(res)
-        service, host = d.get("service.name"), d.get("host.name")
+        service, host = res.get("service.name"), res.get("host.name")
         for sm in rm.scope_metrics:
             scope = sm.scope.name or None
             for metric in sm.metrics:

@@ -9,7 +9,7 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc as
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as tgrpc
 
 from collector.batcher import DurableBatcher, Overloaded
-from collector.receivers.otlp_http import MAX_BODY_BYTES
+from collector.receivers.otlp_http import MAX_BODY_BYTES, MAX_IN_FLIGHT
 from collector.signals import METRICS, TRACES, NotDurable, Signal, ingest
 
 
@@ -40,8 +40,10 @@ class _Metrics(mgrpc.MetricsServiceServicer):
 def start_grpc(address: str, batcher: DurableBatcher) -> tuple[grpc.Server, int]:
     """Start the server on ``address`` (``host:port``; port 0 picks one); return it and the port."""
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="otlp-grpc"),
+        futures.ThreadPoolExecutor(max_workers=MAX_IN_FLIGHT, thread_name_prefix="otlp-grpc"),
         options=[("grpc.max_receive_message_length", MAX_BODY_BYTES)],
+        # Past this, RESOURCE_EXHAUSTED at once (retryable for OTLP exporters), not a queue.
+        maximum_concurrent_rpcs=2 * MAX_IN_FLIGHT,
     )
     tgrpc.add_TraceServiceServicer_to_server(_Traces(batcher), server)
     mgrpc.add_MetricsServiceServicer_to_server(_Metrics(batcher), server)

@@ -19,11 +19,12 @@ from google.rpc import code_pb2, status_pb2
 
 from collector.batcher import DurableBatcher, Overloaded
 from collector.processors.otlp_json import parse_json
-from collector.signals import SIGNALS, NotDurable, ingest
+from collector.signals import SIGNALS, NotDurable, Signal, ingest
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 20 * 1024 * 1024  # OTLP's recommended limit, applied after decompression
+MAX_IN_FLIGHT = 8  # requests being decoded and written at once; past it, 503 at once
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 
@@ -94,7 +95,21 @@ class _Handler(BaseHTTPRequestHandler):
             self._status(413, code_pb2.INVALID_ARGUMENT,
                          f"body of {length} bytes exceeds {MAX_BODY_BYTES}", reply_type)
             return
-        raw = self.rfile.read(length) if length else b""
+        if not self.server.slots.acquire(blocking=False):
+            # Overload: read the body away in small pieces (memory stays flat, the connection
+            # stays usable) and ask the client to retry, as OTLP exporters do on 503.
+            while length > 0 and (chunk := self.rfile.read(min(length, 65536))):
+                length -= len(chunk)
+            self.server.throttled += 1
+            self._status(503, code_pb2.UNAVAILABLE, "collector busy; retry later", reply_type,
+                         {"Retry-After": str(Overloaded.retry_after_s)})
+            return
+        try:
+            self._handle(signal, ctype, reply_type, self.rfile.read(length) if length else b"")
+        finally:
+            self.server.slots.release()
+
+    def _handle(self, signal: Signal | None, ctype: str, reply_type: str, raw: bytes) -> None:
         if signal is None:
             self._status(404, code_pb2.NOT_FOUND,
                          f"{self.path}: this collector accepts /v1/traces and /v1/metrics "
@@ -143,9 +158,12 @@ class OtlpHttpServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], batcher: DurableBatcher) -> None:
+    def __init__(self, address: tuple[str, int], batcher: DurableBatcher,
+                 max_in_flight: int = MAX_IN_FLIGHT) -> None:
         super().__init__(address, _Handler)
         self.batcher = batcher
+        self.slots = threading.BoundedSemaphore(max_in_flight)
+        self.throttled = 0
 
     def start(self) -> threading.Thread:
         t = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.2},
