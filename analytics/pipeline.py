@@ -26,7 +26,7 @@ import pyarrow as pa
 from analytics.attribution import attribute
 from analytics.pricing import Pricing, load_pricing
 from analytics.settings import Settings
-from inferledger.store import DataDir, write_catalog, write_parquet_atomic
+from inferledger.store import DataDir, retry_vanished, write_catalog, write_parquet_atomic
 from inferledger.store.catalog import init_raw, views_sql
 
 log = logging.getLogger("inferledger.analytics")
@@ -226,6 +226,10 @@ def _day_label(day_start_s: float) -> str:
 
 def _data_range(data: DataDir) -> tuple[float, float] | None:
     """Earliest and latest time (epoch s) in the raw store, from Parquet statistics."""
+    return retry_vanished(lambda: _raw_range(data))
+
+
+def _raw_range(data: DataDir) -> tuple[float, float] | None:
     con = duckdb.connect()
     try:
         con.execute(views_sql(data, include_derived=False)).fetchall()
@@ -327,7 +331,7 @@ def run(data: DataDir, pricing_path: str | Path | None = None,
     requests = intervals = 0
     worst = 0.0
     for i, day in enumerate(days, 1):
-        n_req, n_iv, w = _run_day(data, day, pricing, settings)
+        n_req, n_iv, w = retry_vanished(lambda d=day: _run_day(data, d, pricing, settings))
         requests, intervals, worst = requests + n_req, intervals + n_iv, max(worst, w)
         if progress:
             progress(i, len(days), _day_label(day))

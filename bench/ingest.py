@@ -37,7 +37,7 @@ from pathlib import Path
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from inferledger.procs import wait_for_port
-from inferledger.store import DataDir, connect_readonly
+from inferledger.store import DataDir, connect_readonly, retry_vanished
 
 SPANS_PER_BATCH = 512
 
@@ -181,8 +181,8 @@ def phase(name: str, clients: int, seconds: float, rate: float | None, conns: in
         while not stop.wait(1.0):
             con = connect_readonly(data)
             try:
-                (newest,) = con.execute(
-                    "SELECT max(received_at_unix_nano) FROM raw_spans").fetchone()
+                (newest,) = retry_vanished(lambda c=con: c.execute(
+                    "SELECT max(received_at_unix_nano) FROM raw_spans").fetchone())
             finally:
                 con.close()
             if newest:

@@ -32,17 +32,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from inferledger.store import DataDir
-from inferledger.store.layout import fsync_dir, write_parquet_atomic
+from inferledger.store.layout import fsync_dir
 from inferledger.store.raw_schema import RAW_TABLES
 
 log = logging.getLogger("inferledger.collector.compactor")
+
+MAX_MERGE_ROWS = 2_000_000  # rows per merged file
+BATCH_ROWS = 32_768  # rows in memory at once while merging (and per merged row group)
 
 
 @dataclass
 class Compactor:
     data: DataDir
     retention_days: dict[str, int] = field(default_factory=dict)  # raw table → days kept
-    small_bytes: int = 8 * 1024 * 1024  # segments below this are merged
+    small_rows: int = 250_000  # segments with fewer rows are merged
     min_segments: int = 8  # merge a partition once it has this many small segments
     grace_s: float = 30.0
     merged_rows: int = 0
@@ -88,19 +91,47 @@ class Compactor:
 
     def _merge(self, part: Path) -> None:
         busy = {s for j in part.glob(".c-*.journal") for s in _read_journal(j)["sources"]}
-        small = sorted(p for p in part.glob("*.parquet")
-                       if p.name not in busy and p.stat().st_size < self.small_bytes)
-        if len(small) < self.min_segments:
+        meta = {p: pq.read_metadata(p) for p in sorted(part.glob("*.parquet"))
+                if p.name not in busy}
+        small = [p for p, m in meta.items() if m.num_rows < self.small_rows]
+        if not small:
+            return
+        # Segments as this collector writes them (older versions' stay until a later pass
+        # has enough of theirs), oldest first, up to a bounded merged size.
+        schema = meta[small[-1]].schema.to_arrow_schema()
+        sources, rows = [], 0
+        for p in small:
+            if rows < MAX_MERGE_ROWS and meta[p].schema.to_arrow_schema().equals(schema):
+                sources.append(p)
+                rows += meta[p].num_rows
+        if len(sources) < self.min_segments:
             return
         cid = f"{time.time_ns()}-{uuid.uuid4().hex[:8]}"
-        journal = part / f".c-{cid}.journal"
-        _write_durably(journal, json.dumps({"sources": [p.name for p in small],
-                                            "merged": f"c-{cid}.parquet",
-                                            "visible_at": time.time()}).encode())
-        table = pa.concat_tables([pq.read_table(p) for p in small], promote_options="default")
-        write_parquet_atomic(table, part / f"c-{cid}.parquet")
-        self.merged_rows += table.num_rows
-        log.debug("merged %d segments (%d rows) in %s", len(small), table.num_rows, part)
+        merged = part / f"c-{cid}.parquet"
+        _write_durably(part / f".c-{cid}.journal", json.dumps({
+            "sources": [p.name for p in sources], "merged": merged.name,
+            "visible_at": time.time()}).encode())
+        # Streamed in batches: a merge holds BATCH_ROWS rows in memory, whatever its size.
+        tmp = part / f".{merged.name}.{uuid.uuid4().hex}.tmp"
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            group: list[pa.RecordBatch] = []
+            for p in sources:
+                for batch in pq.ParquetFile(p).iter_batches(batch_size=BATCH_ROWS):
+                    group.append(batch)
+                    if sum(b.num_rows for b in group) >= BATCH_ROWS:
+                        writer.write_table(pa.Table.from_batches(group))
+                        group = []
+            if group:
+                writer.write_table(pa.Table.from_batches(group))
+        self.merged_rows += rows
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, merged)
+        fsync_dir(part)
+        log.debug("merged %d segments in %s", len(sources), part)
 
     def _finish(self, part: Path, now: float | None) -> None:
         """Delete the sources of merges older than the grace (all of them when ``now`` is None)."""

@@ -11,6 +11,7 @@ from collector.compactor import Compactor
 from collector.exporters.parquet import ParquetSegmentSink
 from collector.receivers.otlp_grpc import start_grpc
 from collector.receivers.otlp_http import OtlpHttpServer
+from collector.receivers.security import Security
 from inferledger.store import DataDir, write_catalog
 
 log = logging.getLogger("inferledger.collector")
@@ -24,16 +25,20 @@ class Collector:
     http_port: int = 4318
     compact_every_s: float = 30.0
     retention_days: dict[str, int] = field(default_factory=dict)
+    security: Security = field(default_factory=Security)
 
     def start(self) -> Collector:
         write_catalog(self.data)
         self.batcher = DurableBatcher(ParquetSegmentSink(self.data))
         self.compactor = Compactor(self.data, self.retention_days,
                                    grace_s=self.compact_every_s).start()
-        self.http = OtlpHttpServer((self.host, self.http_port), self.batcher)
+        self.security.warn_if_exposed(self.host)
+        self.http = OtlpHttpServer((self.host, self.http_port), self.batcher,
+                                   security=self.security)
         self.http_port = self.http.server_address[1]
         self.http.start()
-        self.grpc, self.grpc_port = start_grpc(f"{self.host}:{self.grpc_port}", self.batcher)
+        self.grpc, self.grpc_port = start_grpc(f"{self.host}:{self.grpc_port}", self.batcher,
+                                               self.security)
         log.info("OTLP/gRPC on %s:%d, OTLP/HTTP on http://%s:%d, store %s",
                  self.host, self.grpc_port, self.host, self.http_port, self.data.root)
         return self

@@ -13,6 +13,7 @@ import duckdb
 import pandas as pd
 
 from analytics.attribution import BUCKETS
+from inferledger.store import retry_vanished
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class Filters:
 def _df(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> pd.DataFrame:
     cur = con.cursor()
     try:
-        return cur.execute(sql, params or []).df()
+        return retry_vanished(lambda: cur.execute(sql, params or []).df())
     finally:
         cur.close()
 

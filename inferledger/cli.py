@@ -64,6 +64,7 @@ def _settings(args: argparse.Namespace):
 
 # -- roles ------------------------------------------------------------------------------
 def cmd_collector(args: argparse.Namespace) -> int:
+    from collector.receivers.security import Security
     from collector.service import Collector
     from inferledger.store import DataDir
 
@@ -74,9 +75,10 @@ def cmd_collector(args: argparse.Namespace) -> int:
         if not days.isdigit():
             raise ValueError(f"--retain {item!r}: expected TABLE=DAYS, e.g. spans=30")
         retention[table] = int(days)
+    security = Security.from_files(args.auth_token_file, args.tls_cert, args.tls_key)
     Collector(DataDir.at(args.data), args.listen, args.grpc_port, args.http_port,
-              compact_every_s=args.compact_every, retention_days=retention).start() \
-        .serve_until(stop)
+              compact_every_s=args.compact_every, retention_days=retention,
+              security=security).start().serve_until(stop)
     return 0
 
 
@@ -190,7 +192,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    from inferledger.store import DataDir, connect_readonly
+    from inferledger.store import DataDir, connect_readonly, retry_vanished
 
     data = DataDir.at(args.data)
     con = connect_readonly(data)
@@ -199,13 +201,16 @@ def cmd_sql(args: argparse.Namespace) -> int:
               f".read {data.views_sql}, or open {data.catalog_db} read-only):")
         print(con.sql("SELECT table_name FROM information_schema.tables ORDER BY 1"))
         return 0
-    try:
+    def show() -> None:
         rel = con.sql(args.query)
+        if rel is not None:
+            rel.show(max_width=200, max_rows=args.max_rows)
+
+    try:
+        retry_vanished(show)
     except duckdb.Error as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    if rel is not None:
-        rel.show(max_width=200, max_rows=args.max_rows)
     return 0
 
 
@@ -306,6 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--retain", action="append", default=[], metavar="TABLE=DAYS",
                    help="delete raw day partitions older than DAYS (spans, metric_points; "
                    "repeatable; default: keep everything)")
+    c.add_argument("--auth-token-file", type=Path, metavar="FILE",
+                   help="require 'Authorization: Bearer <token>' with the token in FILE")
+    c.add_argument("--tls-cert", type=Path, metavar="PEM", help="serve both ports over TLS")
+    c.add_argument("--tls-key", type=Path, metavar="PEM", help="private key of --tls-cert")
     c.set_defaults(func=cmd_collector)
 
     a = sub.add_parser("agent", help="sample this node's GPUs and export OTLP metrics",

@@ -10,6 +10,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as tgr
 
 from collector.batcher import DurableBatcher, Overloaded
 from collector.receivers.otlp_http import MAX_BODY_BYTES, MAX_IN_FLIGHT
+from collector.receivers.security import Security
 from collector.signals import METRICS, TRACES, NotDurable, Signal, ingest
 
 
@@ -37,17 +38,22 @@ class _Metrics(mgrpc.MetricsServiceServicer):
         return _export(METRICS, self.batcher, request, context)
 
 
-def start_grpc(address: str, batcher: DurableBatcher) -> tuple[grpc.Server, int]:
+def start_grpc(address: str, batcher: DurableBatcher,
+               security: Security | None = None) -> tuple[grpc.Server, int]:
     """Start the server on ``address`` (``host:port``; port 0 picks one); return it and the port."""
+    security = security or Security()
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=MAX_IN_FLIGHT, thread_name_prefix="otlp-grpc"),
         options=[("grpc.max_receive_message_length", MAX_BODY_BYTES)],
         # Past this, RESOURCE_EXHAUSTED at once (retryable for OTLP exporters), not a queue.
         maximum_concurrent_rpcs=2 * MAX_IN_FLIGHT,
+        interceptors=security.grpc_interceptors(),
     )
     tgrpc.add_TraceServiceServicer_to_server(_Traces(batcher), server)
     mgrpc.add_MetricsServiceServicer_to_server(_Metrics(batcher), server)
-    port = server.add_insecure_port(address)
+    creds = security.grpc_credentials()
+    port = (server.add_insecure_port(address) if creds is None
+            else server.add_secure_port(address, creds))
     if port == 0:
         raise OSError(f"cannot listen for OTLP/gRPC on {address}")
     server.start()

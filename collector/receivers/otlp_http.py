@@ -2,13 +2,15 @@
 
 Status codes follow the OTLP specification: 400 + ``google.rpc.Status`` for bad data (not
 retried by clients), 413 for bodies over the limit after decompression, 415 for unknown
-content types or encodings, 503 + ``Retry-After`` under back-pressure, and 200 with
-``partial_success`` when some items were rejected.
+content types or encodings, 401 without the configured bearer token, 503 + ``Retry-After``
+under back-pressure, and 200 with ``partial_success`` when some items were rejected.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
+import ssl
 import threading
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,6 +21,7 @@ from google.rpc import code_pb2, status_pb2
 
 from collector.batcher import DurableBatcher, Overloaded
 from collector.processors.otlp_json import parse_json
+from collector.receivers.security import Security
 from collector.signals import SIGNALS, NotDurable, Signal, ingest
 
 log = logging.getLogger(__name__)
@@ -95,11 +98,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._status(413, code_pb2.INVALID_ARGUMENT,
                          f"body of {length} bytes exceeds {MAX_BODY_BYTES}", reply_type)
             return
+        if not self.server.security.authorized(self.headers.get("Authorization")):
+            self._discard(length)
+            self._status(401, code_pb2.UNAUTHENTICATED, "missing or wrong bearer token",
+                         reply_type, {"WWW-Authenticate": "Bearer"})
+            return
         if not self.server.slots.acquire(blocking=False):
-            # Overload: read the body away in small pieces (memory stays flat, the connection
-            # stays usable) and ask the client to retry, as OTLP exporters do on 503.
-            while length > 0 and (chunk := self.rfile.read(min(length, 65536))):
-                length -= len(chunk)
+            # Overload: ask the client to retry, as OTLP exporters do on 503.
+            self._discard(length)
             self.server.throttled += 1
             self._status(503, code_pb2.UNAVAILABLE, "collector busy; retry later", reply_type,
                          {"Retry-After": str(Overloaded.retry_after_s)})
@@ -108,6 +114,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._handle(signal, ctype, reply_type, self.rfile.read(length) if length else b"")
         finally:
             self.server.slots.release()
+
+    def _discard(self, length: int) -> None:
+        """Read a refused body away in small pieces: memory stays flat, the connection usable."""
+        while length > 0 and (chunk := self.rfile.read(min(length, 65536))):
+            length -= len(chunk)
 
     def _handle(self, signal: Signal | None, ctype: str, reply_type: str, raw: bytes) -> None:
         if signal is None:
@@ -159,11 +170,27 @@ class OtlpHttpServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], batcher: DurableBatcher,
-                 max_in_flight: int = MAX_IN_FLIGHT) -> None:
+                 max_in_flight: int = MAX_IN_FLIGHT, security: Security | None = None) -> None:
         super().__init__(address, _Handler)
         self.batcher = batcher
         self.slots = threading.BoundedSemaphore(max_in_flight)
         self.throttled = 0
+        self.security = security or Security()
+        tls = self.security.server_context()
+        if tls is not None:  # handshake later, in the request's thread (finish_request)
+            self.socket = tls.wrap_socket(self.socket, server_side=True,
+                                          do_handshake_on_connect=False)
+
+    def finish_request(self, request: socket.socket, client_address: tuple) -> None:
+        if isinstance(request, ssl.SSLSocket):
+            try:
+                request.settimeout(10)
+                request.do_handshake()
+                request.settimeout(None)
+            except OSError as e:  # ssl.SSLError included: not our client, or not TLS
+                log.info("TLS handshake with %s failed: %s", client_address[0], e)
+                return
+        super().finish_request(request, client_address)
 
     def start(self) -> threading.Thread:
         t = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.2},

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable
 from importlib import resources
+from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -20,6 +23,8 @@ from inferledger.store.raw_schema import RAW_TABLES
 # Catalog files are created in the v1.5 storage format so the DuckDB CLI from PyPI (1.5.x)
 # can open them; duckdb 2.0's default format (v69) is unreadable there.
 _STORAGE_VERSION = "v1.5.0"
+
+T = TypeVar("T")
 
 
 def _sql_literal(text: str) -> str:
@@ -85,8 +90,15 @@ def write_catalog(data: DataDir) -> None:
     text = views_sql(data)
     if data.views_sql.exists() and data.views_sql.read_text() == text and data.catalog_db.exists():
         return
+    tmp_db = retry_vanished(lambda: _build_catalog_db(data, text))
     tmp_sql = data.views_sql.with_name(f".views.{uuid.uuid4().hex}.tmp")
     tmp_sql.write_text(text)
+    os.replace(tmp_db, data.catalog_db)
+    os.replace(tmp_sql, data.views_sql)
+
+
+def _build_catalog_db(data: DataDir, text: str) -> Path:
+    """The views in a new catalog file (binding them reads the segments' schemas)."""
     tmp_db = data.catalog_db.with_name(f".catalog.{uuid.uuid4().hex}.tmp")
     con = duckdb.connect()
     try:
@@ -97,10 +109,27 @@ def write_catalog(data: DataDir) -> None:
         con.execute(text)
         con.execute("USE memory")
         con.execute("DETACH cat")
+    except duckdb.Error:
+        tmp_db.unlink(missing_ok=True)
+        raise
     finally:
         con.close()
-    os.replace(tmp_db, data.catalog_db)
-    os.replace(tmp_sql, data.views_sql)
+    return tmp_db
+
+
+def retry_vanished(fn: Callable[[], T], attempts: int = 3) -> T:
+    """``fn()``, again if a raw segment vanished under it.
+
+    Compaction and retention delete segment files; a query that listed a file just before
+    can fail to open it. Listing again finds the merged file instead, so a retry succeeds.
+    """
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except duckdb.IOException as e:
+            if "No such file" not in str(e) or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def connect_readonly(data: DataDir) -> duckdb.DuckDBPyConnection:
@@ -108,5 +137,6 @@ def connect_readonly(data: DataDir) -> duckdb.DuckDBPyConnection:
     if not data.views_sql.exists():
         write_catalog(data)
     con = duckdb.connect()
-    con.execute(data.views_sql.read_text()).fetchall()
+    text = data.views_sql.read_text()
+    retry_vanished(lambda: con.execute(text).fetchall())
     return con
