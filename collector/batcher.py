@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -49,6 +51,8 @@ class DurableBatcher:
         self._cond = threading.Condition()
         self._closed = False
         self.written_rows = 0
+        self.refused = 0  # submits refused as Overloaded
+        self.on_commit: Callable[[float], None] | None = None  # seconds per durable write
         self._thread = threading.Thread(target=self._run, name="batcher", daemon=True)
         self._thread.start()
 
@@ -57,6 +61,7 @@ class DurableBatcher:
             if self._closed:
                 raise Overloaded("collector is shutting down")
             if self._pending_rows and self._pending_rows + rows.num_rows > self._max_pending_rows:
+                self.refused += 1
                 raise Overloaded(f"{self._pending_rows} rows are waiting to be written")
             item = _Pending(table_name, rows)
             self._pending.append(item)
@@ -84,10 +89,13 @@ class DurableBatcher:
             by_table.setdefault(item.table_name, []).append(item)
         for name, items in by_table.items():
             try:
+                started = time.perf_counter()
                 rows = pa.concat_tables([i.rows for i in items])
                 if rows.num_rows:
                     self._sink.write(name, rows)
                 self.written_rows += rows.num_rows
+                if self.on_commit is not None:
+                    self.on_commit(time.perf_counter() - started)
             except Exception as e:
                 log.exception("writing %d %s batches failed", len(items), name)
                 for i in items:
@@ -95,6 +103,10 @@ class DurableBatcher:
             else:
                 for i in items:
                     i.future.set_result(i.rows.num_rows)
+
+    @property
+    def pending_rows(self) -> int:
+        return self._pending_rows
 
     def close(self) -> None:
         """Write everything still pending, then stop the writer thread."""

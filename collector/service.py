@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from dataclasses import dataclass, field
 
@@ -12,6 +13,7 @@ from collector.exporters.parquet import ParquetSegmentSink
 from collector.receivers.otlp_grpc import start_grpc
 from collector.receivers.otlp_http import OtlpHttpServer
 from collector.receivers.security import Security
+from collector.telemetry import Telemetry
 from inferledger.store import DataDir, write_catalog
 
 log = logging.getLogger("inferledger.collector")
@@ -26,6 +28,7 @@ class Collector:
     compact_every_s: float = 30.0
     retention_days: dict[str, int] = field(default_factory=dict)
     security: Security = field(default_factory=Security)
+    telemetry_interval_s: float = 10.0
 
     def start(self) -> Collector:
         write_catalog(self.data)
@@ -33,12 +36,14 @@ class Collector:
         self.compactor = Compactor(self.data, self.retention_days,
                                    grace_s=self.compact_every_s).start()
         self.security.warn_if_exposed(self.host)
+        self.telemetry = Telemetry(self.data, socket.gethostname(), self.telemetry_interval_s)
         self.http = OtlpHttpServer((self.host, self.http_port), self.batcher,
-                                   security=self.security)
+                                   security=self.security, telemetry=self.telemetry)
         self.http_port = self.http.server_address[1]
+        self.telemetry.attach(self.batcher, lambda: self.http.throttled)
         self.http.start()
         self.grpc, self.grpc_port = start_grpc(f"{self.host}:{self.grpc_port}", self.batcher,
-                                               self.security)
+                                               self.security, self.telemetry)
         log.info("OTLP/gRPC on %s:%d, OTLP/HTTP on http://%s:%d, store %s",
                  self.host, self.grpc_port, self.host, self.http_port, self.data.root)
         return self
@@ -48,6 +53,7 @@ class Collector:
         self.grpc.stop(grace=5).wait()
         self.http.shutdown()
         self.http.server_close()
+        self.telemetry.shutdown()  # its last export goes through the batcher
         self.batcher.close()
         self.compactor.stop()
         log.info("collector stopped; %d rows written", self.batcher.written_rows)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 from google.protobuf.message import Message
@@ -14,6 +15,9 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as tpb
 from collector.batcher import DurableBatcher
 from collector.processors.metrics import flatten_metrics
 from collector.processors.traces import flatten_traces
+
+if TYPE_CHECKING:
+    from collector.telemetry import Telemetry
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,7 @@ class NotDurable(RuntimeError):
 
 
 def ingest(signal: Signal, request: Message, batcher: DurableBatcher,
-           timeout_s: float = 30.0) -> Message:
+           telemetry: Telemetry | None = None, timeout_s: float = 30.0) -> Message:
     """Flatten, hand to the batcher, wait until durable; return the OTLP response message.
 
     Raises :class:`Overloaded` (retry later) or :class:`NotDurable` (write failed/timed out).
@@ -54,6 +58,8 @@ def ingest(signal: Signal, request: Message, batcher: DurableBatcher,
             raise NotDurable(f"write not confirmed within {timeout_s:.0f}s") from e
         except Exception as e:
             raise NotDurable(f"write failed: {e}") from e
+    if telemetry is not None:
+        telemetry.ingested(signal.name, rows.num_rows, rejected, rows)
     response = signal.response_type()
     if rejected:
         ps = response.partial_success

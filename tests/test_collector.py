@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind
 
 from collector.batcher import DurableBatcher, Overloaded
+from collector.service import Collector
 from tests.builders import stored
 
 
@@ -218,3 +219,32 @@ def test_store_is_readable_by_another_process_while_collector_runs(collector, da
     out = subprocess.run([sys.executable, "-c", code, str(data.catalog_db)],
                          capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "3"
+
+
+def test_the_collector_records_its_own_metrics_in_its_store(data) -> None:
+    c = Collector(data, grpc_port=0, http_port=0, telemetry_interval_s=0.2).start()
+    url = f"http://127.0.0.1:{c.http_port}/v1/traces"
+    proto = {"content-type": "application/x-protobuf"}
+    req = ExportTraceServiceRequest()
+    spans = req.resource_spans.add().scope_spans.add().spans
+    spans.add(trace_id=b"\x01" * 16, span_id=b"\x02" * 8, name="good")
+    spans.add(trace_id=b"\x00" * 16, span_id=b"\x03" * 8, name="bad")
+    for _ in range(2):  # the second time, a retry: one duplicate span
+        assert httpx.post(url, content=req.SerializeToString(), headers=proto).status_code == 200
+    time.sleep(0.6)
+    c.stop()
+
+    def latest(name: str, where: str = "TRUE") -> tuple:
+        return stored(data, f"SELECT value, count FROM stg_collector_metrics WHERE metric_name = "
+                            f"'{name}' AND {where} ORDER BY ts_s DESC LIMIT 1")[0]
+
+    assert latest("inferledger.collector.items",
+                  "signal = 'traces' AND outcome = 'accepted'")[0] == 2
+    assert latest("inferledger.collector.items",
+                  "signal = 'traces' AND outcome = 'rejected'")[0] == 2
+    assert latest("inferledger.collector.duplicate_spans")[0] == 1
+    assert latest("inferledger.collector.throttled")[0] == 0
+    assert latest("inferledger.collector.flush.duration")[1] >= 2  # flushes measured
+    assert latest("inferledger.collector.store.size")[0] > 0
+    assert latest("inferledger.collector.store.files")[0] >= 2
+    assert latest("inferledger.collector.queue.rows")[0] >= 0

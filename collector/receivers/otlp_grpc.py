@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from concurrent import futures
+from typing import TYPE_CHECKING
 
 import grpc
+from google.protobuf.message import Message
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc as mgrpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as tgrpc
 
@@ -13,33 +15,34 @@ from collector.receivers.otlp_http import MAX_BODY_BYTES, MAX_IN_FLIGHT
 from collector.receivers.security import Security
 from collector.signals import METRICS, TRACES, NotDurable, Signal, ingest
 
-
-def _export(signal: Signal, batcher: DurableBatcher, request, context: grpc.ServicerContext):
-    try:
-        return ingest(signal, request, batcher)
-    except (Overloaded, NotDurable) as e:
-        # UNAVAILABLE is retryable for OTLP exporters (the spec's back-pressure signal).
-        context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
+if TYPE_CHECKING:
+    from collector.telemetry import Telemetry
 
 
-class _Traces(tgrpc.TraceServiceServicer):
-    def __init__(self, batcher: DurableBatcher) -> None:
-        self.batcher = batcher
+class _Service:
+    def __init__(self, batcher: DurableBatcher, telemetry: Telemetry | None) -> None:
+        self.batcher, self.telemetry = batcher, telemetry
 
+    def _export(self, signal: Signal, request: Message, context: grpc.ServicerContext) -> Message:
+        try:
+            return ingest(signal, request, self.batcher, self.telemetry)
+        except (Overloaded, NotDurable) as e:
+            # UNAVAILABLE is retryable for OTLP exporters (the spec's back-pressure signal).
+            context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
+
+
+class _Traces(_Service, tgrpc.TraceServiceServicer):
     def Export(self, request, context):  # noqa: N802 - gRPC method name
-        return _export(TRACES, self.batcher, request, context)
+        return self._export(TRACES, request, context)
 
 
-class _Metrics(mgrpc.MetricsServiceServicer):
-    def __init__(self, batcher: DurableBatcher) -> None:
-        self.batcher = batcher
-
+class _Metrics(_Service, mgrpc.MetricsServiceServicer):
     def Export(self, request, context):  # noqa: N802 - gRPC method name
-        return _export(METRICS, self.batcher, request, context)
+        return self._export(METRICS, request, context)
 
 
-def start_grpc(address: str, batcher: DurableBatcher,
-               security: Security | None = None) -> tuple[grpc.Server, int]:
+def start_grpc(address: str, batcher: DurableBatcher, security: Security | None = None,
+               telemetry: Telemetry | None = None) -> tuple[grpc.Server, int]:
     """Start the server on ``address`` (``host:port``; port 0 picks one); return it and the port."""
     security = security or Security()
     server = grpc.server(
@@ -49,8 +52,8 @@ def start_grpc(address: str, batcher: DurableBatcher,
         maximum_concurrent_rpcs=2 * MAX_IN_FLIGHT,
         interceptors=security.grpc_interceptors(),
     )
-    tgrpc.add_TraceServiceServicer_to_server(_Traces(batcher), server)
-    mgrpc.add_MetricsServiceServicer_to_server(_Metrics(batcher), server)
+    tgrpc.add_TraceServiceServicer_to_server(_Traces(batcher, telemetry), server)
+    mgrpc.add_MetricsServiceServicer_to_server(_Metrics(batcher, telemetry), server)
     creds = security.grpc_credentials()
     port = (server.add_insecure_port(address) if creds is None
             else server.add_secure_port(address, creds))

@@ -14,6 +14,7 @@ import ssl
 import threading
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
@@ -23,6 +24,9 @@ from collector.batcher import DurableBatcher, Overloaded
 from collector.processors.otlp_json import parse_json
 from collector.receivers.security import Security
 from collector.signals import SIGNALS, NotDurable, Signal, ingest
+
+if TYPE_CHECKING:
+    from collector.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +161,7 @@ class _Handler(BaseHTTPRequestHandler):
                          f"cannot decode {signal.name} request: {e}", reply_type)
             return
         try:
-            response = ingest(signal, request, self.server.batcher)
+            response = ingest(signal, request, self.server.batcher, self.server.telemetry)
         except (Overloaded, NotDurable) as e:
             self._status(503, code_pb2.UNAVAILABLE, str(e), reply_type,
                          {"Retry-After": str(Overloaded.retry_after_s)})
@@ -170,9 +174,10 @@ class OtlpHttpServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], batcher: DurableBatcher,
-                 max_in_flight: int = MAX_IN_FLIGHT, security: Security | None = None) -> None:
+                 max_in_flight: int = MAX_IN_FLIGHT, security: Security | None = None,
+                 telemetry: Telemetry | None = None) -> None:
         super().__init__(address, _Handler)
-        self.batcher = batcher
+        self.batcher, self.telemetry = batcher, telemetry
         self.slots = threading.BoundedSemaphore(max_in_flight)
         self.throttled = 0
         self.security = security or Security()

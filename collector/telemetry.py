@@ -1,0 +1,151 @@
+"""The collector's own metrics, written into its own store as OTLP like any other client's.
+
+Accepted, rejected, throttled and duplicate items, the write queue's depth, how long each
+durable flush took, and the raw store's size. The OpenTelemetry SDK aggregates them; every
+``interval_s`` its exporter encodes them with the standard OTLP encoder and hands them to
+the same ingest path the receivers use (no network hop, no second store). Counters are
+cumulative, so an export refused under overload loses nothing: the next one carries the
+totals. Query them as ``stg_collector_metrics``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
+    MetricExportResult,
+    MetricsData,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.resources import Resource
+
+from collector.batcher import DurableBatcher, Overloaded
+from collector.signals import METRICS, NotDurable, ingest
+from inferledger.store import DataDir
+
+log = logging.getLogger("inferledger.collector")
+
+SERVICE = "inferledger-collector"
+
+
+class RecentKeys:
+    """The last ``capacity`` span keys seen, to count exporter retries that repeat spans."""
+
+    def __init__(self, capacity: int = 1_000_000) -> None:
+        self.capacity = capacity
+        self._order: deque[str] = deque()
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def duplicates(self, keys: Iterable[str]) -> int:
+        n = 0
+        with self._lock:
+            for k in keys:
+                if k in self._seen:
+                    n += 1
+                    continue
+                self._seen.add(k)
+                self._order.append(k)
+                if len(self._order) > self.capacity:
+                    self._seen.discard(self._order.popleft())
+        return n
+
+
+class Telemetry:
+    def __init__(self, data: DataDir, host: str, interval_s: float = 10.0) -> None:
+        self.data = data
+        self.recent = RecentKeys()
+        self.batcher: DurableBatcher | None = None
+        self.http_throttled: Callable[[], int] = lambda: 0
+        reader = PeriodicExportingMetricReader(_IngestExporter(self),
+                                               export_interval_millis=interval_s * 1000)
+        self.provider = MeterProvider(
+            resource=Resource.create({"service.name": SERVICE, "host.name": host}),
+            metric_readers=[reader])
+        meter = self.provider.get_meter("inferledger.collector")
+        self.items = meter.create_counter(
+            "inferledger.collector.items", unit="{item}",
+            description="spans and data points by signal and outcome (accepted, rejected)")
+        meter.create_observable_counter(
+            "inferledger.collector.throttled", [self._throttled], unit="{request}",
+            description="requests answered 503 / UNAVAILABLE (retry later)")
+        self.duplicate_spans = meter.create_counter(
+            "inferledger.collector.duplicate_spans", unit="{span}",
+            description="spans received again (exporter retries); stg_spans keeps one")
+        self.flush_duration = meter.create_histogram(
+            "inferledger.collector.flush.duration", unit="s",
+            description="one group commit: segment written and fsynced")
+        meter.create_observable_gauge("inferledger.collector.queue.rows", [self._queue],
+                                      unit="{row}", description="rows waiting to be written")
+        meter.create_observable_gauge("inferledger.collector.store.size", [self._store_size],
+                                      unit="By", description="bytes of raw segments")
+        meter.create_observable_gauge("inferledger.collector.store.files", [self._store_files],
+                                      unit="{file}", description="raw segment files")
+
+    def attach(self, batcher: DurableBatcher, http_throttled: Callable[[], int]) -> None:
+        """The batcher (where exports go, whose queue and refusals are measured) and the
+        HTTP receiver's count of requests refused for lack of a slot."""
+        self.batcher, self.http_throttled = batcher, http_throttled
+        batcher.on_commit = self.flush_duration.record
+
+    def ingested(self, signal: str, accepted: int, rejected: int, rows: pa.Table) -> None:
+        self.items.add(accepted, {"signal": signal, "outcome": "accepted"})
+        if rejected:
+            self.items.add(rejected, {"signal": signal, "outcome": "rejected"})
+        if signal == "traces" and rows.num_rows:
+            keys = pc.binary_join_element_wise(rows["trace_id"], rows["span_id"], ":")
+            dups = self.recent.duplicates(keys.to_pylist())
+            if dups:
+                self.duplicate_spans.add(dups)
+
+    def _queue(self, _: CallbackOptions) -> Sequence[Observation]:
+        return [Observation(self.batcher.pending_rows if self.batcher else 0)]
+
+    def _throttled(self, _: CallbackOptions) -> Sequence[Observation]:
+        refused = self.batcher.refused if self.batcher else 0
+        return [Observation(refused + self.http_throttled())]
+
+    def _segments(self) -> list:
+        return [p.stat().st_size for p in self.data.raw.glob("*/day=*/*.parquet")]
+
+    def _store_size(self, _: CallbackOptions) -> Sequence[Observation]:
+        return [Observation(sum(self._segments()))]
+
+    def _store_files(self, _: CallbackOptions) -> Sequence[Observation]:
+        return [Observation(len(self._segments()))]
+
+    def shutdown(self) -> None:
+        """Export one last time, then stop."""
+        self.provider.shutdown()
+
+
+class _IngestExporter(MetricExporter):
+    def __init__(self, telemetry: Telemetry) -> None:
+        super().__init__()
+        self.telemetry = telemetry
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000,
+               **_: object) -> MetricExportResult:
+        if self.telemetry.batcher is None:
+            return MetricExportResult.FAILURE
+        try:
+            ingest(METRICS, encode_metrics(metrics_data), self.telemetry.batcher, self.telemetry)
+        except (Overloaded, NotDurable) as e:
+            log.info("own metrics not written this round (%s); totals follow next time", e)
+            return MetricExportResult.FAILURE
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **_: object) -> None:
+        return None
