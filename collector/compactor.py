@@ -101,7 +101,8 @@ class Compactor:
         schema = meta[small[-1]].schema.to_arrow_schema()
         sources, rows = [], 0
         for p in small:
-            if rows < MAX_MERGE_ROWS and meta[p].schema.to_arrow_schema().equals(schema):
+            if rows < MAX_MERGE_ROWS and meta[p].schema.to_arrow_schema().equals(
+                    schema, check_metadata=True):  # same columns and schema version
                 sources.append(p)
                 rows += meta[p].num_rows
         if len(sources) < self.min_segments:

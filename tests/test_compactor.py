@@ -98,3 +98,15 @@ def test_retention_drops_whole_old_days_only(data) -> None:
 def test_retention_for_an_unknown_table_is_refused(data) -> None:
     with pytest.raises(ValueError, match="unknown table"):
         Compactor(data, {"logs": 7})
+
+
+def test_segments_carry_their_schema_version_through_compaction(data) -> None:
+    from inferledger.store.raw_schema import SCHEMA_VERSION, SCHEMA_VERSION_KEY
+
+    _filled(data)
+    c = Compactor(data, min_segments=8, grace_s=0)
+    c.run_once()
+    c.run_once()
+    (merged,) = data.raw.glob("spans/day=*/*.parquet")
+    meta = pq.read_schema(merged).metadata
+    assert meta[SCHEMA_VERSION_KEY] == str(SCHEMA_VERSION).encode()

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pyarrow as pa
 
 from inferledger.store.layout import DataDir, write_parquet_atomic
+from inferledger.store.raw_schema import SCHEMA_VERSION, SCHEMA_VERSION_KEY
 
 
 class ParquetSegmentSink:
@@ -25,4 +26,5 @@ class ParquetSegmentSink:
         day = datetime.fromtimestamp(now / 1e9, UTC).strftime("%Y-%m-%d")
         name = f"{now}-{uuid.uuid4().hex[:8]}.parquet"
         path = self.data.raw_table(table_name) / f"day={day}" / name
+        rows = rows.replace_schema_metadata({SCHEMA_VERSION_KEY: str(SCHEMA_VERSION).encode()})
         write_parquet_atomic(rows, path, durable=True)

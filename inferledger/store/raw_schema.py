@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+# Bumped when a raw table's columns change incompatibly (docs/SQL.md, "Versions"); every
+# segment carries the version it was written with in its Parquet metadata.
+SCHEMA_VERSION = 1
+SCHEMA_VERSION_KEY = b"inferledger.schema_version"
+
 ATTRS = pa.map_(pa.string(), pa.string())
 
 SPANS = pa.schema(
