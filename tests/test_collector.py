@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pyarrow as pa
@@ -219,6 +220,14 @@ def test_store_is_readable_by_another_process_while_collector_runs(collector, da
     out = subprocess.run([sys.executable, "-c", code, str(data.catalog_db)],
                          capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "3"
+    # The DuckDB CLI from PyPI (1.5.x), both ways the docs give: the catalog file read-only,
+    # and the views file from an in-memory session.
+    cli = str(Path(sys.executable).parent / "duckdb")
+    query = "SELECT count(*) FROM stg_spans"
+    for args in ([cli, "-readonly", "-csv", "-noheader", str(data.catalog_db), "-c", query],
+                 [cli, "-csv", "-noheader", "-c", f".read {data.views_sql}", "-c", query]):
+        out = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0 and out.stdout.strip() == "3", out.stderr
 
 
 def test_the_collector_records_its_own_metrics_in_its_store(data) -> None:
