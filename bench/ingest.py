@@ -5,7 +5,8 @@ attributes each, protobuf, keep-alive) to a real ``inferledger collector`` proce
 
 1. ceiling: ``ParseFromString`` of the same payloads in this process (decode only);
 2. saturation: clients send as fast as acknowledgements come back; sustained spans/s is
-   what was acknowledged *and* is visible to a DuckDB reader of the store;
+   what was acknowledged *and* is visible to a DuckDB reader of the store (run once with
+   no reader too, for how much a reader costs ingest);
 3. below saturation: clients paced at half that rate; p99 acknowledgement latency;
 4. 2× saturation: offered load twice the saturated rate; the collector must answer 503 +
    Retry-After, keep its memory bounded and lose nothing it acknowledged.
@@ -164,7 +165,8 @@ def _rss_peak_mb(pid: int) -> float:
     return float("nan")
 
 
-def phase(name: str, clients: int, seconds: float, rate: float | None, conns: int = 1) -> dict:
+def phase(name: str, clients: int, seconds: float, rate: float | None, conns: int = 1,
+          reader: bool = True) -> dict:
     """One collector, fresh store; ``rate`` is the offered load in spans/s (None: flat out)."""
     root = Path(tempfile.mkdtemp(prefix=f"ingest-{name}-"))
     data = DataDir.at(root / "data")
@@ -177,7 +179,7 @@ def phase(name: str, clients: int, seconds: float, rate: float | None, conns: in
     fresh: list[float] = []
     stop = threading.Event()
 
-    def reader() -> None:  # an SRE's session: count what is visible, and how recent it is
+    def read() -> None:  # an SRE's session: how recent is the newest span it sees?
         while not stop.wait(1.0):
             con = connect_readonly(data)
             try:
@@ -188,8 +190,9 @@ def phase(name: str, clients: int, seconds: float, rate: float | None, conns: in
             if newest:
                 fresh.append(time.time() - newest / 1e9)
 
-    watcher = threading.Thread(target=reader, daemon=True)
-    watcher.start()
+    watcher = threading.Thread(target=read, daemon=True)
+    if reader:
+        watcher.start()
     q: mp.Queue = mp.Queue()
     per_client = None if rate is None else rate / SPANS_PER_BATCH / clients
     procs = [mp.Process(target=client, args=(http_port, i, seconds, per_client, conns, q))
@@ -202,7 +205,8 @@ def phase(name: str, clients: int, seconds: float, rate: float | None, conns: in
     for p in procs:
         p.join()
     stop.set()
-    watcher.join()
+    if reader:
+        watcher.join()
     rss = _rss_peak_mb(proc.pid)
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=60)
@@ -235,11 +239,15 @@ def main() -> None:
     print(f"payload: {SPANS_PER_BATCH} spans, {len(body):,} bytes; {os.cpu_count()} CPUs")
     ceil = ceiling(body, offsets)
     print(f"ceiling (protobuf decode only, one core): {ceil:,.0f} spans/s")
+    alone = phase("saturation-no-reader", args.clients, args.seconds / 2, None, reader=False)
+    print(f"saturation, no reader: {alone['spans_per_s']:,.0f} spans/s")
     sat = phase("saturation", args.clients, args.seconds, None)
     print(f"saturation: {sat['spans_per_s']:,.0f} spans/s stored and visible "
           f"({sat['spans_per_s'] / ceil:.1%} of the decode ceiling); p99 ack "
           f"{sat['p99_ack_ms']:.0f} ms; peak RSS {sat['rss_mb']:.0f} MB; reader saw data at most "
-          f"{sat['max_staleness_s']:.1f} s old; lost {sat['lost']}")
+          f"{sat['max_staleness_s']:.1f} s old (a query a second; ingest at "
+          f"{sat['spans_per_s'] / alone['spans_per_s']:.0%} of its rate without the reader); "
+          f"lost {sat['lost']}")
     half = phase("below", args.clients, args.seconds / 2, sat["spans_per_s"] * 0.5)
     print(f"at 50% of saturation: {half['spans_per_s']:,.0f} spans/s; p50 ack "
           f"{half['p50_ack_ms']:.0f} ms, p99 ack {half['p99_ack_ms']:.0f} ms; "
@@ -257,6 +265,7 @@ def main() -> None:
         "rss_mb": round(max(sat["rss_mb"], over["rss_mb"]), 1),
         "overload_lost": over["lost"], "overload_throttled": over["throttled"],
         "max_staleness_s": round(max(sat["max_staleness_s"], half["max_staleness_s"]), 2),
+        "with_reader_over_without": round(sat["spans_per_s"] / alone["spans_per_s"], 3),
         "machine": f"{platform.machine()} {os.cpu_count()} CPUs",
     }))
 
