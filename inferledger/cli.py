@@ -98,6 +98,15 @@ def cmd_agent(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gateway(args: argparse.Namespace) -> int:
+    from agents.gateway.server import serve_gateway
+
+    serve_gateway(args.listen, args.upstream, otlp_endpoint=args.otlp_endpoint,
+                  otlp_protocol=args.otlp_protocol, timeout_s=args.timeout,
+                  health_interval_s=args.health_interval)
+    return 0
+
+
 def cmd_analytics_run(args: argparse.Namespace) -> int:
     from analytics.pipeline import run
     from inferledger.store import DataDir
@@ -290,7 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     _listen_args(d)
     d.add_argument("--dashboard-port", type=int, default=8501, help="dashboard port (8501)")
     d.add_argument("--engine-port-base", type=int, default=8100,
-                   help="simulated engines listen on BASE+1, BASE+2, … (default 8100)")
+                   help="the gateway listens on BASE, simulated engines on BASE+1, "
+                   "BASE+2, … (default 8100)")
     d.add_argument("--rate", type=float, default=3.0, help="requests per second (default 3)")
     d.add_argument("--analytics-interval", type=float, default=10.0, metavar="SECONDS",
                    help="how often the analytics jobs run (default 10)")
@@ -329,6 +339,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="collector (default http://127.0.0.1:4318)")
     a.add_argument("--otlp-protocol", default="http/protobuf", choices=("grpc", "http/protobuf"))
     a.set_defaults(func=cmd_agent)
+
+    g = sub.add_parser("gateway", help="OpenAI-compatible proxy that traces every request",
+                       description="Reverse proxy for chat completions, completions, embeddings "
+                       "and models in front of vLLM engines: streams pass through, requests go "
+                       "to the healthy upstream with the fewest outstanding, and each one gets "
+                       "the tracing middleware's span (INFERLEDGER_* variables configure it).")
+    g.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT")
+    g.add_argument("--upstream", action="append", required=True, metavar="URL",
+                   help="engine base URL, e.g. http://10.0.0.5:8000 (repeat for several)")
+    g.add_argument("--otlp-endpoint", help="collector (default INFERLEDGER_OTLP_ENDPOINT)")
+    g.add_argument("--otlp-protocol", choices=("grpc", "http/protobuf"))
+    g.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
+                   help="longest a request may take upstream before 504 (default 600)")
+    g.add_argument("--health-interval", type=float, default=2.0, metavar="SECONDS",
+                   help="how often upstreams' /health and /v1/models are checked (default 2)")
+    g.set_defaults(func=cmd_gateway)
 
     an = sub.add_parser("analytics", help="run or summarise the analytics",
                         description="Request assembly, attribution, cost and latency tables.")

@@ -1,8 +1,9 @@
 """``inferledger demo``: the whole pipeline on one machine, on simulated GPUs.
 
 Start order: collector → simulated nodes (engines with the tracing middleware, node agents)
-→ scheduler → dashboard → load. Stop order is the reverse, so every span and sample still in
-an exporter reaches the collector; then one last analytics run, then the collector.
+→ gateway in front of every engine → scheduler → dashboard → load (through the gateway).
+Stop order is the reverse, so every span and sample still in an exporter reaches the
+collector; then one last analytics run, then the collector.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ def _start(sup: Supervisor, o: DemoOptions, data: DataDir) -> None:
                                         "--http-port", str(o.http_port)])
     wait_for_port(host, o.http_port, 30, collector)
     wait_for_port(host, o.grpc_port, 30, collector)
-    targets: list[str] = []
+    upstreams: list[str] = []
+    models: set[str] = set()
     for node in demo_fleet(o.engine_port_base):
         args = ["sim", "node", "--name", node.name, "--gpus", ",".join(node.gpus),
                 "--state", str(data.sim / f"{node.name}.gpus"), "--listen", host,
@@ -56,12 +58,19 @@ def _start(sup: Supervisor, o: DemoOptions, data: DataDir) -> None:
                 "--interval", str(o.sample_interval_s)]
         for e in node.engines:
             args += ["--engine", str(e)]
-            targets += ["--target", f"{e.model}=http://{host}:{e.port}"]
+            upstreams += ["--upstream", f"http://{host}:{e.port}"]
+            models.add(e.model)
         child = sup.spawn(node.name, args)
         for e in node.engines:
             wait_for_port(host, e.port, 90, child)
             log.info("engine %-24s on %s GPU %s: http://%s:%d/v1", e.model, node.name,
                      "+".join(map(str, e.gpus)), host, e.port)
+    gateway = sup.spawn("gateway", ["gateway", "--listen", f"{host}:{o.engine_port_base}",
+                                    *upstreams, "--otlp-endpoint", f"http://{host}:{o.http_port}",
+                                    "--otlp-protocol", "http/protobuf"],
+                        {"INFERLEDGER_TENANT_HASH_KEY": "simulated-demo-key"})
+    wait_for_port(host, o.engine_port_base, 30, gateway)
+    log.info("gateway (all models)          http://%s:%d/v1", host, o.engine_port_base)
     files = (["--pricing", str(o.pricing)] if o.pricing else []) + (
         ["--config", str(o.config)] if o.config else [])
     sup.spawn("scheduler", ["scheduler", "--data", str(data.root),
@@ -70,6 +79,8 @@ def _start(sup: Supervisor, o: DemoOptions, data: DataDir) -> None:
         dash = sup.spawn("dashboard", ["dashboard", "--data", str(data.root), "--host", host,
                                        "--port", str(o.dashboard_port)])
         wait_for_port(host, o.dashboard_port, 60, dash)
+    targets = [a for m in sorted(models)
+               for a in ("--target", f"{m}=http://{host}:{o.engine_port_base}")]
     sup.spawn("loadgen", ["sim", "loadgen", *targets, "--rate", str(o.rate_per_s)])
 
 

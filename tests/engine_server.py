@@ -22,7 +22,9 @@ MODEL = "llama-3.1-8b-instruct"
 def make_engine(state: Path, gpu_indices: list[int], provider, middleware=()) -> FastAPI:
     gpus = NodeGpus(state)
     core = EngineCore(MODEL_PROFILES[MODEL], gpus, gpu_indices)
-    return build_app(core, MODEL, provider, list(middleware), seed=1)
+    app = build_app(core, MODEL, provider, list(middleware), seed=1)
+    app.state.core = core  # tests look at what the engine is working on
+    return app
 
 
 @contextlib.contextmanager

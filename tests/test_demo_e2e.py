@@ -117,6 +117,9 @@ def test_demo_for_a_duration(tmp_path) -> None:
     models = {r[0] for r in con.execute("SELECT DISTINCT model FROM request_costs").fetchall()}
     hosts = {r[0] for r in con.execute("SELECT DISTINCT host_name FROM gpu_time").fetchall()}
     both = con.execute("SELECT count(*) FROM request_costs WHERE seen_by = 'both'").fetchall()
+    edges = dict(con.execute("SELECT edge_source, count(*) FROM stg_edge_spans GROUP BY 1")
+                 .fetchall())
+    n_requests = con.execute("SELECT count(*) FROM request_costs").fetchall()[0][0]
     loading = dict(con.execute("SELECT gpu_uuid, sum(model_loading_s) FROM gpu_time GROUP BY 1")
                    .fetchall())
     con.close()
@@ -124,6 +127,9 @@ def test_demo_for_a_duration(tmp_path) -> None:
     assert {"llama-3.1-8b-instruct", "qwen2.5-32b-instruct"} <= models
     assert hosts == {"sim-node-a", "sim-node-b"}
     assert both[0][0] >= 15  # middleware span and vLLM span joined through traceparent
+    # The load went through the gateway: a gateway span and a middleware span per request,
+    # counted once.
+    assert edges.get("gateway", 0) >= 15 and n_requests <= edges["middleware"] + 2
     # The agent watched every engine load its model: each GPU has model-loading time.
     assert len(loading) == 4 and all(v > 0.5 for v in loading.values()), loading
     assert _processes_mentioning(str(data)) == []

@@ -33,7 +33,9 @@ from inferledger.otel import span_exporter
 
 log = logging.getLogger("inferledger.middleware")
 
-INFERENCE_ROUTES = {"/v1/chat/completions": "chat", "/v1/completions": "text_completion"}
+INFERENCE_ROUTES = {"/v1/chat/completions": "chat", "/v1/completions": "text_completion",
+                    "/v1/embeddings": "embeddings"}
+UPSTREAM_KEY = "inferledger.upstream"  # scope["state"]: the engine a gateway chose
 _PROPAGATOR = TraceContextTextMapPropagator()
 _MAX_JSON_BODY = 8 * 1024 * 1024
 
@@ -77,13 +79,18 @@ class _Exchange:
 
 class InferLedgerMiddleware:
     def __init__(self, app: Any, config: MiddlewareConfig | None = None,
-                 tracer_provider: TracerProvider | None = None) -> None:
+                 tracer_provider: TracerProvider | None = None,
+                 source: str = "middleware") -> None:
+        """``source="gateway"``: in front of engines, not inside one, so the span names the
+        upstream chosen and no host, PID or GPUs of its own (the engine's span places it)."""
         self.app = app
         self.cfg = config or MiddlewareConfig.from_env()
-        self.placement = {"inferledger.host": self.cfg.host, "inferledger.pid": os.getpid(),
-                          "inferledger.gpu_uuids": _gpu_uuids(self.cfg)}
+        self.source = source
+        self.placement = {} if source == "gateway" else {
+            "inferledger.host": self.cfg.host, "inferledger.pid": os.getpid(),
+            "inferledger.gpu_uuids": _gpu_uuids(self.cfg)}
         if tracer_provider is None:
-            resource = Resource.create({"service.name": "inferledger-middleware",
+            resource = Resource.create({"service.name": f"inferledger-{source}",
                                         "host.name": self.cfg.host})
             tracer_provider = TracerProvider(resource=resource)
             tracer_provider.add_span_processor(
@@ -92,7 +99,7 @@ class InferLedgerMiddleware:
         self.tracer = tracer_provider.get_tracer("inferledger.middleware")
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
+        if scope["type"] == "lifespan" and self.source == "middleware":  # an engine starting
             await self.app(scope, receive, self._watch_startup(send))
             return
         operation = INFERENCE_ROUTES.get(scope.get("path", ""))
@@ -223,7 +230,7 @@ class InferLedgerMiddleware:
             key = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
             tenant = self.cfg.tenant_from_api_key(key) if key else "unknown"
         attrs: dict[str, Any] = {
-            "inferledger.span.source": "middleware",
+            "inferledger.span.source": self.source,
             "gen_ai.operation.name": operation,
             "gen_ai.provider.name": "vllm",
             "http.request.method": "POST",
@@ -258,6 +265,8 @@ class InferLedgerMiddleware:
             outcome = "ok"
         attrs: dict[str, Any] = {"http.response.status_code": status,
                                  "inferledger.outcome": outcome}
+        if state.get(UPSTREAM_KEY):
+            attrs[UPSTREAM_KEY] = state[UPSTREAM_KEY]
         if ex.streaming and ex.tap.first_token_at is not None:
             attrs["inferledger.ttft_s"] = ex.tap.first_token_at - ex.started_at
         if model:

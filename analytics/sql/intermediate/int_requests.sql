@@ -1,13 +1,21 @@
 -- int_requests: one row per inference request, edge span joined to vLLM's span.
 -- Join: the engine span whose parent is the edge span (W3C traceparent), else the same
--- request id. Requests seen by one side only are kept and flagged in `seen_by`.
+-- request id. Requests seen by one side only are kept and flagged in `seen_by`. A gateway
+-- span whose child is a middleware span (gateway in front of engines that run the
+-- middleware) is the same request: the middleware's span, closer to the engine, stands.
 --
 -- Clocks: vLLM's queue/prefill/decode/inference come from the engine's monotonic clock and
 -- cannot be placed on the wall clock directly. We anchor them at the span's wall-clock end
 -- (arrival + e2e, both frontend wall clock): finished = arrival + e2e,
 -- scheduled = finished - inference, first token = scheduled + prefill.
 CREATE OR REPLACE TEMP TABLE int_requests AS
-WITH edge AS (SELECT * FROM stg_edge_spans),
+WITH edge AS (
+    SELECT * FROM stg_edge_spans g
+    WHERE g.edge_source = 'middleware' OR NOT EXISTS (
+        SELECT 1 FROM stg_edge_spans m
+        WHERE m.edge_source = 'middleware' AND m.trace_id = g.trace_id
+          AND m.parent_span_id = g.span_id)
+),
 eng AS (SELECT * FROM stg_engine_spans),
 by_parent AS (
     SELECT e.span_key AS edge_key, g.span_key AS engine_key
@@ -52,6 +60,7 @@ joined AS (
         coalesce(e.host_name, g.host_name)                     AS host_name,
         coalesce(e.pid, g.pid)                                 AS pid,
         e.gpu_uuids                                            AS tagged_gpu_uuids,
+        e.upstream,
         coalesce(e.simulated, false) OR coalesce(g.simulated, false) AS simulated,
         e.start_s                                              AS edge_start_s,
         e.end_s                                                AS edge_end_s,

@@ -53,12 +53,14 @@ FROM stg_spans
 WHERE name = 'llm_request' AND kind = 2;
 
 -- stg_edge_spans: one span per HTTP inference request from the InferLedger middleware or
--- gateway: the source of truth for tenant, model, outcome, tokens and placement.
+-- gateway: the source of truth for tenant, model, outcome, tokens and placement. A gateway
+-- runs in front of the engines, so its own host is not the request's: it names the upstream.
 CREATE OR REPLACE VIEW stg_edge_spans AS
 SELECT
     trace_id,
     span_id,
     span_key,
+    parent_span_id,
     attributes['inferledger.span.source']                             AS edge_source,
     attributes['inferledger.request_id']                              AS request_key,
     attributes['inferledger.tenant']                                  AS tenant,
@@ -77,9 +79,12 @@ SELECT
     end_s,
     duration_s                                                        AS e2e_s,
     TRY_CAST(attributes['inferledger.ttft_s'] AS DOUBLE)              AS ttft_s,
-    coalesce(attributes['inferledger.host'], host_name)               AS host_name,
+    coalesce(attributes['inferledger.host'],
+             CASE WHEN attributes['inferledger.span.source'] = 'middleware' THEN host_name END)
+                                                                      AS host_name,
     TRY_CAST(attributes['inferledger.pid'] AS BIGINT)                 AS pid,
     TRY_CAST(attributes['inferledger.gpu_uuids'] AS VARCHAR[])        AS gpu_uuids,
+    attributes['inferledger.upstream']                                AS upstream,
     simulated
 FROM stg_spans
 WHERE attributes['inferledger.span.source'] IN ('middleware', 'gateway');
