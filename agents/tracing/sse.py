@@ -13,6 +13,11 @@ import time
 from typing import Any
 
 _EVENT_END = re.compile(rb"\r?\n\r?\n")
+# An ordinary token chunk (no usage object, no finish reason) is counted without decoding;
+# a false match only costs a full decode.
+_USAGE = re.compile(rb'"usage"\s*:\s*\{')
+_FINISH = re.compile(rb'"finish_reason"\s*:\s*"')
+_NO_CHOICES = re.compile(rb'"choices"\s*:\s*\[\s*\]')
 
 
 class SseTap:
@@ -48,6 +53,10 @@ class SseTap:
                            if line.startswith(b"data:"))
         if not payload or payload == b"[DONE]":
             return True
+        if self.model is not None and not _USAGE.search(payload) and not _FINISH.search(payload):
+            if not _NO_CHOICES.search(payload):
+                self._content()
+            return True
         try:
             obj = json.loads(payload)
         except ValueError:
@@ -61,10 +70,13 @@ class SseTap:
             if self.strip_usage_chunk and not choices:
                 return False
         if choices:
-            if self.first_token_at is None:
-                self.first_token_at = time.monotonic()
-            self.content_chunks += 1
+            self._content()
             for c in choices:
                 if isinstance(c, dict) and c.get("finish_reason"):
                     self.finish_reasons.append(str(c["finish_reason"]))
         return True
+
+    def _content(self) -> None:
+        if self.first_token_at is None:
+            self.first_token_at = time.monotonic()
+        self.content_chunks += 1
