@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import threading
 import time
@@ -189,3 +190,40 @@ def test_client_hang_up_mid_stream_aborts_the_engine_request(fleet) -> None:
         time.sleep(0.05)
     (span,) = _finished(edge_spans, 1)
     assert span.attributes["inferledger.outcome"] == "client_abort"
+
+
+def test_spans_reach_a_real_collector_and_become_one_request(node, collector, data) -> None:
+    """openai SDK → gateway → engine, both exporting OTLP to a collector, then analytics."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from analytics.pipeline import run
+    from inferledger.otel import span_exporter
+    from tests.builders import stored
+
+    # The engine's resource, as vLLM's tracer sets it: its host and process.
+    ep = TracerProvider(resource=Resource.create({"service.name": "vllm", "host.name": "node-g",
+                                                  "vllm.process_id": os.getpid()}))
+    gp = TracerProvider()
+    ep.add_span_processor(BatchSpanProcessor(span_exporter(f"127.0.0.1:{collector.grpc_port}")))
+    gp.add_span_processor(BatchSpanProcessor(span_exporter(
+        f"http://127.0.0.1:{collector.http_port}", "http/protobuf")))
+    with serving(make_engine(node, [0], ep)) as up:
+        app = InferLedgerMiddleware(build_gateway(Pool([up], interval_s=0.3)),
+                                    MiddlewareConfig(host="gw", hash_key=b"k"),
+                                    tracer_provider=gp, source="gateway")
+        with serving(app) as gw:
+            client = _client(gw)
+            one = client.chat.completions.create(
+                model=MODEL, max_tokens=4, messages=[{"role": "user", "content": "one"}])
+            two = [c for c in client.chat.completions.create(
+                model=MODEL, max_tokens=4, stream=True,
+                messages=[{"role": "user", "content": "two"}]) if c.choices[0].delta.content]
+    ep.shutdown()
+    gp.shutdown()
+    run(data)
+    rows = stored(data, "SELECT seen_by, outcome, output_tokens, upstream, host_name "
+                        "FROM requests ORDER BY started_s")
+    # Gateway span and vLLM's span joined (traceparent), placed on the engine's host.
+    assert rows == [("both", "ok", one.usage.completion_tokens, up, "node-g"),
+                    ("both", "ok", len(two), up, "node-g")]

@@ -250,8 +250,13 @@ class InferLedgerMiddleware:
                 state: dict) -> None:
         usage, finish, model = self._usage(ex, state)
         status = ex.status or 500
-        if (ex.disconnected and not ex.complete) or (error is not None and ex.status and
-                                                   status < 400):
+        # A stream is whole once [DONE] went out: clients often hang up right after it,
+        # before the server's closing message, and that is no abort.
+        finished = ex.complete or (ex.streaming and ex.tap.done)
+        if finished:
+            error = None
+        if (ex.disconnected and not finished) or (error is not None and ex.status and
+                                                status < 400):
             outcome = "client_abort"
         elif error is not None or (status >= 500 and status not in (503, 504)):
             outcome = "error"

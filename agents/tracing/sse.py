@@ -28,6 +28,7 @@ class SseTap:
         self.model: str | None = None
         self.content_chunks = 0
         self.first_token_at: float | None = None
+        self.done = False  # [DONE] passed: the client has the whole response
         self._pending = b""
 
     def feed(self, data: bytes) -> bytes:
@@ -51,7 +52,10 @@ class SseTap:
         """Record what the event says; False if it must not reach the client."""
         payload = b"".join(line[5:].strip() for line in event.splitlines()
                            if line.startswith(b"data:"))
-        if not payload or payload == b"[DONE]":
+        if payload == b"[DONE]":
+            self.done = True
+            return True
+        if not payload:
             return True
         if self.model is not None and not _USAGE.search(payload) and not _FINISH.search(payload):
             if not _NO_CHOICES.search(payload):
