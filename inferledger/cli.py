@@ -103,7 +103,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 
     serve_gateway(args.listen, args.upstream, otlp_endpoint=args.otlp_endpoint,
                   otlp_protocol=args.otlp_protocol, timeout_s=args.timeout,
-                  health_interval_s=args.health_interval)
+                  health_interval_s=args.health_interval, route_by=args.route_by)
     return 0
 
 
@@ -354,6 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="longest a request may take upstream before 504 (default 600)")
     g.add_argument("--health-interval", type=float, default=2.0, metavar="SECONDS",
                    help="how often upstreams' /health and /v1/models are checked (default 2)")
+    g.add_argument("--route-by", choices=("outstanding", "queue"), default="outstanding",
+                   help="least requests outstanding from this gateway (default), or also the "
+                   "engines' own waiting queue and KV-cache usage from their /metrics")
     g.set_defaults(func=cmd_gateway)
 
     an = sub.add_parser("analytics", help="run or summarise the analytics",

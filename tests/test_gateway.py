@@ -227,3 +227,27 @@ def test_spans_reach_a_real_collector_and_become_one_request(node, collector, da
     # Gateway span and vLLM's span joined (traceparent), placed on the engine's host.
     assert rows == [("both", "ok", one.usage.completion_tokens, up, "node-g"),
                     ("both", "ok", len(two), up, "node-g")]
+
+
+def test_route_by_queue_reads_the_engines_metrics(fleet) -> None:
+    """With ``--route-by queue`` the engine already busy (by anyone) gets the next request."""
+    from agents.gateway.upstreams import engine_load
+
+    _, _, (u0, u1), _, _ = fleet
+    pool = Pool([u0, u1], route_by="queue")
+    with httpx.Client(timeout=30) as c, c.stream("POST", f"{u0}/v1/chat/completions", json={
+            "model": MODEL, "messages": [{"role": "user", "content": "busy " * 200}],
+            "max_tokens": 3000, "stream": True}) as r:  # straight to engine 0, not via us
+        lines = r.iter_lines()  # held: a dropped iterator closes the stream
+        next(line for line in lines if '"content"' in line)  # the engine is decoding
+        waiting, kv = engine_load(httpx.get(f"{u0}/metrics").text)
+        assert waiting == 0 and kv > 0  # vLLM's names, parsed from the real exposition
+        asyncio.run(_check(pool))
+        assert [u.url for u in pool.candidates(MODEL)] == [u1, u0]
+    with pytest.raises(ValueError, match="route by"):
+        Pool([u0], route_by="random")
+
+
+async def _check(pool: Pool) -> None:
+    async with httpx.AsyncClient() as c:
+        await pool.check(c)

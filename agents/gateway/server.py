@@ -23,9 +23,10 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 
 def serve_gateway(listen: str, upstreams: list[str], *, otlp_endpoint: str | None,
-                  otlp_protocol: str | None, timeout_s: float, health_interval_s: float) -> None:
+                  otlp_protocol: str | None, timeout_s: float, health_interval_s: float,
+                  route_by: str = "outstanding") -> None:
     host, port = parse_listen(listen)
-    pool = Pool(upstreams, interval_s=health_interval_s)
+    pool = Pool(upstreams, interval_s=health_interval_s, route_by=route_by)
     cfg = MiddlewareConfig.from_env()
     cfg = dataclasses.replace(cfg, endpoint=otlp_endpoint or cfg.endpoint,
                               protocol=otlp_protocol or cfg.protocol)

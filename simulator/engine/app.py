@@ -1,9 +1,9 @@
 """The simulated engine's OpenAI-compatible server, shaped like vLLM's.
 
 Routes: ``POST /v1/chat/completions`` (streaming with the final usage chunk, and not),
-``GET /v1/models``, ``GET /health``. Errors use vLLM's body (``object: error``). Tokens are
-whitespace-separated words of the prompt; output text is filler words, since only shapes
-and timings matter here.
+``GET /v1/models``, ``GET /health``, ``GET /metrics`` (vLLM V1 names). Errors use vLLM's
+body (``object: error``). Tokens are whitespace-separated words of the prompt; output text
+is filler words, since only shapes and timings matter here.
 """
 
 from __future__ import annotations
@@ -19,10 +19,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from opentelemetry.sdk.trace import TracerProvider
 
 from simulator.engine.core import EngineCore, QueueFull, SimRequest
+from simulator.engine.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from simulator.engine.metrics import exposition
 from simulator.engine.tracing import emit_llm_request_span
 
 _WORDS = ("the", "cost", "of", "a", "token", "is", "measured", "on", "gpu", "time", "and",
@@ -66,6 +68,10 @@ def build_app(core: EngineCore, served_model: str, tracer_provider: TracerProvid
     @app.get("/health")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(exposition(core, served_model), media_type=METRICS_CONTENT_TYPE)
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:

@@ -26,6 +26,20 @@ log = logging.getLogger("inferledger.sim.engine")
 BLOCK_TOKENS = 16
 
 
+@dataclass
+class EngineStats:
+    """What vLLM counts for its /metrics (simulator/engine/metrics.py exposes them)."""
+
+    prompt_tokens: int = 0
+    generation_tokens: int = 0
+    finished: dict[str, int] = field(default_factory=dict)  # finish reason → requests
+    preemptions: int = 0
+    recomputed_prompt_tokens: int = 0
+
+    def finish(self, reason: str) -> None:
+        self.finished[reason] = self.finished.get(reason, 0) + 1
+
+
 class QueueFull(RuntimeError):
     """The waiting queue is at its limit (the engine answers 503)."""
 
@@ -76,6 +90,7 @@ class EngineCore:
         self.waiting: deque[SimRequest] = deque()
         self.running: list[SimRequest] = []
         self.on_finish = on_finish
+        self.stats = EngineStats()
         self.pid = os.getpid()
         self._wake = asyncio.Event()
 
@@ -92,6 +107,7 @@ class EngineCore:
         if req.finish_reason is None:
             req.aborted = True
             req.finish_reason = "abort"
+            self.stats.finish("abort")
             if req in self.waiting:
                 self.waiting.remove(req)
             if req in self.running:
@@ -116,6 +132,10 @@ class EngineCore:
         for i in self.gpu_indices:
             self.gpus.update(i, power_w=power, busy=batch > 0, mem_used_bytes=per_gpu_mem,
                              pid=self.pid)
+
+    @property
+    def kv_cache_usage(self) -> float:
+        return sum(r.kv_blocks for r in self.running) / self.kv_blocks_total
 
     def _admit(self) -> None:
         used = sum(r.kv_blocks for r in self.running)
@@ -170,15 +190,18 @@ class EngineCore:
                 continue
             if r.prefilled < r.prompt_tokens:
                 r.prefilled += n
+                self.stats.prompt_tokens += n
                 if r.prefilled < r.prompt_tokens:
                     continue  # more prefill chunks to go; no token yet
             r.generated += 1  # the step that completes prefill samples the first token
+            self.stats.generation_tokens += 1
             if r.first_token_mono is None:
                 r.first_token_mono, r.first_token_wall = now_mono, now_wall
             r.last_token_mono = now_mono
             done = r.generated >= r.target_tokens
             if done:
                 r.finish_reason = "length" if r.generated >= r.max_tokens else "stop"
+                self.stats.finish(r.finish_reason)
                 self.running.remove(r)
                 if self.on_finish:
                     self.on_finish(r)
