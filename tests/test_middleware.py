@@ -6,6 +6,7 @@ import json
 import time
 
 import httpx
+import openai
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
@@ -15,6 +16,7 @@ from agents.tracing import InferLedgerMiddleware
 from agents.tracing.config import MiddlewareConfig
 from inferledger.otel import span_exporter
 from simulator.gpu_state import NodeGpus
+from tests.builders import stored
 from tests.engine_server import MODEL, make_engine, serving
 
 STARTUP = "inferledger.engine.startup"
@@ -148,6 +150,14 @@ def test_loaded_by_import_path_exports_to_the_collector(node, collector, data, m
     app = make_engine(node, [0], ep, middleware=["agents.tracing.InferLedgerMiddleware"])
     with serving(app) as url:
         assert _chat(url, stream=True).status_code == 200
+        # A real third-party client too: the openai SDK, streaming and not.
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="sk-abc", max_retries=0)
+        reply = client.chat.completions.create(
+            model=MODEL, max_tokens=4, messages=[{"role": "user", "content": "hello"}])
+        streamed = [c for c in client.chat.completions.create(
+            model=MODEL, max_tokens=4, stream=True, stream_options={"include_usage": True},
+            messages=[{"role": "user", "content": "hello again"}])]
+        assert streamed[-1].usage is not None  # asked for by the client: still there
     # The server has stopped, so every span has ended: export them all now.
     mw = app.middleware_stack
     while not isinstance(mw, InferLedgerMiddleware):
@@ -156,7 +166,11 @@ def test_loaded_by_import_path_exports_to_the_collector(node, collector, data, m
     ep.shutdown()
     run(data)
     s = summary(data)
-    assert s["requests"] == 1 and s["placed_fraction"] == 1.0
+    assert s["requests"] == 3 and s["placed_fraction"] == 1.0
+    tokens = stored(data, "SELECT output_tokens, seen_by, outcome FROM requests "
+                          "ORDER BY started_s")
+    assert tokens[1] == (reply.usage.completion_tokens, "both", "ok")
+    assert tokens[2] == (streamed[-1].usage.completion_tokens, "both", "ok")
 
 
 def test_start_up_is_recorded_once_the_server_is_ready(traced) -> None:
