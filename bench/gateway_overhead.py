@@ -95,9 +95,11 @@ def middleware_added_us(requests: int = 3000) -> float:
         await receive()
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/event-stream")]})
-        for k in range(8):
-            await send({"type": "http.response.body", "more_body": True,
-                        "body": b'data: {"choices":[{"delta":{"content":"t%d"}}]}\n\n' % k})
+        for k in range(8):  # vLLM's chunk shape
+            await send({"type": "http.response.body", "more_body": True, "body": (
+                b'data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,'
+                b'"model":"m","choices":[{"index":0,"delta":{"content":"t%d"},'
+                b'"logprobs":null,"finish_reason":null}]}\n\n' % k)})
         await send({"type": "http.response.body", "more_body": True, "body":
                     b'data: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":8}}'
                     b"\n\ndata: [DONE]\n\n"})

@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,7 +144,8 @@ class InferLedgerMiddleware:
         span = self.tracer.start_span(
             f"{operation} {model or ''}".strip(), kind=SpanKind.SERVER,
             context=_PROPAGATOR.extract(headers))
-        request_key = headers.get("x-request-id") or uuid.uuid4().hex
+        ctx = span.get_span_context()  # random ids already: no second trip to the kernel
+        request_key = headers.get("x-request-id") or f"{ctx.trace_id:032x}{ctx.span_id:016x}"
         span.set_attributes(self._request_attributes(headers, request, operation, scope))
         span.set_attribute("inferledger.request_id", request_key)
         carrier: dict[str, str] = {}

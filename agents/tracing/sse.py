@@ -29,10 +29,13 @@ class SseTap:
         self.content_chunks = 0
         self.first_token_at: float | None = None
         self.done = False  # [DONE] passed: the client has the whole response
+        self._decoded = False
         self._pending = b""
 
     def feed(self, data: bytes) -> bytes:
         """Bytes in from the app → bytes out to the client (complete events only)."""
+        if not self._pending and data.endswith(b"\n\n") and data.find(b"\n\n") == len(data) - 2:
+            return data if self._inspect(data) else b""  # the usual case: one whole event
         self._pending += data
         out = []
         while True:
@@ -50,14 +53,17 @@ class SseTap:
 
     def _inspect(self, event: bytes) -> bool:
         """Record what the event says; False if it must not reach the client."""
-        payload = b"".join(line[5:].strip() for line in event.splitlines()
-                           if line.startswith(b"data:"))
+        if event.startswith(b"data: ") and event.count(b"\n") == 2:  # one data line
+            payload = event[6:].strip()
+        else:
+            payload = b"".join(line[5:].strip() for line in event.splitlines()
+                               if line.startswith(b"data:"))
         if payload == b"[DONE]":
             self.done = True
             return True
         if not payload:
             return True
-        if self.model is not None and not _USAGE.search(payload) and not _FINISH.search(payload):
+        if self._decoded and not _USAGE.search(payload) and not _FINISH.search(payload):
             if not _NO_CHOICES.search(payload):
                 self._content()
             return True
@@ -67,6 +73,7 @@ class SseTap:
             return True
         if not isinstance(obj, dict):
             return True
+        self._decoded = True  # the first event told us the model; the rest may be skimmed
         self.model = obj.get("model") or self.model
         choices = obj.get("choices") or []
         if obj.get("usage"):
