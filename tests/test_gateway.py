@@ -147,9 +147,11 @@ def _garbage_upstream():
                 req = conn.recv(65536)
                 if req.startswith(b"GET /v1/models"):
                     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                                 b"Content-Length: %d\r\n\r\n%s" % (len(models), models))
+                                 b"Connection: close\r\nContent-Length: %d\r\n\r\n%s"
+                                 % (len(models), models))
                 elif req.startswith(b"GET"):
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n"
+                                 b"Content-Length: 2\r\n\r\n{}")
                 else:
                     conn.sendall(b"\x00\x01 this is not HTTP at all\r\n\r\n")
 
@@ -251,3 +253,36 @@ def test_route_by_queue_reads_the_engines_metrics(fleet) -> None:
 async def _check(pool: Pool) -> None:
     async with httpx.AsyncClient() as c:
         await pool.check(c)
+
+
+def test_completions_and_embeddings_through_the_gateway(fleet) -> None:
+    gw, _, _, _, edge_spans = fleet
+    client = _client(gw)
+    text = client.completions.create(model=MODEL, prompt="once upon a time", max_tokens=5)
+    assert text.choices[0].text and text.usage.prompt_tokens == 5
+    chunks = [c.choices[0].text for c in client.completions.create(
+        model=MODEL, prompt="count to three", max_tokens=5, stream=True) if c.choices]
+    assert chunks and all(isinstance(t, str) for t in chunks)
+    emb = client.embeddings.create(model=MODEL, input=["a b c", "d e"])
+    assert len(emb.data) == 2 and len(emb.data[0].embedding) == 256
+    spans = {s.attributes["gen_ai.operation.name"]: s for s in _finished(edge_spans, 3)}
+    assert set(spans) == {"text_completion", "embeddings"}
+    assert spans["embeddings"].attributes["gen_ai.usage.input_tokens"] == emb.usage.prompt_tokens
+    assert all(s.attributes["inferledger.outcome"] == "ok" for s in _finished(edge_spans, 3))
+
+
+def test_a_clients_traceparent_is_honoured_and_no_text_is_recorded(fleet) -> None:
+    gw, _, _, engine_spans, edge_spans = fleet
+    trace_id, parent = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    secret = "my confidential prompt words"
+    r = httpx.post(f"{gw}/v1/chat/completions", timeout=30,
+                   headers={"traceparent": f"00-{trace_id}-{parent}-01"},
+                   json={"model": MODEL, "max_tokens": 3,
+                         "messages": [{"role": "user", "content": secret}]})
+    assert r.status_code == 200
+    (edge,), (eng,) = _finished(edge_spans, 1), _finished(engine_spans, 1)
+    assert f"{edge.context.trace_id:032x}" == trace_id == f"{eng.context.trace_id:032x}"
+    assert f"{edge.parent.span_id:016x}" == parent and eng.parent.span_id == edge.context.span_id
+    reply = r.json()["choices"][0]["message"]["content"]
+    for span in (edge, eng):  # neither the prompt nor the completion is on any span
+        assert secret not in str(span.attributes) and reply not in str(span.attributes)

@@ -30,7 +30,7 @@ SELECT
     span_key,
     parent_span_id,
     attributes['gen_ai.request.id']                                   AS request_id,
-    regexp_replace(attributes['gen_ai.request.id'], '^(chatcmpl|cmpl)-', '') AS request_key,
+    regexp_replace(attributes['gen_ai.request.id'], '^(chatcmpl|cmpl|embd)-', '') AS request_key,
     start_s                                                           AS arrival_s,
     TRY_CAST(attributes['gen_ai.latency.time_in_queue'] AS DOUBLE)            AS queue_s,
     TRY_CAST(attributes['gen_ai.latency.time_to_first_token'] AS DOUBLE)      AS ttft_s,
