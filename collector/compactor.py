@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 import uuid
@@ -32,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from inferledger.store import DataDir
-from inferledger.store.layout import fsync_dir
+from inferledger.store.layout import fsync_dir, publish_durably
 from inferledger.store.raw_schema import RAW_TABLES
 
 log = logging.getLogger("inferledger.collector.compactor")
@@ -125,13 +124,7 @@ class Compactor:
             if group:
                 writer.write_table(pa.Table.from_batches(group))
         self.merged_rows += rows
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, merged)
-        fsync_dir(part)
+        publish_durably(tmp, merged)
         log.debug("merged %d segments in %s", len(sources), part)
 
     def _finish(self, part: Path, now: float | None) -> None:
@@ -178,11 +171,5 @@ def _read_journal(path: Path) -> dict:
 def _write_durably(path: Path, body: bytes) -> None:
     """All of ``body`` at ``path`` or nothing (a crash leaves only a ``.tmp``, swept later)."""
     tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        os.write(fd, body)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    tmp.write_bytes(body)
+    publish_durably(tmp, path)

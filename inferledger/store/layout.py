@@ -91,12 +91,18 @@ def write_parquet_atomic(table: pa.Table, path: Path, *, durable: bool = True) -
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     pq.write_table(table, tmp, compression="zstd")
     if durable:
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    os.replace(tmp, path)
-    if durable:
-        fsync_dir(path.parent)
+        publish_durably(tmp, path)
+    else:
+        os.replace(tmp, path)
     return path
+
+
+def publish_durably(tmp: Path, path: Path) -> None:
+    """Rename a fully written ``tmp`` to ``path``; the data and the rename survive a crash."""
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)

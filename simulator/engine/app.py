@@ -114,8 +114,8 @@ def build_app(core: EngineCore, served_model: str, tracer_provider: TracerProvid
                                             "owned_by": "vllm",
                                             "max_model_len": core.profile.max_model_len}]}
 
-    async def complete(request: Request, kind: str) -> Any:
-        """Chat (``kind="chat"``) or text completion, streamed or not, through the engine."""
+    async def read(request: Request) -> dict | JSONResponse:
+        """The JSON body for this model, or vLLM's error."""
         try:
             body = await request.json()
         except ValueError:
@@ -123,6 +123,13 @@ def build_app(core: EngineCore, served_model: str, tracer_provider: TracerProvid
         if not isinstance(body, dict) or body.get("model") != served_model:
             model = body.get("model") if isinstance(body, dict) else None
             return _error(404, f"The model `{model}` does not exist.", "NotFoundError")
+        return body
+
+    async def complete(request: Request, kind: str) -> Any:
+        """Chat (``kind="chat"``) or text completion, streamed or not, through the engine."""
+        body = await read(request)
+        if isinstance(body, JSONResponse):
+            return body
         try:
             prompt = (count_prompt_tokens(body.get("messages")) if kind == "chat"
                       else count_text_tokens(body.get("prompt")))
@@ -175,13 +182,9 @@ def build_app(core: EngineCore, served_model: str, tracer_provider: TracerProvid
     @app.post("/v1/embeddings")
     async def embeddings(request: Request) -> Any:
         """A pooling pass: the prompt's prefill through the engine, one vector per input."""
-        try:
-            body = await request.json()
-        except ValueError:
-            return _error(400, "request body is not valid JSON", "BadRequestError")
-        if not isinstance(body, dict) or body.get("model") != served_model:
-            model = body.get("model") if isinstance(body, dict) else None
-            return _error(404, f"The model `{model}` does not exist.", "NotFoundError")
+        body = await read(request)
+        if isinstance(body, JSONResponse):
+            return body
         inputs = body.get("input")
         inputs = [inputs] if isinstance(inputs, str) else inputs
         try:
