@@ -2,9 +2,11 @@
 
 Receivers ``submit`` decoded rows and wait on the returned future; a single writer thread
 drains everything pending, writes one durable segment per table and only then resolves the
-futures, so an acknowledgement always means "on disk". Pending rows are bounded: past the
-bound ``submit`` raises :class:`Overloaded` and the receiver answers 429/503 with
-Retry-After instead of growing memory.
+futures, so an acknowledgement always means "on disk". Requests that arrive while a write
+is in progress form the next batch, so batches grow with load by themselves; an idle writer
+lingers only ``linger_s`` (a few ms) for company, never long enough to hold a lone request.
+Pending rows are bounded: past the bound ``submit`` raises :class:`Overloaded` and the
+receiver answers 503 with Retry-After instead of growing memory.
 """
 
 from __future__ import annotations
@@ -41,11 +43,11 @@ class _Pending:
 
 class DurableBatcher:
     def __init__(
-        self, sink: Sink, *, max_pending_rows: int = 200_000, commit_interval_s: float = 0.25
+        self, sink: Sink, *, max_pending_rows: int = 200_000, linger_s: float = 0.005
     ) -> None:
         self._sink = sink
         self._max_pending_rows = max_pending_rows
-        self._interval = commit_interval_s
+        self._linger = linger_s
         self._pending: list[_Pending] = []
         self._pending_rows = 0
         self._cond = threading.Condition()
@@ -76,9 +78,9 @@ class DurableBatcher:
                     self._cond.wait()
                 if not self._pending and self._closed:
                     return
-                # Let a few more requests join this commit unless we are closing.
-                if not self._closed:
-                    self._cond.wait(self._interval)
+                # Let requests arriving in the same instant join, unless we are closing.
+                if not self._closed and self._linger:
+                    self._cond.wait(self._linger)
                 batch, self._pending = self._pending, []
                 self._pending_rows = 0
             self._commit(batch)

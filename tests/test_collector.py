@@ -137,7 +137,7 @@ class _SlowSink:
 
 def test_overload_answers_with_back_pressure_and_keeps_what_it_accepted() -> None:
     sink = _SlowSink()
-    b = DurableBatcher(sink, max_pending_rows=5, commit_interval_s=0.0)
+    b = DurableBatcher(sink, max_pending_rows=5, linger_s=0.0)
     t = pa.table({"x": list(range(3))})
     first = b.submit("spans", t)  # taken by the writer, which blocks in the sink
     time.sleep(0.2)
@@ -169,7 +169,7 @@ def test_requests_past_the_in_flight_bound_get_503_at_once() -> None:
     from collector.receivers.otlp_http import OtlpHttpServer
 
     sink = _SlowSink()
-    batcher = DurableBatcher(sink, commit_interval_s=0.0)
+    batcher = DurableBatcher(sink, linger_s=0.0)
     server = OtlpHttpServer(("127.0.0.1", 0), batcher, max_in_flight=1)
     server.start()
     url = f"http://127.0.0.1:{server.server_address[1]}/v1/traces"
