@@ -8,6 +8,7 @@ rewritten atomically, so a reader that has one open is never disturbed.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Callable
 from importlib import resources
@@ -117,11 +118,13 @@ def _build_catalog_db(data: DataDir, text: str) -> Path:
     return tmp_db
 
 
-def retry_vanished(fn: Callable[[], T], attempts: int = 3) -> T:
+def retry_vanished(fn: Callable[[], T], attempts: int = 6) -> T:
     """``fn()``, again if a raw segment vanished under it.
 
-    Compaction and retention delete segment files; a query that listed a file just before
-    can fail to open it. Listing again finds the merged file instead, so a retry succeeds.
+    Compaction and retention delete segment files; a query that listed a file can find it
+    gone when it opens it (a query scanning many files while a pass deletes is the likely
+    case). Listing again finds the merged file instead; retries back off (50 ms, doubling)
+    so a slow scan is not caught by the same pass again.
     """
     for attempt in range(attempts):
         try:
@@ -129,6 +132,7 @@ def retry_vanished(fn: Callable[[], T], attempts: int = 3) -> T:
         except duckdb.IOException as e:
             if "No such file" not in str(e) or attempt == attempts - 1:
                 raise
+            time.sleep(0.05 * 2 ** attempt)
     raise AssertionError("unreachable")
 
 
