@@ -97,6 +97,10 @@ class NodeAgent:
                     yield Observation(p.used_memory_bytes,
                                       {**self._attrs(s), "process.pid": str(p.pid)})
 
+    def gpus_holding(self, pids: set[int]) -> list[str]:
+        """UUIDs of the GPUs on which any of ``pids`` holds memory (engine placement)."""
+        return [s.uuid for s in self._samples() if any(p.pid in pids for p in s.processes)]
+
     def run_until(self, stop: threading.Event) -> None:
         log.info("agent on %s sampling %d GPU(s) every %.1fs", self.host,
                  self.backend.device_count(), self.interval_s)

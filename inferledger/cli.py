@@ -85,6 +85,7 @@ def cmd_collector(args: argparse.Namespace) -> int:
 def cmd_agent(args: argparse.Namespace) -> int:
     from agents.gpu import GpuError, open_backend
     from agents.node_agent import NodeAgent
+    from agents.vllm_metrics import EngineScraper, Target, local_locator
     from inferledger.otel import metric_exporter
 
     try:
@@ -93,8 +94,13 @@ def cmd_agent(args: argparse.Namespace) -> int:
         log.error("%s", e)
         return 2
     stop = _stop_event()
-    NodeAgent(backend, metric_exporter(args.otlp_endpoint, args.otlp_protocol),
-              host=args.host, interval_s=args.interval).run_until(stop)
+    agent = NodeAgent(backend, metric_exporter(args.otlp_endpoint, args.otlp_protocol),
+                      host=args.host, interval_s=args.interval)
+    if args.vllm:
+        EngineScraper([Target(u.rstrip("/") + "/metrics") for u in args.vllm],
+                      metric_exporter(args.otlp_endpoint, args.otlp_protocol), agent.host,
+                      args.vllm_interval, locate=local_locator(agent.gpus_holding)).start(stop)
+    agent.run_until(stop)
     return 0
 
 
@@ -329,7 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("agent", help="sample this node's GPUs and export OTLP metrics",
                        description="Node agent: reads every GPU through NVML (or the simulator) "
-                       "and exports energy, power, memory, utilization and processes.")
+                       "and exports energy, power, memory, utilization and processes, and "
+                       "scrapes local vLLM engines' /metrics.")
     a.add_argument("--gpu-backend", default="nvml", metavar="SPEC",
                    help="'nvml' (real GPUs, default) or 'sim:PATH' (a simulated node)")
     a.add_argument("--host", help="host name to report (default: this machine's)")
@@ -338,6 +345,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--otlp-endpoint", default="http://127.0.0.1:4318", metavar="URL",
                    help="collector (default http://127.0.0.1:4318)")
     a.add_argument("--otlp-protocol", default="http/protobuf", choices=("grpc", "http/protobuf"))
+    a.add_argument("--vllm", action="append", default=[], metavar="URL",
+                   help="a local vLLM engine to scrape (its /metrics), e.g. "
+                   "http://127.0.0.1:8000; its process and GPUs are found by its port")
+    a.add_argument("--vllm-interval", type=float, default=5.0, metavar="SECONDS",
+                   help="how often engines are scraped (default 5)")
     a.set_defaults(func=cmd_agent)
 
     g = sub.add_parser("gateway", help="OpenAI-compatible proxy that traces every request",

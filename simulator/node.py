@@ -2,7 +2,8 @@
 
 Like a real node, each engine is its own process with its own PID and
 ``CUDA_VISIBLE_DEVICES``, the tracing middleware loaded into it the way vLLM loads it, and
-the agent samples the node's GPUs through the NVML backend (over the simulator's NVML).
+the agent samples the node's GPUs through the NVML backend (over the simulator's NVML) and
+scrapes each engine's ``/metrics``.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from pathlib import Path
 
 from agents.gpu import open_backend
 from agents.node_agent import NodeAgent
+from agents.vllm_metrics import EngineScraper, Target
 from inferledger.otel import metric_exporter
 from inferledger.procs import Supervisor, wait_for_port
 from simulator import SIMULATED_RESOURCE
 from simulator.gpu_models import GPU_MODELS
-from simulator.gpu_state import NodeGpus
+from simulator.gpu_state import NodeGpus, sim_uuid
 
 log = logging.getLogger("inferledger.sim.node")
 MIDDLEWARE = "agents.tracing.InferLedgerMiddleware"
@@ -60,6 +62,8 @@ def run_node(*, name: str, gpu_models: list[str], engines: list[EngineSpec], sta
     agent = NodeAgent(open_backend(backend_spec), metric_exporter(collector_http),
                       host=name, interval_s=interval_s, resource_attributes=SIMULATED_RESOURCE)
     sup = Supervisor()
+    targets: list[Target] = []
+    stop_scraping = threading.Event()
     try:
         for e in engines:
             env = {"CUDA_VISIBLE_DEVICES": ",".join(map(str, e.gpus)),
@@ -72,6 +76,10 @@ def run_node(*, name: str, gpu_models: list[str], engines: list[EngineSpec], sta
                 "--port", str(e.port), "--otlp-endpoint", collector_grpc,
                 "--middleware", MIDDLEWARE], env)
             wait_for_port(host, e.port, 60, child)
+            targets.append(Target(f"http://{host}:{e.port}/metrics", child.proc.pid,
+                                  [sim_uuid(name, i) for i in e.gpus]))
+        EngineScraper(targets, metric_exporter(collector_http), name, interval_s,
+                      resource_attributes=SIMULATED_RESOURCE).start(stop_scraping)
         log.info("node %s up: %d GPU(s) %s, engines %s", name, len(gpu_models),
                  ",".join(gpu_models), ", ".join(map(str, engines)))
         while not stop.wait(0.5):
@@ -79,5 +87,6 @@ def run_node(*, name: str, gpu_models: list[str], engines: list[EngineSpec], sta
             if dead:
                 raise RuntimeError(f"{dead.name} exited with code {dead.proc.returncode}")
     finally:
+        stop_scraping.set()
         sup.stop_all()  # engines first, so their last spans are flushed
         agent.shutdown()

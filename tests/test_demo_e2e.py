@@ -120,6 +120,9 @@ def test_demo_for_a_duration(tmp_path) -> None:
     edges = dict(con.execute("SELECT edge_source, count(*) FROM stg_edge_spans GROUP BY 1")
                  .fetchall())
     n_requests = con.execute("SELECT count(*) FROM request_costs").fetchall()[0][0]
+    scraped = con.execute("SELECT count(DISTINCT engine), bool_and(len(gpu_uuids) > 0) FROM "
+                          "stg_engine_counters WHERE counter = 'vllm:generation_tokens_total'"
+                          ).fetchall()[0]
     loading = dict(con.execute("SELECT gpu_uuid, sum(model_loading_s) FROM gpu_time GROUP BY 1")
                    .fetchall())
     con.close()
@@ -130,6 +133,8 @@ def test_demo_for_a_duration(tmp_path) -> None:
     # The load went through the gateway: a gateway span and a middleware span per request,
     # counted once.
     assert edges.get("gateway", 0) >= 15 and n_requests <= edges["middleware"] + 2
+    # Each node's agent scraped its engines' /metrics, placed on their GPUs.
+    assert scraped == (3, True)
     # The agent watched every engine load its model: each GPU has model-loading time.
     assert len(loading) == 4 and all(v > 0.5 for v in loading.values()), loading
     assert _processes_mentioning(str(data)) == []

@@ -1,0 +1,90 @@
+"""The agent's vLLM scrape: V1 and V0 names, placement labels, through a real collector."""
+
+from __future__ import annotations
+
+import threading
+
+from opentelemetry.sdk.metrics.export import MetricExportResult
+
+from agents.vllm_metrics import EngineScraper, Target, parse
+from inferledger.otel import metric_exporter
+from simulator.gpu_state import NodeGpus, sim_uuid
+from tests.builders import stored
+from tests.engine_server import MODEL, make_engine, serving
+
+V0 = """# TYPE vllm:gpu_cache_usage_perc gauge
+vllm:gpu_cache_usage_perc{model_name="m"} 0.25
+# TYPE vllm:gpu_prefix_cache_hits_total counter
+vllm:gpu_prefix_cache_hits_total{model_name="m"} 7.0
+# TYPE vllm:time_to_first_token_seconds histogram
+vllm:time_to_first_token_seconds_bucket{le="0.1",model_name="m"} 3.0
+vllm:time_to_first_token_seconds_count{model_name="m"} 3.0
+vllm:time_to_first_token_seconds_sum{model_name="m"} 0.2
+# TYPE python_gc_objects_collected_total counter
+python_gc_objects_collected_total{generation="0"} 12.0
+"""
+
+
+def test_v0_names_are_renamed_and_the_rest_is_left_out() -> None:
+    assert parse(V0) == [("vllm:kv_cache_usage_perc", "gauge", {"model_name": "m"}, 0.25),
+                         ("vllm:prefix_cache_hits_total", "sum", {"model_name": "m"}, 7.0)]
+
+
+def test_unreachable_engines_are_skipped_not_fatal() -> None:
+    class Never:
+        def export(self, *_a, **_k) -> MetricExportResult:
+            raise AssertionError("nothing to export")
+
+    s = EngineScraper([Target("http://127.0.0.1:9/metrics")], Never(), "h", timeout_s=0.5)
+    data = s.scrape_once()
+    assert s.failures == 1 and data.resource_metrics[0].scope_metrics[0].metrics == []
+
+
+def test_scraped_engine_metrics_reach_the_store_with_their_placement(tmp_path, collector,
+                                                                       data) -> None:
+    state = tmp_path / "n.gpus"
+    NodeGpus.create(state, "node-s", ["h100", "h100"]).close()
+    gpus = [sim_uuid("node-s", 1)]
+    with serving(make_engine(state, [1], None)) as url:
+        import httpx
+
+        httpx.post(f"{url}/v1/chat/completions", timeout=30, json={
+            "model": MODEL, "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})
+        scraper = EngineScraper([Target(f"{url}/metrics", 4242, gpus)],
+                                metric_exporter(f"http://127.0.0.1:{collector.http_port}"),
+                                "node-s", interval_s=0.1)
+        stop = threading.Event()
+        thread = scraper.start(stop)
+        while scraper.scrapes < 3:
+            stop.wait(0.05)
+        stop.set()
+        thread.join()
+    rows = stored(data, "SELECT counter, model, pid, gpu_uuids, max(value) FROM "
+                        "stg_engine_counters GROUP BY ALL ORDER BY counter")
+    by_name = {r[0]: r for r in rows}
+    assert by_name["vllm:prompt_tokens_total"][1:] == (MODEL, 4242, gpus, 5.0)
+    assert by_name["vllm:request_success_total"][4] == 1
+    assert by_name["vllm:prompt_tokens_recomputed_total"][4] == 0
+    gauges = stored(data, "SELECT DISTINCT metric_name FROM raw_metric_points "
+                          "WHERE metric_type = 'gauge'")
+    assert {g[0] for g in gauges} >= {"vllm:num_requests_running", "vllm:kv_cache_usage_perc"}
+
+
+def test_a_local_engine_is_found_by_its_port(tmp_path) -> None:
+    """The process listening on the engine's port, and the GPUs its family holds."""
+    import os
+
+    from agents.vllm_metrics import local_locator
+
+    state = tmp_path / "n.gpus"
+    NodeGpus.create(state, "node-s", ["h100"]).close()
+    asked: list[set[int]] = []
+
+    def gpus_holding(pids: set[int]) -> list[str]:
+        asked.append(pids)
+        return ["GPU-x"] if os.getpid() in pids else []
+
+    with serving(make_engine(state, [0], None)) as url:  # served by this very process
+        t = Target(f"{url}/metrics")
+        local_locator(gpus_holding)(t)
+    assert t.pid == os.getpid() and t.gpu_uuids == ["GPU-x"] and os.getpid() in asked[0]
