@@ -4,7 +4,9 @@ The OTel metrics SDK drives sampling: each export cycle runs the observable call
 first of which reads every GPU once, so a data point's timestamp is its sampling time.
 Metric names follow OTel's hardware conventions (``hw.energy``, ``hw.power``,
 ``hw.gpu.memory.*``, ``hw.gpu.utilization``); vendor extras are under ``inferledger.*``.
-A GPU that is lost is reported once and skipped; the others keep being sampled.
+A GPU that is lost is reported once and skipped; the others keep being sampled. Exports go
+through a bounded buffer (:mod:`agents.buffered_exporter`), so a collector outage delays
+samples instead of losing them, and what the buffer had to drop is itself a metric.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 
+from agents.buffered_exporter import BufferedExporter
 from agents.gpu import GpuBackend, GpuLost, GpuSample
 
 log = logging.getLogger("inferledger.agent")
@@ -28,7 +31,8 @@ log = logging.getLogger("inferledger.agent")
 class NodeAgent:
     def __init__(self, backend: GpuBackend, exporter: MetricExporter, *,
                  host: str | None = None, interval_s: float = 1.0,
-                 resource_attributes: dict[str, str] | None = None) -> None:
+                 resource_attributes: dict[str, str] | None = None,
+                 buffer_bytes: int = 64 * 1024 * 1024, buffer_age_s: float = 3600.0) -> None:
         if not 0.1 <= interval_s <= 60:
             raise ValueError("sampling interval must be between 0.1 s (10 Hz) and 60 s")
         self.backend = backend
@@ -40,8 +44,10 @@ class NodeAgent:
         self.samples_taken = 0
         resource = Resource.create({"service.name": "inferledger-agent", "host.name": self.host,
                                     **(resource_attributes or {})})
+        self.exporter = BufferedExporter(exporter, max_bytes=buffer_bytes,
+                                         max_age_s=buffer_age_s)
         self._reader = PeriodicExportingMetricReader(
-            exporter, export_interval_millis=interval_s * 1000)
+            self.exporter, export_interval_millis=interval_s * 1000)
         self._provider = MeterProvider(resource=resource, metric_readers=[self._reader])
         meter = self._provider.get_meter("inferledger.agent")
         gauge = meter.create_observable_gauge
@@ -55,6 +61,10 @@ class NodeAgent:
         gauge("hw.gpu.memory.limit", [self._cb(lambda s: s.memory_total_bytes, 1)], unit="By")
         gauge("hw.gpu.utilization", [self._cb(lambda s: s.utilization_pct, 0.01)], unit="1")
         gauge("inferledger.gpu.process.memory.usage", [self._processes], unit="By")
+        meter.create_observable_counter(
+            "inferledger.agent.dropped_points",
+            [lambda _: [Observation(self.exporter.dropped_points)]], unit="{point}",
+            description="data points dropped because the collector was away too long")
 
     def _samples(self) -> list[GpuSample]:
         """All GPUs, read once per export cycle (the first callback of the cycle reads)."""
