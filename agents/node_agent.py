@@ -23,6 +23,7 @@ from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMe
 from opentelemetry.sdk.resources import Resource
 
 from agents.buffered_exporter import BufferedExporter
+from agents.containers import container_of
 from agents.gpu import GpuBackend, GpuLost, GpuSample
 
 log = logging.getLogger("inferledger.agent")
@@ -104,8 +105,8 @@ class NodeAgent:
         for s in self._samples():
             for p in s.processes:
                 if p.used_memory_bytes is not None:
-                    yield Observation(p.used_memory_bytes,
-                                      {**self._attrs(s), "process.pid": str(p.pid)})
+                    yield Observation(p.used_memory_bytes, {
+                        **self._attrs(s), "process.pid": str(p.pid), **dict(container_of(p.pid))})
 
     def gpus_holding(self, pids: set[int]) -> list[str]:
         """UUIDs of the GPUs on which any of ``pids`` holds memory (engine placement)."""

@@ -19,12 +19,15 @@ WHERE metric_name IN ('hw.energy', 'hw.power', 'hw.gpu.memory.usage', 'hw.gpu.me
   AND attributes['hw.id'] IS NOT NULL
 GROUP BY host_name, attributes['hw.id'], time_unix_nano;
 
--- stg_gpu_processes: which host PIDs held memory on which GPU at each sample (placement).
+-- stg_gpu_processes: which host PIDs held memory on which GPU at each sample (placement),
+-- with the container and Kubernetes pod the agent found them in (NULL outside one).
 CREATE OR REPLACE VIEW stg_gpu_processes AS
 SELECT DISTINCT
     host_name,
     attributes['hw.id']                                AS gpu_uuid,
     TRY_CAST(attributes['process.pid'] AS BIGINT)      AS pid,
+    attributes['container.id']                         AS container_id,
+    attributes['k8s.pod.uid']                          AS pod_uid,
     time_unix_nano / 1e9                               AS ts_s,
     value                                              AS memory_used_bytes
 FROM raw_metric_points
