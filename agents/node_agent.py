@@ -61,6 +61,11 @@ class NodeAgent:
         gauge("hw.gpu.memory.usage", [self._cb(lambda s: s.memory_used_bytes, 1)], unit="By")
         gauge("hw.gpu.memory.limit", [self._cb(lambda s: s.memory_total_bytes, 1)], unit="By")
         gauge("hw.gpu.utilization", [self._cb(lambda s: s.utilization_pct, 0.01)], unit="1")
+        gauge("hw.temperature", [self._cb(lambda s: s.temperature_c, 1)], unit="Cel")
+        gauge("inferledger.gpu.clock.sm", [self._cb(lambda s: s.sm_clock_mhz, 1)], unit="MHz")
+        gauge("inferledger.gpu.clock_event_reasons",
+              [self._cb(lambda s: s.clock_event_reasons, 1)], unit="1",
+              description="NVML clock event reasons bitmask (1 idle, 4 power cap, …)")
         gauge("inferledger.gpu.process.memory.usage", [self._processes], unit="By")
         meter.create_observable_counter(
             "inferledger.agent.dropped_points",

@@ -23,9 +23,15 @@ class _Handle:
     index: int
 
 
+_MAX_SM_MHZ = {"h100": 1980, "a100": 1410, "l4": 2040}
+_IDLE_SM_MHZ = 345
+
+
 class SimulatedNvml:
     NVMLError = pynvml.NVMLError
     nvmlMemory_v2 = pynvml.nvmlMemory_v2  # noqa: N815 - pynvml's name
+    NVML_TEMPERATURE_GPU = pynvml.NVML_TEMPERATURE_GPU
+    NVML_CLOCK_SM = pynvml.NVML_CLOCK_SM
 
     def __init__(self, state_path: str | Path) -> None:
         self._path = Path(state_path)
@@ -120,3 +126,26 @@ class SimulatedNvml:
                                              gpuInstanceId=0xFFFFFFFF,
                                              computeInstanceId=0xFFFFFFFF)
         return [pynvml.nvmlStructToFriendlyObject(info)]
+
+    def nvmlDeviceGetTemperature(self, handle: _Handle, sensor: int) -> int:  # noqa: N802
+        if sensor != pynvml.NVML_TEMPERATURE_GPU:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        model = self._gpu(handle).model
+        power = self._gpus().read(handle.index).power_w
+        return round(32 + 45 * power / model.power_limit_w)  # °C: warmer with load
+
+    def nvmlDeviceGetClockInfo(self, handle: _Handle, clock: int) -> int:  # noqa: N802
+        if clock != pynvml.NVML_CLOCK_SM:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        model = self._gpu(handle).model
+        busy = self._gpus().read(handle.index).power_w > model.idle_w
+        return _MAX_SM_MHZ.get(model.key, 1500) if busy else _IDLE_SM_MHZ
+
+    def nvmlDeviceGetCurrentClocksEventReasons(self, handle: _Handle) -> int:  # noqa: N802
+        model = self._gpu(handle).model
+        power = self._gpus().read(handle.index).power_w
+        if power <= model.idle_w:
+            return pynvml.nvmlClocksEventReasonGpuIdle
+        if power >= 0.95 * model.power_limit_w:
+            return pynvml.nvmlClocksEventReasonSwPowerCap
+        return 0

@@ -36,6 +36,10 @@ def test_backend_reads_simulated_gpus_like_real_ones(node) -> None:
     assert s.memory_used_bytes == 5 * 2**30 and s.memory_total_bytes == 81920 * 2**20
     assert s.power_limit_mw == 400_000 and s.power_mw == 250_000
     assert [p.pid for p in s.processes] == [4242]
+    assert s.sm_clock_mhz == 1410 and s.clock_event_reasons == 0 and 32 < s.temperature_c < 77
+    idle = b.sample(0)  # nothing running there
+    assert idle.sm_clock_mhz < s.sm_clock_mhz and idle.temperature_c < s.temperature_c
+    assert idle.clock_event_reasons == pynvml.nvmlClocksEventReasonGpuIdle
     first = s.energy_mj
     assert b.sample(1).energy_mj >= first  # the counter never goes backwards
     b.close()
@@ -69,6 +73,15 @@ class _OldDriver(SimulatedNvml):
             raise pynvml.NVMLError(pynvml.NVML_ERROR_GPU_IS_LOST)
         return super().nvmlDeviceGetPowerUsage(handle)
 
+    def nvmlDeviceGetTemperature(self, handle, sensor):  # noqa: N802
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+
+    def nvmlDeviceGetCurrentClocksEventReasons(self, handle):  # noqa: N802 - pre-535 driver
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_FUNCTION_NOT_FOUND)
+
+    def nvmlDeviceGetCurrentClocksThrottleReasons(self, handle):  # noqa: N802
+        return pynvml.nvmlClocksThrottleReasonGpuIdle
+
 
 def test_unsupported_fields_are_absent_and_lost_gpus_raise(node) -> None:
     nvml = _OldDriver(node.path)
@@ -76,6 +89,8 @@ def test_unsupported_fields_are_absent_and_lost_gpus_raise(node) -> None:
     s = b.sample(0)
     assert s.energy_mj is None  # absent, not zero
     assert s.memory_used_bytes == 0 and s.memory_total_bytes is not None  # v1 fallback
+    assert s.temperature_c is None  # not supported: absent
+    assert s.clock_event_reasons == pynvml.nvmlClocksThrottleReasonGpuIdle  # the old call
     nvml.lost = True
     with pytest.raises(GpuLost):
         b.sample(1)

@@ -46,6 +46,9 @@ class GpuSample:
     memory_used_bytes: int | None = None
     memory_total_bytes: int | None = None
     utilization_pct: int | None = None
+    temperature_c: int | None = None
+    sm_clock_mhz: int | None = None
+    clock_event_reasons: int | None = None  # NVML's bitmask: idle, power cap, thermal, …
     processes: tuple[GpuProcess, ...] = field(default_factory=tuple)
 
 

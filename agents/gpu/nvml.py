@@ -2,8 +2,10 @@
 
 Energy comes from the cumulative counter (mJ, Volta+), power from ``nvmlDeviceGetPowerUsage``
 (mW), memory from the v2 call (v1 counts driver-reserved memory as used; falls back to v1 on
-drivers without v2), utilization is NVML's time-based figure. A value the device does not
-support is left ``None`` and not asked for again.
+drivers without v2), utilization is NVML's time-based figure; temperature, SM clock and the
+clock event reasons (why clocks are held down: idle, power cap, thermal; the call was named
+"throttle reasons" before driver 535) come along. A value the device does not support is
+left ``None`` and not asked for again.
 """
 
 from __future__ import annotations
@@ -115,6 +117,14 @@ class NvmlBackend(GpuBackend):
                 return self.nvml.nvmlDeviceGetMemoryInfo(h)
             raise
 
+    def _clock_events(self, h: Any) -> int:
+        try:
+            return self.nvml.nvmlDeviceGetCurrentClocksEventReasons(h)
+        except (AttributeError, pynvml.NVMLError) as e:  # older library, or older driver
+            if isinstance(e, pynvml.NVMLError) and not isinstance(translate(e), GpuUnsupported):
+                raise
+            return self.nvml.nvmlDeviceGetCurrentClocksThrottleReasons(h)
+
     def sample(self, index: int) -> GpuSample:
         h = self._handles[index]
         n = self.nvml
@@ -135,6 +145,12 @@ class NvmlBackend(GpuBackend):
             memory_used_bytes=None if mem is None else int(mem.used),
             memory_total_bytes=None if mem is None else int(mem.total),
             utilization_pct=None if util is None else int(util.gpu),
+            temperature_c=self._optional(index, "temperature", lambda: n.nvmlDeviceGetTemperature(
+                h, n.NVML_TEMPERATURE_GPU)),
+            sm_clock_mhz=self._optional(index, "sm_clock",
+                                        lambda: n.nvmlDeviceGetClockInfo(h, n.NVML_CLOCK_SM)),
+            clock_event_reasons=self._optional(index, "clock_events",
+                                               lambda: self._clock_events(h)),
             processes=tuple(GpuProcess(int(p.pid), p.usedGpuMemory) for p in procs or ()),
         )
 

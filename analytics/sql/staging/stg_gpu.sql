@@ -12,10 +12,15 @@ SELECT
     max(value) FILTER (WHERE metric_name = 'hw.gpu.memory.limit')             AS memory_total_bytes,
     max(value) FILTER (WHERE metric_name = 'hw.gpu.utilization')              AS utilization,
     max(value) FILTER (WHERE metric_name = 'inferledger.gpu.power.limit')     AS power_limit_w,
+    max(value) FILTER (WHERE metric_name = 'hw.temperature')                  AS temperature_c,
+    max(value) FILTER (WHERE metric_name = 'inferledger.gpu.clock.sm')        AS sm_clock_mhz,
+    max(value) FILTER (WHERE metric_name = 'inferledger.gpu.clock_event_reasons')
+                                                                              AS clock_event_reasons,
     bool_or(coalesce(resource_attributes['inferledger.simulated'], 'false') = 'true') AS simulated
 FROM raw_metric_points
 WHERE metric_name IN ('hw.energy', 'hw.power', 'hw.gpu.memory.usage', 'hw.gpu.memory.limit',
-                      'hw.gpu.utilization', 'inferledger.gpu.power.limit')
+                      'hw.gpu.utilization', 'inferledger.gpu.power.limit', 'hw.temperature',
+                      'inferledger.gpu.clock.sm', 'inferledger.gpu.clock_event_reasons')
   AND attributes['hw.id'] IS NOT NULL
 GROUP BY host_name, attributes['hw.id'], time_unix_nano;
 
