@@ -56,6 +56,8 @@ class NodeAgent:
             "hw.energy", [self._cb(lambda s: s.energy_mj, 1e-3)], unit="J",
             description="Energy consumed by the GPU since the driver loaded")
         gauge("hw.power", [self._cb(lambda s: s.power_mw, 1e-3)], unit="W")
+        gauge("inferledger.gpu.power.average", [self._cb(lambda s: s.power_avg_mw, 1e-3)],
+              unit="W", description="NVML's 1-s average power, where the GPU has it")
         gauge("inferledger.gpu.power.limit", [self._cb(lambda s: s.power_limit_mw, 1e-3)],
               unit="W")
         gauge("hw.gpu.memory.usage", [self._cb(lambda s: s.memory_used_bytes, 1)], unit="By")

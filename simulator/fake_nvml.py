@@ -32,6 +32,8 @@ class SimulatedNvml:
     nvmlMemory_v2 = pynvml.nvmlMemory_v2  # noqa: N815 - pynvml's name
     NVML_TEMPERATURE_GPU = pynvml.NVML_TEMPERATURE_GPU
     NVML_CLOCK_SM = pynvml.NVML_CLOCK_SM
+    NVML_FI_DEV_POWER_INSTANT = pynvml.NVML_FI_DEV_POWER_INSTANT
+    NVML_FI_DEV_POWER_AVERAGE = pynvml.NVML_FI_DEV_POWER_AVERAGE
 
     def __init__(self, state_path: str | Path) -> None:
         self._path = Path(state_path)
@@ -149,3 +151,20 @@ class SimulatedNvml:
         if power >= 0.95 * model.power_limit_w:
             return pynvml.nvmlClocksEventReasonSwPowerCap
         return 0
+
+    def nvmlDeviceGetFieldValues(self, handle: _Handle, field_ids: list) -> list:  # noqa: N802
+        """Instant power, and the 1-s average NVML has on Ampere+ except GA100 (the A100):
+        there that entry alone answers NOT_SUPPORTED, as the real call does."""
+        model = self._gpu(handle).model
+        r = self._gpus().read(handle.index)
+        out = (pynvml.c_nvmlFieldValue_t * len(field_ids))()
+        for v, fid in zip(out, field_ids, strict=True):
+            v.fieldId, v.timestamp = fid, int(r.t * 1e6)
+            v.valueType = pynvml.NVML_VALUE_TYPE_UNSIGNED_INT
+            if fid == pynvml.NVML_FI_DEV_POWER_INSTANT:
+                v.value.uiVal = int(r.power_w * 1000)
+            elif fid == pynvml.NVML_FI_DEV_POWER_AVERAGE and model.key != "a100":
+                v.value.uiVal = self.nvmlDeviceGetPowerUsage(handle)
+            else:
+                v.nvmlReturn = pynvml.NVML_ERROR_NOT_SUPPORTED
+        return out

@@ -35,8 +35,13 @@ def test_backend_reads_simulated_gpus_like_real_ones(node) -> None:
     assert s.name == "NVIDIA A100-SXM4-80GB" and s.uuid == node.gpus[1].uuid
     assert s.memory_used_bytes == 5 * 2**30 and s.memory_total_bytes == 81920 * 2**20
     assert s.power_limit_mw == 400_000 and s.power_mw == 250_000
+    assert s.power_avg_mw is None  # GA100 has no 1-s average: that field alone says so
+    node.update(0, power_w=300.0, busy=True, mem_used_bytes=0, pid=0)
+    h100 = b.sample(0)
+    assert h100.power_mw == 300_000 and h100.power_avg_mw is not None
     assert [p.pid for p in s.processes] == [4242]
     assert s.sm_clock_mhz == 1410 and s.clock_event_reasons == 0 and 32 < s.temperature_c < 77
+    node.update(0, power_w=70.0, busy=False, mem_used_bytes=0, pid=0)
     idle = b.sample(0)  # nothing running there
     assert idle.sm_clock_mhz < s.sm_clock_mhz and idle.temperature_c < s.temperature_c
     assert idle.clock_event_reasons == pynvml.nvmlClocksEventReasonGpuIdle
@@ -76,6 +81,9 @@ class _OldDriver(SimulatedNvml):
     def nvmlDeviceGetTemperature(self, handle, sensor):  # noqa: N802
         raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
 
+    def nvmlDeviceGetFieldValues(self, handle, field_ids):  # noqa: N802 - before ≈ R535
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_FUNCTION_NOT_FOUND)
+
     def nvmlDeviceGetCurrentClocksEventReasons(self, handle):  # noqa: N802 - pre-535 driver
         raise pynvml.NVMLError(pynvml.NVML_ERROR_FUNCTION_NOT_FOUND)
 
@@ -90,6 +98,7 @@ def test_unsupported_fields_are_absent_and_lost_gpus_raise(node) -> None:
     assert s.energy_mj is None  # absent, not zero
     assert s.memory_used_bytes == 0 and s.memory_total_bytes is not None  # v1 fallback
     assert s.temperature_c is None  # not supported: absent
+    assert s.power_mw is not None and s.power_avg_mw is None  # no field values: the old call
     assert s.clock_event_reasons == pynvml.nvmlClocksThrottleReasonGpuIdle  # the old call
     nvml.lost = True
     with pytest.raises(GpuLost):

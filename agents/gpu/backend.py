@@ -41,7 +41,8 @@ class GpuSample:
     index: int
     time_unix_nano: int
     energy_mj: int | None = None
-    power_mw: int | None = None
+    power_mw: int | None = None  # instantaneous where the driver has field values
+    power_avg_mw: int | None = None  # NVML's 1-s average (Ampere+ except GA100)
     power_limit_mw: int | None = None
     memory_used_bytes: int | None = None
     memory_total_bytes: int | None = None

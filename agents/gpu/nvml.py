@@ -1,11 +1,12 @@
 """GPU backend over NVML (``nvidia-ml-py``): real GPUs, or the simulator's stand-in library.
 
-Energy comes from the cumulative counter (mJ, Volta+), power from ``nvmlDeviceGetPowerUsage``
-(mW), memory from the v2 call (v1 counts driver-reserved memory as used; falls back to v1 on
-drivers without v2), utilization is NVML's time-based figure; temperature, SM clock and the
-clock event reasons (why clocks are held down: idle, power cap, thermal; the call was named
-"throttle reasons" before driver 535) come along. A value the device does not support is
-left ``None`` and not asked for again.
+Energy comes from the cumulative counter (mJ, Volta+); power from field values — instant and
+1-s average, each entry's own return code checked — with ``nvmlDeviceGetPowerUsage`` (mW) as
+the fallback on drivers without them (before ≈ R535); memory from the v2 call (v1 counts
+driver-reserved memory as used; falls back to v1 on drivers without v2); utilization is
+NVML's time-based figure; temperature, SM clock and the clock event reasons (why clocks are
+held down: idle, power cap, thermal; the call was named "throttle reasons" before driver 535)
+come along. A value the device does not support is left ``None`` and not asked for again.
 """
 
 from __future__ import annotations
@@ -117,6 +118,23 @@ class NvmlBackend(GpuBackend):
                 return self.nvml.nvmlDeviceGetMemoryInfo(h)
             raise
 
+    def _power(self, index: int, h: Any) -> tuple[int | None, int | None]:
+        """(instant, 1-s average) power in mW."""
+        n = self.nvml
+        instant = average = None
+        fields = self._optional(index, "power_fields", lambda: n.nvmlDeviceGetFieldValues(
+            h, [n.NVML_FI_DEV_POWER_INSTANT, n.NVML_FI_DEV_POWER_AVERAGE]))
+        for v in fields or ():
+            if v.nvmlReturn != pynvml.NVML_SUCCESS:  # one field unsupported, not the call
+                continue
+            if v.fieldId == n.NVML_FI_DEV_POWER_INSTANT:
+                instant = int(v.value.uiVal)
+            elif v.fieldId == n.NVML_FI_DEV_POWER_AVERAGE:
+                average = int(v.value.uiVal)
+        if instant is None:
+            instant = self._optional(index, "power", lambda: n.nvmlDeviceGetPowerUsage(h))
+        return instant, average
+
     def _clock_events(self, h: Any) -> int:
         try:
             return self.nvml.nvmlDeviceGetCurrentClocksEventReasons(h)
@@ -132,6 +150,7 @@ class NvmlBackend(GpuBackend):
         mem = self._optional(index, "memory", lambda: self._memory(h))
         util = self._optional(index, "util", lambda: n.nvmlDeviceGetUtilizationRates(h))
         procs = self._optional(index, "procs", lambda: n.nvmlDeviceGetComputeRunningProcesses(h))
+        power, power_avg = self._power(index, h)
         return GpuSample(
             uuid=self._uuids[index],
             name=self._names[index],
@@ -139,7 +158,8 @@ class NvmlBackend(GpuBackend):
             time_unix_nano=ts,
             energy_mj=self._optional(index, "energy",
                                      lambda: n.nvmlDeviceGetTotalEnergyConsumption(h)),
-            power_mw=self._optional(index, "power", lambda: n.nvmlDeviceGetPowerUsage(h)),
+            power_mw=power,
+            power_avg_mw=power_avg,
             power_limit_mw=self._optional(index, "power_limit",
                                           lambda: n.nvmlDeviceGetEnforcedPowerLimit(h)),
             memory_used_bytes=None if mem is None else int(mem.used),
