@@ -19,9 +19,11 @@ from simulator.gpu_state import NodeGpus
 MODEL = "llama-3.1-8b-instruct"
 
 
-def make_engine(state: Path, gpu_indices: list[int], provider, middleware=()) -> FastAPI:
+def make_engine(state: Path, gpu_indices: list[int], provider, middleware=(),
+                gpu_memory_utilization: float = 0.9) -> FastAPI:
     gpus = NodeGpus(state)
-    core = EngineCore(MODEL_PROFILES[MODEL], gpus, gpu_indices)
+    core = EngineCore(MODEL_PROFILES[MODEL], gpus, gpu_indices,
+                      gpu_memory_utilization=gpu_memory_utilization)
     app = build_app(core, MODEL, provider, list(middleware), seed=1)
     app.state.core = core  # tests look at what the engine is working on
     return app

@@ -115,3 +115,4 @@ def test_no_nvml_library_says_to_use_the_simulator() -> None:
         pytest.skip("this machine has a real NVML")
     with pytest.raises(GpuUnavailable, match="sim:PATH"):
         open_backend("nvml")
+

@@ -88,3 +88,46 @@ def test_a_local_engine_is_found_by_its_port(tmp_path) -> None:
         t = Target(f"{url}/metrics")
         local_locator(gpus_holding)(t)
     assert t.pid == os.getpid() and t.gpu_uuids == ["GPU-x"] and os.getpid() in asked[0]
+
+
+def test_recomputation_after_preemption_is_priced_as_preempted(tmp_path, collector,
+                                                               data) -> None:
+    """Engine with a KV cache too small for its load → vLLM-style recompute → the agent's
+    scrape → the collector → analytics books those GPU-seconds as ``preempted``."""
+    import asyncio
+
+    import httpx
+
+    from agents.gpu import open_backend
+    from agents.node_agent import NodeAgent
+    from analytics.pipeline import run
+
+    state = tmp_path / "n.gpus"
+    NodeGpus.create(state, "node-p", ["h100"]).close()
+    otlp = f"http://127.0.0.1:{collector.http_port}"
+    agent = NodeAgent(open_backend(f"sim:{state}"), metric_exporter(otlp), host="node-p",
+                      interval_s=0.2)
+    engine = make_engine(state, [0], None, gpu_memory_utilization=0.19)
+    with serving(engine) as url:
+        scraper = EngineScraper([Target(f"{url}/metrics", 1, [sim_uuid("node-p", 0)])],
+                                metric_exporter(otlp), "node-p", interval_s=0.2)
+        stop = threading.Event()
+        thread = scraper.start(stop)
+
+        async def load() -> None:
+            async with httpx.AsyncClient(timeout=60) as c:
+                await asyncio.gather(*(c.post(f"{url}/v1/chat/completions", json={
+                    "model": MODEL, "max_tokens": 600,
+                    "messages": [{"role": "user", "content": "w " * 296}]}) for _ in range(4)))
+
+        asyncio.run(load())
+        stop.wait(0.5)
+        stop.set()
+        thread.join()
+    agent.shutdown()
+    assert engine.state.core.stats.preemptions > 0
+    result = run(data)
+    assert result.conservation_max_rel_error <= 1e-9
+    (preempted_s, measured_s), = stored(data, "SELECT sum(preempted_s), sum(measured_s) "
+                                              "FROM gpu_time")
+    assert 0 < preempted_s < measured_s

@@ -60,9 +60,15 @@ class SimRequest:
     last_token_mono: float | None = None
     prefilled: int = 0
     generated: int = 0
+    prefill_target: int = -1  # tokens to prefill: the prompt, or after preemption prompt + output
+    recomputing: bool = False
     finish_reason: str | None = None
     aborted: bool = False
     out: asyncio.Queue = field(default_factory=asyncio.Queue)
+
+    def __post_init__(self) -> None:
+        if self.prefill_target < 0:
+            self.prefill_target = self.prompt_tokens
 
     @property
     def kv_blocks(self) -> int:
@@ -154,12 +160,12 @@ class EngineCore:
         plan: dict[int, int] = {}
         prefill = 0
         for r in self.running:
-            if r.prefilled >= r.prompt_tokens and budget >= 1:
+            if r.prefilled >= r.prefill_target and budget >= 1:
                 plan[id(r)] = 1
                 budget -= 1
         for r in self.running:
-            if r.prefilled < r.prompt_tokens and budget > 0:
-                chunk = min(r.prompt_tokens - r.prefilled, budget)
+            if r.prefilled < r.prefill_target and budget > 0:
+                chunk = min(r.prefill_target - r.prefilled, budget)
                 plan[id(r)] = chunk
                 budget -= chunk
                 prefill += chunk
@@ -188,11 +194,14 @@ class EngineCore:
             n = plan.get(id(r))
             if n is None or r.aborted:
                 continue
-            if r.prefilled < r.prompt_tokens:
+            if r.prefilled < r.prefill_target:
                 r.prefilled += n
                 self.stats.prompt_tokens += n
-                if r.prefilled < r.prompt_tokens:
+                if r.recomputing:
+                    self.stats.recomputed_prompt_tokens += n
+                if r.prefilled < r.prefill_target:
                     continue  # more prefill chunks to go; no token yet
+                r.recomputing = False
             r.generated += 1  # the step that completes prefill samples the first token
             self.stats.generation_tokens += 1
             if r.first_token_mono is None:
@@ -206,3 +215,17 @@ class EngineCore:
                 if self.on_finish:
                     self.on_finish(r)
             r.out.put_nowait(done)
+        self._preempt_if_full()
+
+    def _preempt_if_full(self) -> None:
+        """KV cache full: preempt the latest-admitted requests, as vLLM V1 does by recompute —
+        their blocks are freed, and when scheduled again they prefill prompt and output so far
+        anew (counted as recomputed prompt tokens)."""
+        used = sum(r.kv_blocks for r in self.running)
+        while used > self.kv_blocks_total and len(self.running) > 1:
+            victim = self.running.pop()
+            used -= victim.kv_blocks
+            victim.prefill_target = victim.prompt_tokens + victim.generated
+            victim.prefilled, victim.recomputing = 0, True
+            self.waiting.appendleft(victim)
+            self.stats.preemptions += 1
