@@ -38,18 +38,22 @@ SERVICE = "inferledger-collector"
 
 
 class RecentKeys:
-    """The last ``capacity`` span keys seen, to count exporter retries that repeat spans."""
+    """The last ``capacity`` span keys seen, to count exporter retries that repeat spans.
 
-    def __init__(self, capacity: int = 1_000_000) -> None:
+    Kept as hashes (a retry comes within seconds; 200k keys are a few seconds of a busy
+    collector, in ≈ 20 MB), so a rare collision can only make the count one too high.
+    """
+
+    def __init__(self, capacity: int = 200_000) -> None:
         self.capacity = capacity
-        self._order: deque[str] = deque()
-        self._seen: set[str] = set()
+        self._order: deque[int] = deque()
+        self._seen: set[int] = set()
         self._lock = threading.Lock()
 
     def duplicates(self, keys: Iterable[str]) -> int:
         n = 0
         with self._lock:
-            for k in keys:
+            for k in map(hash, keys):
                 if k in self._seen:
                     n += 1
                     continue
