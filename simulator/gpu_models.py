@@ -2,8 +2,9 @@
 
 Names, memory totals (nvidia-smi MiB), power limits and idle draw are the real ones
 (research/nvml.md §5). Power under serving follows a logistic in log2(batch), the shape the
-ML.ENERGY toolkit fits; with these constants an H100 draws ~300 W at batch 1 and ~600 W at
-batch 128, ML.ENERGY v3's anchors.
+ML.ENERGY toolkit fits; with these constants an H100 serving Llama-3.1-8B draws ≈325 W at
+batch 1 and ≈525 / 640 / 670 W at batch 8 / 64 / 256, against ML.ENERGY v3's measured
+486 / 610 / 691 W (bench/sim_calibration.py).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class GpuModel:
     peak_serving_w: float  # plateau of the logistic under heavy batching
     hbm_bytes_per_s: float
     dense_flops: float
+    arch: str  # GPM (SM activity) is Hopper and newer; MIG is A100/H100, not L4
 
     def serving_power_w(self, batch: int, prefill_share: float = 0.0) -> float:
         """Power while a step of ``batch`` sequences runs; prefill-heavy steps draw more."""
@@ -37,8 +39,10 @@ class GpuModel:
 GPU_MODELS: dict[str, GpuModel] = {
     m.key: m
     for m in (
-        GpuModel("h100", "NVIDIA H100 80GB HBM3", 81559 * MIB, 700.0, 70.0, 630.0, 3.35e12, 989e12),
-        GpuModel("a100", "NVIDIA A100-SXM4-80GB", 81920 * MIB, 400.0, 60.0, 370.0, 2.0e12, 312e12),
-        GpuModel("l4", "NVIDIA L4", 23034 * MIB, 72.0, 35.0, 70.0, 0.3e12, 121e12),
+        GpuModel("h100", "NVIDIA H100 80GB HBM3", 81559 * MIB, 700.0, 70.0, 690.0, 3.35e12, 989e12,
+                 "hopper"),
+        GpuModel("a100", "NVIDIA A100-SXM4-80GB", 81920 * MIB, 400.0, 60.0, 370.0, 2.0e12, 312e12,
+                 "ampere"),
+        GpuModel("l4", "NVIDIA L4", 23034 * MIB, 72.0, 35.0, 70.0, 0.3e12, 121e12, "ada"),
     )
 }

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 from dataclasses import dataclass, field
 
 import duckdb
 import pyarrow as pa
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 
 from analytics.pipeline import compute
 from analytics.pricing import Pricing, load_pricing
@@ -137,6 +139,28 @@ class Fleet:
         con.execute(staging_sql()).fetchall()
         compute(con, pricing or load_pricing(), settings or Settings())
         return con
+
+
+class FlakyExporter(MetricExporter):
+    """Refuses while ``down`` is set, like an OTLP exporter whose collector is away."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = threading.Event()
+        self.got: list[MetricsData] = []
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000,
+               **_: object) -> MetricExportResult:
+        if self.down.is_set():
+            return MetricExportResult.FAILURE
+        self.got.append(metrics_data)
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **_: object) -> None:
+        return None
 
 
 def stored(data: DataDir, sql: str) -> list[tuple]:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import time
 
-from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
+from opentelemetry.sdk.metrics.export import MetricExportResult, MetricsData
 
 from agents.buffered_exporter import BufferedExporter
 from agents.gpu import open_backend
@@ -16,30 +15,8 @@ from inferledger.otel import metric_exporter
 from inferledger.procs import wait_for_port
 from inferledger.store import DataDir
 from simulator.gpu_state import NodeGpus
-from tests.builders import stored
+from tests.builders import FlakyExporter, stored
 from tests.ports import free_block
-
-
-class _Flaky(MetricExporter):
-    """Refuses while ``down`` is set, like an OTLP exporter whose collector is away."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.down = threading.Event()
-        self.got: list[MetricsData] = []
-
-    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000,
-               **_: object) -> MetricExportResult:
-        if self.down.is_set():
-            return MetricExportResult.FAILURE
-        self.got.append(metrics_data)
-        return MetricExportResult.SUCCESS
-
-    def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        return True
-
-    def shutdown(self, timeout_millis: float = 30_000, **_: object) -> None:
-        return None
 
 
 def _agent_batches(n: int) -> list[MetricsData]:
@@ -49,7 +26,7 @@ def _agent_batches(n: int) -> list[MetricsData]:
 
     state = Path(tempfile.mkdtemp()) / "n.gpus"
     NodeGpus.create(state, "n", ["h100"]).close()
-    inner = _Flaky()
+    inner = FlakyExporter()
     agent = NodeAgent(open_backend(f"sim:{state}"), inner, interval_s=60)
     for _ in range(n):
         agent._reader.collect()
@@ -60,7 +37,7 @@ def _agent_batches(n: int) -> list[MetricsData]:
 
 def test_batches_wait_in_order_while_the_collector_is_down() -> None:
     batches = _agent_batches(3)
-    inner = _Flaky()
+    inner = FlakyExporter()
     inner.down.set()
     buf = BufferedExporter(inner, retry_s=0.05)
     for b in batches:
@@ -82,7 +59,7 @@ def test_past_its_bounds_the_buffer_drops_the_oldest_and_counts_them() -> None:
     from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 
     batches = _agent_batches(4)
-    inner = _Flaky()
+    inner = FlakyExporter()
     inner.down.set()
     room = sum(encode_metrics(b).ByteSize() for b in batches[2:])  # the two newest fit
     buf = BufferedExporter(inner, max_bytes=room, retry_s=0.05)

@@ -160,6 +160,7 @@ def test_ctrl_c_stops_everything_quickly(tmp_path) -> None:
     elapsed = time.monotonic() - started
     log = "".join(err.lines)
     assert proc.returncode == 0, log
-    assert "Traceback" not in log and "KeyboardInterrupt" not in log
+    trace = max(log.find("Traceback"), log.find("KeyboardInterrupt"))
+    assert trace < 0, log[max(0, trace - 300):trace + 4000]  # the whole traceback, untruncated
     assert _processes_mentioning(str(data)) == []
     print(f"stopped in {elapsed:.1f}s")

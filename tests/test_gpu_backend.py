@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pynvml
 import pytest
 
@@ -60,50 +62,80 @@ def test_cuda_visible_devices_resolution(node) -> None:
     assert resolve_visible_devices(b, "") == []
 
 
-class _OldDriver(SimulatedNvml):
-    """A driver without the energy counter or memory v2, and with one GPU falling off."""
-
-    lost = False
-
-    def nvmlDeviceGetTotalEnergyConsumption(self, handle):  # noqa: N802
-        raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
-
-    def nvmlDeviceGetMemoryInfo(self, handle, version=None):  # noqa: N802
-        if version:
-            raise pynvml.NVMLError(pynvml.NVML_ERROR_FUNCTION_NOT_FOUND)
-        return super().nvmlDeviceGetMemoryInfo(handle)
-
-    def nvmlDeviceGetPowerUsage(self, handle):  # noqa: N802
-        if self.lost and handle.index == 1:
-            raise pynvml.NVMLError(pynvml.NVML_ERROR_GPU_IS_LOST)
-        return super().nvmlDeviceGetPowerUsage(handle)
-
-    def nvmlDeviceGetTemperature(self, handle, sensor):  # noqa: N802
-        raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
-
-    def nvmlDeviceGetFieldValues(self, handle, field_ids):  # noqa: N802 - before ≈ R535
-        raise pynvml.NVMLError(pynvml.NVML_ERROR_FUNCTION_NOT_FOUND)
-
-    def nvmlDeviceGetCurrentClocksEventReasons(self, handle):  # noqa: N802 - pre-535 driver
-        raise pynvml.NVMLError(pynvml.NVML_ERROR_FUNCTION_NOT_FOUND)
-
-    def nvmlDeviceGetCurrentClocksThrottleReasons(self, handle):  # noqa: N802
-        return pynvml.nvmlClocksThrottleReasonGpuIdle
-
-
-def test_unsupported_fields_are_absent_and_lost_gpus_raise(node) -> None:
-    nvml = _OldDriver(node.path)
+def test_an_old_driver_falls_back_and_leaves_absent_what_it_lacks(node) -> None:
+    """R470: no memory v2, no power field ids, no clock-event call, no GPM; this board
+    also has no energy counter and no temperature sensor."""
+    nvml = SimulatedNvml(node.path, driver="470.82.01", not_supported={
+        "nvmlDeviceGetTotalEnergyConsumption", "nvmlDeviceGetTemperature"})
     b = NvmlBackend(nvml)
+    node.update(0, power_w=70.0, busy=False, mem_used_bytes=0, pid=0)
     s = b.sample(0)
     assert s.energy_mj is None  # absent, not zero
     assert s.memory_used_bytes == 0 and s.memory_total_bytes is not None  # v1 fallback
     assert s.temperature_c is None  # not supported: absent
-    assert s.power_mw is not None and s.power_avg_mw is None  # no field values: the old call
+    assert s.power_mw is not None and s.power_avg_mw is None  # field ids unknown: old call
     assert s.clock_event_reasons == pynvml.nvmlClocksThrottleReasonGpuIdle  # the old call
-    nvml.lost = True
+    assert s.sm_active_pct is None  # GPM came with R520
+    assert s.processes == () and s.mig == ()
+
+
+def test_a_new_driver_uses_the_current_calls(node) -> None:
+    nvml = SimulatedNvml(node.path, driver="570.86.10", not_supported={
+        "nvmlDeviceGetTemperature", "nvmlDeviceGetCurrentClocksThrottleReasons"})
+    s = NvmlBackend(nvml).sample(0)  # the deprecated calls would answer NotSupported
+    assert s.temperature_c is not None and s.clock_event_reasons is not None
+
+
+def test_a_lost_gpu_raises_and_the_others_carry_on(node) -> None:
+    nvml = SimulatedNvml(node.path)
+    b = NvmlBackend(nvml)
+    b.sample(1)
+    nvml.lose(1)
     with pytest.raises(GpuLost):
         b.sample(1)
-    assert b.sample(0).power_mw is not None  # the other GPU carries on
+    assert b.sample(0).power_mw is not None
+
+
+def test_gpm_sm_activity_on_hopper_follows_the_load(node) -> None:
+    nvml = SimulatedNvml(node.path)
+    b = NvmlBackend(nvml)
+    first = b.sample(0)
+    assert first.sm_active_pct is None  # GPM needs two samples
+    node.update(0, power_w=600.0, busy=True, mem_used_bytes=2**30, pid=7)
+    time.sleep(0.15)  # nvml.h: samples closer than 100 ms are not refreshed
+    busy = b.sample(0)
+    assert 50 < busy.sm_active_pct <= 100 and 0 < busy.sm_occupancy_pct < busy.sm_active_pct
+    assert busy.tensor_active_pct > 0 and busy.dram_active_pct > 0
+    node.update(0, power_w=70.0, busy=False, mem_used_bytes=2**30, pid=7)
+    time.sleep(0.15)
+    assert b.sample(0).sm_active_pct < busy.sm_active_pct
+    assert b.sample(1).sm_active_pct is None  # the A100 is not Hopper: absent, not zero
+    b.close()
+
+
+def test_mig_instances_are_reported_under_their_gpu(node) -> None:
+    nvml = SimulatedNvml(node.path, mig={0: ["3g.40gb", "2g.20gb"]})
+    b = NvmlBackend(nvml)
+    node.update(0, power_w=300.0, busy=True, mem_used_bytes=12 * 2**30, pid=4242)
+    s = b.sample(0)
+    assert [(m.gpu_instance_id, m.memory_total_bytes // 2**30) for m in s.mig] == [(1, 40),
+                                                                                  (2, 20)]
+    assert all(m.uuid.startswith("MIG-") for m in s.mig)
+    assert s.mig[0].memory_used_bytes == 12 * 2**30 and s.mig[1].memory_used_bytes == 0
+    assert [(p.pid, p.mig_uuid) for p in s.processes] == [(4242, s.mig[0].uuid)]
+    assert s.utilization_pct is None  # nvml.h: not supported on MIG-enabled GPUs
+    assert s.power_mw == 300_000 and s.energy_mj is not None  # the parent keeps power
+    assert b.sample(1).mig == ()  # MIG off on the other GPU
+
+
+def test_energy_counter_reset_restarts_from_zero(node) -> None:
+    nvml = SimulatedNvml(node.path)
+    b = NvmlBackend(nvml)
+    node.update(0, power_w=300.0, busy=True, mem_used_bytes=0, pid=0, at=node.read(0).t - 100)
+    before = b.sample(0).energy_mj
+    nvml.reset_energy(0)
+    after = b.sample(0).energy_mj
+    assert before > 30_000_000 and 0 <= after < before  # analytics bridges the reset
 
 
 def test_no_nvml_library_says_to_use_the_simulator() -> None:

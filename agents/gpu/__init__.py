@@ -14,11 +14,13 @@ from agents.gpu.backend import (
     GpuSample,
     GpuUnavailable,
     GpuUnsupported,
+    MigInstance,
 )
 from agents.gpu.nvml import NvmlBackend
 
 __all__ = ["GpuBackend", "GpuError", "GpuLost", "GpuProcess", "GpuSample", "GpuUnavailable",
-           "GpuUnsupported", "NvmlBackend", "open_backend", "resolve_visible_devices"]
+           "GpuUnsupported", "MigInstance", "NvmlBackend", "open_backend",
+           "resolve_visible_devices"]
 
 
 def open_backend(spec: str = "nvml") -> GpuBackend:

@@ -30,6 +30,17 @@ class GpuLost(GpuError):
 class GpuProcess:
     pid: int  # host PID: NVML does not see PID namespaces
     used_memory_bytes: int | None
+    mig_uuid: str | None = None  # the MIG instance it runs in, on a partitioned GPU
+
+
+@dataclass(frozen=True)
+class MigInstance:
+    """One MIG instance of a partitioned GPU. Power and energy exist only for the parent."""
+
+    uuid: str  # MIG-…
+    gpu_instance_id: int
+    memory_used_bytes: int | None = None
+    memory_total_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,12 @@ class GpuSample:
     temperature_c: int | None = None
     sm_clock_mhz: int | None = None
     clock_event_reasons: int | None = None  # NVML's bitmask: idle, power cap, thermal, …
+    # GPM (Hopper+), averaged since the previous sample: what "utilization" cannot tell
+    sm_active_pct: float | None = None  # share of SMs busy (cycles), not of time
+    sm_occupancy_pct: float | None = None  # warps resident vs the maximum
+    tensor_active_pct: float | None = None
+    dram_active_pct: float | None = None  # memory bandwidth used vs peak
+    mig: tuple[MigInstance, ...] = field(default_factory=tuple)
     processes: tuple[GpuProcess, ...] = field(default_factory=tuple)
 
 

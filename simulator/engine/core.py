@@ -172,23 +172,33 @@ class EngineCore:
         context = sum(r.prefilled + r.generated for r in self.running if id(r) in plan)
         return plan, prefill, context
 
+    def next_step(self) -> tuple[dict[int, int], float, int, float] | None:
+        """Admit what fits and plan one step: (plan, step seconds, batch, prefill share of
+        its tokens), or ``None`` when nothing runs. The loop and the virtual-clock
+        calibration (bench/sim_calibration.py) share it."""
+        self._admit()
+        if not self.running:
+            return None
+        plan, prefill_tokens, context = self._plan()
+        tokens = sum(plan.values())
+        step_s = self.profile.step_time_s(self.gpu_model, self.tp, tokens, context, len(plan))
+        return plan, step_s, len(plan), prefill_tokens / max(tokens, 1)
+
     async def run(self) -> None:
         self._publish(0, 0.0)
         while True:
-            self._admit()
-            if not self.running:
+            step = self.next_step()
+            if step is None:
                 self._publish(0, 0.0)
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            plan, prefill_tokens, context = self._plan()
-            tokens = sum(plan.values())
-            step_s = self.profile.step_time_s(self.gpu_model, self.tp, tokens, context)
-            self._publish(len(plan), prefill_tokens / max(tokens, 1))
+            plan, step_s, batch, prefill_share = step
+            self._publish(batch, prefill_share)
             await asyncio.sleep(step_s)
-            self._advance(plan)
+            self.advance(plan)
 
-    def _advance(self, plan: dict[int, int]) -> None:
+    def advance(self, plan: dict[int, int]) -> None:
         now_mono, now_wall = time.monotonic(), time.time()
         for r in list(self.running):
             n = plan.get(id(r))

@@ -1,8 +1,11 @@
 """Served-model profiles and the step-time model of a simulated engine.
 
 Step time is a roofline: a decode step streams the weights and the KV cache of the batch from
-HBM (nearly flat in batch while memory-bound), prefill tokens cost compute linearly, plus a
-fixed CPU overhead per step (research/nvml.md §6: ~6 ms/step for an 8B model on H100).
+HBM (nearly flat in batch while memory-bound), prefill tokens cost compute linearly, plus CPU
+time per step and per sequence in it (scheduling, sampling, detokenising: research/nvml.md §7
+has vLLM's HTTP server and scheduler at ~60% of an 8B model's time on H100). The constants
+are calibrated against ML.ENERGY v3 (Llama-3.1-8B, 1×H100, ~400-token replies):
+bench/sim_calibration.py checks J/response at batch 8, 64 and 256.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ BYTES_PER_PARAM = 2  # BF16
 HBM_EFFICIENCY = 0.8
 MFU = 0.5
 CPU_OVERHEAD_S = 0.001
+CPU_PER_SEQ_S = 0.00004
 
 
 @dataclass(frozen=True)
@@ -28,13 +32,15 @@ class ModelProfile:
     def weight_bytes(self) -> float:
         return self.params * BYTES_PER_PARAM
 
-    def step_time_s(self, gpu: GpuModel, tp: int, tokens: int, context_tokens: int) -> float:
-        """One engine step over ``tokens`` new tokens with ``context_tokens`` of KV cache read."""
+    def step_time_s(self, gpu: GpuModel, tp: int, tokens: int, context_tokens: int,
+                    seqs: int = 1) -> float:
+        """One engine step over ``tokens`` new tokens of ``seqs`` sequences with
+        ``context_tokens`` of KV cache read."""
         bw = gpu.hbm_bytes_per_s * HBM_EFFICIENCY * tp
         memory_s = (self.weight_bytes + context_tokens * self.kv_bytes_per_token) / bw
         compute_s = 2 * self.params * tokens / (gpu.dense_flops * MFU * tp)
         comm_s = 0.0002 * (tp - 1)
-        return CPU_OVERHEAD_S + max(memory_s, compute_s) + comm_s
+        return CPU_OVERHEAD_S + CPU_PER_SEQ_S * seqs + max(memory_s, compute_s) + comm_s
 
 
 MODEL_PROFILES: dict[str, ModelProfile] = {

@@ -16,20 +16,28 @@ SELECT
     max(value) FILTER (WHERE metric_name = 'inferledger.gpu.clock.sm')        AS sm_clock_mhz,
     max(value) FILTER (WHERE metric_name = 'inferledger.gpu.clock_event_reasons')
                                                                               AS clock_event_reasons,
+    max(value) FILTER (WHERE metric_name = 'inferledger.gpu.sm.active')       AS sm_active,
+    max(value) FILTER (WHERE metric_name = 'inferledger.gpu.sm.occupancy')    AS sm_occupancy,
+    max(value) FILTER (WHERE metric_name = 'inferledger.gpu.tensor.active')   AS tensor_active,
+    max(value) FILTER (WHERE metric_name = 'inferledger.gpu.dram.active')     AS dram_active,
     bool_or(coalesce(resource_attributes['inferledger.simulated'], 'false') = 'true') AS simulated
 FROM raw_metric_points
 WHERE metric_name IN ('hw.energy', 'hw.power', 'hw.gpu.memory.usage', 'hw.gpu.memory.limit',
                       'hw.gpu.utilization', 'inferledger.gpu.power.limit', 'hw.temperature',
-                      'inferledger.gpu.clock.sm', 'inferledger.gpu.clock_event_reasons')
+                      'inferledger.gpu.clock.sm', 'inferledger.gpu.clock_event_reasons',
+                      'inferledger.gpu.sm.active', 'inferledger.gpu.sm.occupancy',
+                      'inferledger.gpu.tensor.active', 'inferledger.gpu.dram.active')
   AND attributes['hw.id'] IS NOT NULL
 GROUP BY host_name, attributes['hw.id'], time_unix_nano;
 
 -- stg_gpu_processes: which host PIDs held memory on which GPU at each sample (placement),
--- with the container and Kubernetes pod the agent found them in (NULL outside one).
+-- with the container and Kubernetes pod the agent found them in (NULL outside one) and,
+-- on a MIG-partitioned GPU, the instance they run in.
 CREATE OR REPLACE VIEW stg_gpu_processes AS
 SELECT DISTINCT
     host_name,
     attributes['hw.id']                                AS gpu_uuid,
+    attributes['inferledger.gpu.mig_id']               AS mig_uuid,
     TRY_CAST(attributes['process.pid'] AS BIGINT)      AS pid,
     attributes['container.id']                         AS container_id,
     attributes['k8s.pod.uid']                          AS pod_uid,
@@ -37,3 +45,31 @@ SELECT DISTINCT
     value                                              AS memory_used_bytes
 FROM raw_metric_points
 WHERE metric_name = 'inferledger.gpu.process.memory.usage';
+
+-- stg_gpu_mig_instances: each MIG instance of a partitioned GPU at each sample, under its
+-- parent GPU (power and energy are measured for the parent only).
+CREATE OR REPLACE VIEW stg_gpu_mig_instances AS
+SELECT
+    host_name,
+    attributes['hw.parent_id']                                                    AS gpu_uuid,
+    attributes['hw.id']                                                           AS mig_uuid,
+    TRY_CAST(attributes['inferledger.gpu.instance_id'] AS INTEGER)                AS gpu_instance_id,
+    time_unix_nano / 1e9                                                          AS ts_s,
+    max(value) FILTER (WHERE metric_name = 'inferledger.gpu.mig.memory.usage')    AS memory_used_bytes,
+    max(value) FILTER (WHERE metric_name = 'inferledger.gpu.mig.memory.limit')    AS memory_total_bytes
+FROM raw_metric_points
+WHERE metric_name IN ('inferledger.gpu.mig.memory.usage', 'inferledger.gpu.mig.memory.limit')
+GROUP BY ALL;
+
+-- stg_gpu_health: per GPU and agent cycle, whether the GPU answered (hw.status ok / failed)
+-- and how many samples a hung NVML call has cost it so far.
+CREATE OR REPLACE VIEW stg_gpu_health AS
+SELECT
+    host_name,
+    attributes['hw.id']                                                           AS gpu_uuid,
+    time_unix_nano / 1e9                                                          AS ts_s,
+    arg_max(attributes['hw.state'], value) FILTER (WHERE metric_name = 'hw.status') AS state,
+    max(value) FILTER (WHERE metric_name = 'inferledger.agent.late_samples')       AS late_samples
+FROM raw_metric_points
+WHERE metric_name IN ('hw.status', 'inferledger.agent.late_samples')
+GROUP BY ALL;
