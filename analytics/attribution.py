@@ -116,9 +116,18 @@ class Grid:
         return w + full * self.dt
 
     def collect(self, s: Segments, ia: np.ndarray, ib: np.ndarray, h: np.ndarray) -> np.ndarray:
-        """Σ ρ·|segment ∩ interval i|·h_i per segment (h = seconds or joules per weight)."""
+        """Σ ρ·|segment ∩ interval i|·h_i per segment (h = seconds or joules per weight).
+
+        The prefix sum runs only over intervals some segment covers whole: only those are
+        ever summed, and an interval a segment merely grazes has a tiny weight, so a huge h,
+        whose rounding would swamp every difference taken after it in the window.
+        """
         t = self.t
-        prefix = np.r_[0.0, self.cumsum(self.dt * h)]  # both ends in the segment's window
+        lo, hi = ia + 1, ib
+        inside = lo < hi
+        n = np.cumsum(np.bincount(lo[inside], minlength=self.m + 1)
+                      - np.bincount(hi[inside], minlength=self.m + 1))[:self.m]
+        prefix = np.r_[0.0, self.cumsum(np.where(n > 0, self.dt * h, 0.0))]
         inner = prefix[np.maximum(ib, ia + 1)] - prefix[ia + 1]
         same = ia == ib
         one = (s.b - s.a) * h[ia]

@@ -237,7 +237,40 @@ def cmd_demo(args: argparse.Namespace) -> int:
         listen=args.listen, grpc_port=args.grpc_port, http_port=args.http_port,
         dashboard_port=args.dashboard_port, engine_port_base=args.engine_port_base,
         rate_per_s=args.rate, analytics_interval_s=args.analytics_interval,
-        sample_interval_s=args.sample_interval, pricing=args.pricing, config=args.config))
+        sample_interval_s=args.sample_interval, pricing=args.pricing, config=args.config,
+        scenario=args.scenario, history_days=args.history or 0.0))
+
+
+def _days(text: str) -> float:
+    """``7d``, ``36h`` or ``90m`` as days."""
+    unit = {"d": 1.0, "h": 1 / 24, "m": 1 / 1440}.get(text[-1:].lower())
+    try:
+        value = float(text[:-1]) * unit if unit else float("nan")
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 7d, 36h or 90m")
+    return value
+
+
+def cmd_sim_scenarios(args: argparse.Namespace) -> int:
+    from simulator.scenario import available, load_scenario
+
+    for name in available():
+        sc = load_scenario(name)
+        print(f"{name:<12} {sc.gpu_count:>3} GPUs  {len(sc.apps)} apps  {sc.description}")
+    return 0
+
+
+def cmd_sim_history(args: argparse.Namespace) -> int:
+    from simulator.history.generate import generate_history, report_progress
+    from simulator.scenario import load_scenario
+
+    stats = generate_history(load_scenario(args.scenario), args.days, args.endpoint,
+                             end=args.end, seed=args.seed,
+                             progress=report_progress())
+    print(stats.describe())
+    return 0
 
 
 def cmd_sim_node(args: argparse.Namespace) -> int:
@@ -264,7 +297,14 @@ def cmd_sim_loadgen(args: argparse.Namespace) -> int:
     import asyncio
     import signal
 
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from inferledger.otel import span_exporter
+    from simulator import SIMULATED_RESOURCE
     from simulator.loadgen import LoadGenerator
+    from simulator.scenario import load_scenario
 
     targets: dict[str, list[str]] = {}
     for t in args.target:
@@ -273,15 +313,27 @@ def cmd_sim_loadgen(args: argparse.Namespace) -> int:
             raise SystemExit(f"--target {t!r} is not MODEL=URL")
         targets.setdefault(model, []).append(url.rstrip("/"))
 
+    apps = load_scenario(args.scenario).apps
+    provider = None
+    if args.otlp_endpoint:
+        provider = TracerProvider(resource=Resource.create({
+            "service.name": "inferledger-sim-apps", **SIMULATED_RESOURCE}))
+        provider.add_span_processor(BatchSpanProcessor(
+            span_exporter(args.otlp_endpoint, "http/protobuf")))
+
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await LoadGenerator(targets, rate_per_s=args.rate, seed=args.seed).run(
-            args.duration, stop)
+        await LoadGenerator(targets, apps, rate_per_s=args.rate, seed=args.seed,
+                            tracer_provider=provider).run(args.duration, stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        if provider is not None:
+            provider.shutdown()
     return 0
 
 
@@ -295,9 +347,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     d = sub.add_parser("demo", help="run the whole stack on simulated GPUs",
-                       description="Collector, two simulated vLLM nodes (4 GPUs, 2 models), "
-                       "tracing middleware, load, node agents, scheduled analytics and the "
-                       "dashboard, in one terminal. Ctrl-C stops everything.")
+                       description="Collector, a scenario's simulated vLLM nodes (by default "
+                       "4 GPUs, 2 models), tracing middleware, load, node agents, scheduled "
+                       "analytics and the dashboard, in one terminal; optionally days of "
+                       "history first. Ctrl-C stops everything.")
     _data_arg(d)
     d.add_argument("--duration", type=float, metavar="SECONDS",
                    help="stop after this long, run the analytics once more and exit 0")
@@ -308,6 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the gateway listens on BASE, simulated engines on BASE+1, "
                    "BASE+2, … (default 8100)")
     d.add_argument("--rate", type=float, default=3.0, help="requests per second (default 3)")
+    d.add_argument("--scenario", default="demo", metavar="NAME|FILE",
+                   help="fleet and apps (default: demo; `inferledger sim scenarios` lists them)")
+    d.add_argument("--history", type=_days, metavar="DURATION",
+                   help="first generate this much history (e.g. 7d) through OTLP, then go live")
     d.add_argument("--analytics-interval", type=float, default=10.0, metavar="SECONDS",
                    help="how often the analytics jobs run (default 10)")
     d.add_argument("--sample-interval", type=float, default=1.0, metavar="SECONDS",
@@ -479,10 +536,33 @@ def build_parser() -> argparse.ArgumentParser:
                             "not, a few bad requests and client aborts.")
     lg.add_argument("--target", action="append", required=True, metavar="MODEL=URL",
                     help="engine base URL serving MODEL (repeat for several)")
+    lg.add_argument("--scenario", default="demo", metavar="NAME|FILE",
+                    help="whose apps send the traffic (default: demo; see sim scenarios)")
+    lg.add_argument("--otlp-endpoint", metavar="URL",
+                    help="collector OTLP/HTTP base URL for the apps' own spans (RAG retrieval)")
     lg.add_argument("--rate", type=float, default=3.0, help="requests per second")
     lg.add_argument("--duration", type=float, help="seconds to run (default: until stopped)")
     lg.add_argument("--seed", type=int, default=7)
     lg.set_defaults(func=cmd_sim_loadgen)
+
+    sl = sim_sub.add_parser("scenarios", help="list the scenarios",
+                            description="Lists the scenarios that ship: name, GPUs, apps and "
+                            "what each shows. Each is a TOML file in simulator/scenarios/ (every "
+                            "field: docs/SCENARIOS.md); --scenario also takes a path to your own.")
+    sl.set_defaults(func=cmd_sim_scenarios)
+
+    h = sim_sub.add_parser("history", help="send days of a scenario to a collector, fast",
+                           description="Generates DAYS of the scenario's fleet and traffic on "
+                           "a virtual clock, ending now, and sends it as OTLP/HTTP to a running "
+                           "collector; prints the rate. Run the analytics afterwards.")
+    h.add_argument("--scenario", default="demo", metavar="NAME|FILE", help="default: demo")
+    h.add_argument("--days", type=_days, default=7.0, metavar="DURATION",
+                   help="how much history: 7d (default), 36h, 90m")
+    h.add_argument("--endpoint", default="http://127.0.0.1:4318", metavar="URL",
+                   help="collector OTLP/HTTP base URL (default http://127.0.0.1:4318)")
+    h.add_argument("--end", type=_utc, metavar="DATE", help="last instant (default: now)")
+    h.add_argument("--seed", type=int, default=7)
+    h.set_defaults(func=cmd_sim_history)
     return p
 
 

@@ -1,7 +1,9 @@
 """``inferledger demo``: the whole pipeline on one machine, on simulated GPUs.
 
-Start order: collector → simulated nodes (engines with the tracing middleware, node agents)
-→ gateway in front of every engine → scheduler → dashboard → load (through the gateway).
+Start order: collector → history, if asked (days of the scenario on a virtual clock, sent
+through OTLP, then analysed once) → simulated nodes (engines with the tracing middleware,
+node agents) → gateway in front of every engine → scheduler → dashboard → load (through the
+gateway). The scenario names the fleet and the apps, for the history and the live part alike.
 Stop order is the reverse, so every span and sample still in an exporter reaches the
 collector; then one last analytics run, then the collector.
 """
@@ -19,7 +21,8 @@ from analytics.settings import load_settings
 from analytics.summary import format_table, summary
 from inferledger.procs import Supervisor, install_stop_handlers, wait_for_port
 from inferledger.store import DataDir, write_catalog
-from simulator.fleet import demo_fleet
+from simulator.history.generate import generate_history, report_progress
+from simulator.scenario import DEFAULT_SCENARIO, Scenario, load_scenario
 
 log = logging.getLogger("inferledger.demo")
 
@@ -39,6 +42,8 @@ class DemoOptions:
     sample_interval_s: float = 1.0
     pricing: Path | None = None
     config: Path | None = None
+    scenario: str = DEFAULT_SCENARIO
+    history_days: float = 0.0
 
 
 def _start(sup: Supervisor, o: DemoOptions, data: DataDir) -> None:
@@ -48,9 +53,12 @@ def _start(sup: Supervisor, o: DemoOptions, data: DataDir) -> None:
                                         "--http-port", str(o.http_port)])
     wait_for_port(host, o.http_port, 30, collector)
     wait_for_port(host, o.grpc_port, 30, collector)
+    scenario = load_scenario(o.scenario)
+    if o.history_days:
+        _history(o, data, scenario)
     upstreams: list[str] = []
     models: set[str] = set()
-    for node in demo_fleet(o.engine_port_base):
+    for node in scenario.with_ports(o.engine_port_base):
         args = ["sim", "node", "--name", node.name, "--gpus", ",".join(node.gpus),
                 "--state", str(data.sim / f"{node.name}.gpus"), "--listen", host,
                 "--collector-grpc", f"{host}:{o.grpc_port}",
@@ -81,7 +89,22 @@ def _start(sup: Supervisor, o: DemoOptions, data: DataDir) -> None:
         wait_for_port(host, o.dashboard_port, 60, dash)
     targets = [a for m in sorted(models)
                for a in ("--target", f"{m}=http://{host}:{o.engine_port_base}")]
-    sup.spawn("loadgen", ["sim", "loadgen", *targets, "--rate", str(o.rate_per_s)])
+    sup.spawn("loadgen", ["sim", "loadgen", *targets, "--rate", str(o.rate_per_s),
+                          "--scenario", o.scenario,
+                          "--otlp-endpoint", f"http://{host}:{o.http_port}"])
+
+
+def _history(o: DemoOptions, data: DataDir, scenario: Scenario) -> None:
+    """The scenario's past, up to now, through OTLP into the collector, then analysed once so
+    the dashboard opens on it."""
+    log.info("generating %g day(s) of history for scenario %s (%d GPUs)…", o.history_days,
+             scenario.name, scenario.gpu_count)
+    stats = generate_history(scenario, o.history_days, f"http://{o.listen}:{o.http_port}",
+                             progress=report_progress())
+    log.info("%s", stats.describe())
+    started = time.monotonic()
+    run_analytics(data, o.pricing, load_settings(o.config))
+    log.info("analytics over the history took %.0f s; going live", time.monotonic() - started)
 
 
 def run_demo(o: DemoOptions) -> int:

@@ -355,21 +355,18 @@ class SimulatedNvml:
 
     @_api(since=520)
     def nvmlGpmMetricsGet(self, request: Any) -> Any:  # noqa: N802
-        """SM activity as the busy share of the interval times how hard the SMs worked,
-        read from power above idle: batches draw more power as they fill more SMs."""
+        """SM activity from the simulated GPU's busy time and energy over the interval."""
         first, second = self._gpm_state(request.sample1), self._gpm_state(request.sample2)
         if not first or not second or first[0] != second[0] or second[1] <= first[1]:
             raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
         model = self._gpus().gpus[int(first[0])].model
         dt = second[1] - first[1]
-        busy = max(0.0, min(1.0, (second[2] - first[2]) / dt))
-        load = (second[3] - first[3]) / dt - model.idle_w
-        load = max(0.0, min(1.0, load / (model.peak_serving_w - model.idle_w)))
-        sm = 100.0 * busy * (0.2 + 0.8 * load)
+        sm, occupancy, tensor, dram = model.gpm_activity((second[2] - first[2]) / dt,
+                                                         (second[3] - first[3]) / dt)
         values = {pynvml.NVML_GPM_METRIC_SM_UTIL: sm,
-                  pynvml.NVML_GPM_METRIC_SM_OCCUPANCY: 0.45 * sm,
-                  pynvml.NVML_GPM_METRIC_ANY_TENSOR_UTIL: 0.6 * sm * load,
-                  pynvml.NVML_GPM_METRIC_DRAM_BW_UTIL: 100.0 * busy * (0.5 + 0.3 * load)}
+                  pynvml.NVML_GPM_METRIC_SM_OCCUPANCY: occupancy,
+                  pynvml.NVML_GPM_METRIC_ANY_TENSOR_UTIL: tensor,
+                  pynvml.NVML_GPM_METRIC_DRAM_BW_UTIL: dram}
         for m in request.metrics[:request.numMetrics]:
             if m.metricId in values:
                 m.value, m.nvmlReturn = values[m.metricId], pynvml.NVML_SUCCESS

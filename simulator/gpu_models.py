@@ -35,6 +35,16 @@ class GpuModel:
         s = min(1.0, s + 0.25 * max(0.0, min(1.0, prefill_share)) * (1.0 - s))
         return self.idle_w + (self.peak_serving_w - self.idle_w) * s
 
+    def gpm_activity(self, busy: float, avg_power_w: float) -> tuple[float, float, float, float]:
+        """GPM's SM active, SM occupancy, tensor active and DRAM active (percent) over an
+        interval: the busy share times how hard the SMs worked, read from the power above
+        idle (batches draw more power as they fill more SMs)."""
+        busy = max(0.0, min(1.0, busy))
+        load = (avg_power_w - self.idle_w) / (self.peak_serving_w - self.idle_w)
+        load = max(0.0, min(1.0, load))
+        sm = 100.0 * busy * (0.2 + 0.8 * load)
+        return sm, 0.45 * sm, 0.6 * sm * load, 100.0 * busy * (0.5 + 0.3 * load)
+
 
 GPU_MODELS: dict[str, GpuModel] = {
     m.key: m

@@ -1,8 +1,12 @@
-"""Synthetic clients: tenants and apps sending chat requests to the simulated engines.
+"""Synthetic clients: a scenario's apps sending live traffic to the simulated engines.
 
-Arrivals are Poisson; prompt and output lengths are lognormal per app; a share of requests
-stream; a few are malformed or oversize (the engine answers 4xx) and a few streaming
-clients hang up mid-answer, so every outcome the analytics must book shows up.
+Arrivals are Poisson at ``--rate`` in total, shared among the apps in proportion to each
+one's rate at this hour of the day (its daily shape, or its batch window); lengths, streaming,
+hang-ups and bad requests are drawn per app as the history generator draws them
+(:mod:`simulator.arrivals`). Each app calls its own route: chat, text completions
+(summaries) or embeddings. A RAG app first runs a retrieval step under its own root span and
+passes ``traceparent`` on, so the request's trace shows where the time went. A client with a
+``timeout_s`` hangs up when it passes.
 """
 
 from __future__ import annotations
@@ -11,45 +15,49 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import math
 import random
 import time
 from collections import Counter
-from dataclasses import dataclass
+from typing import Any
 
 import httpx
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import SpanKind
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from simulator.arrivals import draw_request, hourly_share, lognormal
+from simulator.engine.profiles import MODEL_PROFILES
+from simulator.scenario import App
 
 log = logging.getLogger("inferledger.sim.loadgen")
+_PROPAGATOR = TraceContextTextMapPropagator()
 
 
-@dataclass(frozen=True)
-class App:
-    tenant: str
-    name: str
-    model: str
-    weight: float
-    prompt_median: int
-    output_median: int
-    stream_share: float
-
-
-DEFAULT_APPS = (
-    App("acme", "support-chat", "llama-3.1-8b-instruct", 0.45, 250, 160, 0.9),
-    App("globex", "contract-rag", "qwen2.5-32b-instruct", 0.25, 1400, 140, 0.5),
-    App("initech", "nightly-summaries", "llama-3.1-8b-instruct", 0.30, 700, 220, 0.0),
-)
-ERROR_SHARE = 0.03  # oversize or malformed requests
-ABORT_SHARE = 0.05  # of streaming requests: the client hangs up mid-stream
-
-
-def _lognormal(rng: random.Random, median: int, sigma: float = 0.6, cap: int = 6000) -> int:
-    return max(1, min(cap, int(rng.lognormvariate(math.log(median), sigma))))
+def _body(app: App, prompt_tokens: int, max_tokens: int, stream: bool, bad: bool,
+          rng: random.Random) -> dict[str, Any]:
+    text = " ".join(["word"] * prompt_tokens)
+    body: dict[str, Any] = {"model": app.model}
+    if app.operation == "embeddings":
+        body["input"] = text
+    elif app.operation == "text_completion":
+        body |= {"prompt": text, "max_tokens": max_tokens, "stream": stream}
+    else:
+        body |= {"messages": [{"role": "system", "content": "You are helpful."},
+                              {"role": "user", "content": text}],
+                 "max_tokens": max_tokens, "temperature": 0.7, "stream": stream}
+    if bad:
+        if app.operation != "embeddings" and rng.random() < 0.5:
+            body["max_tokens"] = 100_000  # beyond the context window: 400
+        else:  # malformed: 400
+            body[{"embeddings": "input", "text_completion": "prompt"}.get(app.operation,
+                                                                          "messages")] = 42
+    return body
 
 
 class LoadGenerator:
-    def __init__(self, targets: dict[str, list[str]], *, rate_per_s: float = 2.0,
-                 apps: tuple[App, ...] = DEFAULT_APPS, seed: int = 7,
-                 max_in_flight: int = 64) -> None:
+    def __init__(self, targets: dict[str, list[str]], apps: tuple[App, ...], *,
+                 rate_per_s: float = 2.0, seed: int = 7, max_in_flight: int = 64,
+                 tracer_provider: TracerProvider | None = None) -> None:
         missing = {a.model for a in apps} - set(targets)
         if missing:
             raise ValueError(f"no engine URL for model(s) {sorted(missing)}")
@@ -59,61 +67,67 @@ class LoadGenerator:
         self.rng = random.Random(seed)
         self.sem = asyncio.Semaphore(max_in_flight)
         self.outcomes: Counter[str] = Counter()
+        self.tracer = tracer_provider.get_tracer("inferledger.sim.app") if tracer_provider else None
 
-    def _request(self) -> tuple[App, dict, str, int | None]:
-        app = self.rng.choices(self.apps, weights=[a.weight for a in self.apps])[0]
-        prompt_words = _lognormal(self.rng, app.prompt_median)
-        body: dict = {
-            "model": app.model,
-            "messages": [{"role": "system", "content": "You are helpful."},
-                         {"role": "user", "content": " ".join(["word"] * prompt_words)}],
-            "max_tokens": _lognormal(self.rng, app.output_median, cap=1500),
-            "temperature": 0.7,
-        }
-        kind = "normal"
-        if self.rng.random() < ERROR_SHARE:
-            if self.rng.random() < 0.5:
-                body["max_tokens"] = 100_000  # beyond the context window: 400
-            else:
-                body["messages"] = "not a list"  # malformed: 400
-            kind = "bad"
-        stream = self.rng.random() < app.stream_share
-        body["stream"] = stream
-        abort_after = None
-        if stream and kind == "normal" and self.rng.random() < ABORT_SHARE:
-            abort_after = self.rng.randint(2, 20)
-        return app, body, next(self.targets[app.model]), abort_after
+    def pick_app(self, now: float) -> App:
+        """An app, weighted by its rate at ``now``; at an hour when none runs, by peak rate."""
+        weights = [a.peak_per_min * hourly_share(a, now) for a in self.apps]
+        if not any(weights):
+            weights = [a.peak_per_min for a in self.apps]
+        return self.rng.choices(self.apps, weights=weights)[0]
 
     async def _one(self, client: httpx.AsyncClient) -> None:
-        app, body, base, abort_after = self._request()
+        app = self.pick_app(time.time())
+        d = draw_request(app, self.rng, MODEL_PROFILES[app.model].max_model_len)
+        body = _body(app, d.prompt_tokens, d.max_tokens, d.stream, d.bad, self.rng)
         headers = {"x-tenant": app.tenant, "x-route": app.name,
                    "authorization": f"Bearer sk-{app.tenant}-demo"}
-        url = f"{base}/v1/chat/completions"
+        url = f"{next(self.targets[app.model])}{app.path}"
         try:
-            if body["stream"]:
-                async with client.stream("POST", url, json=body, headers=headers) as resp:
-                    chunks = 0
-                    async for line in resp.aiter_lines():
-                        if line.startswith("data:"):
-                            chunks += 1
-                            if abort_after and chunks >= abort_after:
-                                self.outcomes["client_abort"] += 1
-                                return  # closing the stream hangs up on the server
-                    self.outcomes[f"http_{resp.status_code}"] += 1
+            if app.retrieval_ms and self.tracer is not None:
+                with self.tracer.start_as_current_span(f"{app.name} answer",
+                                                       kind=SpanKind.SERVER) as root:
+                    root.set_attribute("inferledger.tenant", app.tenant)
+                    with self.tracer.start_as_current_span(
+                            "retrieval", kind=SpanKind.CLIENT,
+                            attributes={"db.system.name": "qdrant",
+                                        "db.operation.name": "query"}):
+                        await asyncio.sleep(lognormal(self.rng, app.retrieval_ms, 10_000) / 1000)
+                    _PROPAGATOR.inject(headers)
+                    await self._send(client, url, body, headers, d.abort_after, app.timeout_s)
             else:
-                resp = await client.post(url, json=body, headers=headers)
-                self.outcomes[f"http_{resp.status_code}"] += 1
+                await self._send(client, url, body, headers, d.abort_after, app.timeout_s)
+        except httpx.TimeoutException:
+            self.outcomes["client_timeout"] += 1
         except httpx.HTTPError as e:
             self.outcomes[type(e).__name__] += 1
         finally:
             self.sem.release()
+
+    async def _send(self, client: httpx.AsyncClient, url: str, body: dict, headers: dict,
+                    abort_after: int | None, timeout_s: float | None) -> None:
+        timeout = httpx.Timeout(timeout_s or 120.0)
+        if not body.get("stream"):
+            resp = await client.post(url, json=body, headers=headers, timeout=timeout)
+            self.outcomes[f"http_{resp.status_code}"] += 1
+            return
+        async with client.stream("POST", url, json=body, headers=headers,
+                                 timeout=timeout) as resp:
+            chunks = 0
+            async for line in resp.aiter_lines():
+                if line.startswith("data:"):
+                    chunks += 1
+                    if abort_after and chunks >= abort_after:
+                        self.outcomes["client_abort"] += 1
+                        return  # closing the stream hangs up on the server
+            self.outcomes[f"http_{resp.status_code}"] += 1
 
     async def run(self, duration_s: float | None, stop: asyncio.Event | None = None) -> Counter:
         stop = stop or asyncio.Event()
         deadline = None if duration_s is None else time.monotonic() + duration_s
         tasks: set[asyncio.Task] = set()
         limits = httpx.Limits(max_connections=128, max_keepalive_connections=32)
-        async with httpx.AsyncClient(timeout=httpx.Timeout(120.0), limits=limits) as client:
+        async with httpx.AsyncClient(limits=limits) as client:
             while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.rng.expovariate(self.rate))

@@ -164,3 +164,38 @@ def test_ctrl_c_stops_everything_quickly(tmp_path) -> None:
     assert trace < 0, log[max(0, trace - 300):trace + 4000]  # the whole traceback, untruncated
     assert _processes_mentioning(str(data)) == []
     print(f"stopped in {elapsed:.1f}s")
+
+
+def test_demo_with_history_then_live(tmp_path) -> None:
+    """`--history`: hours of the scenario first, through OTLP, analysed, then the live demo
+    on the same fleet; the live RAG app's retrieval spans join its requests."""
+    data = tmp_path / "data"
+    started = time.time()
+    proc = subprocess.Popen(_demo_args(data, "--history", "3h", "--duration", "25",
+                                       "--no-dashboard", "--rate", "4"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    err = _Reader(proc.stderr)
+    stdout = proc.stdout.read()
+    _wait(proc, err, 300)
+    log = "".join(err.lines)
+    assert proc.returncode == 0, log
+    assert "Traceback" not in log
+    assert "simulated day(s) of 4 GPUs" in log and "going live" in log, log
+
+    import duckdb
+
+    con = duckdb.connect(str(data / "inferledger.duckdb"), read_only=True)
+    # Live requests came through the gateway; the history's went straight to the engines.
+    live_traces = "SELECT trace_id FROM stg_edge_spans WHERE edge_source = 'gateway'"
+    [(past, live)] = con.execute(
+        f"SELECT count(*) FILTER (WHERE trace_id NOT IN ({live_traces}) AND "
+        f"epoch(started_at) < ?), count(*) FILTER (WHERE trace_id IN ({live_traces})) "
+        "FROM request_costs", [started]).fetchall()
+    [(rag_live, with_retrieval)] = con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE other_spans_s > 0) FROM request_costs "
+        f"WHERE route = 'contract-rag' AND outcome = 'ok' AND trace_id IN ({live_traces})"
+    ).fetchall()
+    con.close()
+    assert past > 500 and live >= 10, (past, live)
+    assert rag_live == 0 or with_retrieval >= rag_live - 1  # spans still in flight at the end
+    assert "requests" in stdout

@@ -49,5 +49,7 @@ MODEL_PROFILES: dict[str, ModelProfile] = {
         ModelProfile("llama-3.1-8b-instruct", 8.0e9, 2 * 32 * 8 * 128 * 2, 8192),
         ModelProfile("qwen2.5-32b-instruct", 32.5e9, 2 * 64 * 8 * 128 * 2, 8192),
         ModelProfile("mistral-7b-instruct", 7.2e9, 2 * 32 * 8 * 128 * 2, 8192),
+        ModelProfile("llama-3.1-70b-instruct", 70.6e9, 2 * 80 * 8 * 128 * 2, 8192),
+        ModelProfile("bge-large-en-v1.5", 0.335e9, 2 * 24 * 16 * 64 * 2, 512),  # embeddings
     )
 }

@@ -80,12 +80,15 @@ joined AS (
 ),
 other_spans AS (
     -- Time in other spans of the same trace (retrieval, embeddings, tools): the rest of a
-    -- response's path. Root spans of the trace that are not inference spans count too.
+    -- response's path. The span that called the inference (an app's root span) contains
+    -- it and is not counted; other root spans are.
     SELECT s.trace_id, sum(s.duration_s) AS other_spans_s
     FROM stg_spans s
     WHERE s.trace_id IN (SELECT trace_id FROM joined)
       AND s.span_key NOT IN (SELECT span_key FROM stg_edge_spans)
       AND s.span_key NOT IN (SELECT span_key FROM stg_engine_spans)
+      AND NOT EXISTS (SELECT 1 FROM stg_edge_spans e
+                      WHERE e.trace_id = s.trace_id AND e.parent_span_id = s.span_id)
     GROUP BY s.trace_id
 ),
 assembled AS (
