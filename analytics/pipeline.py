@@ -38,6 +38,7 @@ CONSERVATION_TOLERANCE = 1e-9
 ATTRIBUTE = "kernel"
 STEPS: tuple[str, ...] = (
     "intermediate/int_requests",
+    "intermediate/int_request_slo",
     "intermediate/int_request_gpus",
     "intermediate/int_gpu_intervals",
     "intermediate/int_gpu_overheads",
@@ -215,9 +216,21 @@ class State:
             return None
 
     def write(self, data: DataDir) -> None:
-        tmp = data.analytics_state.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self)))
-        os.replace(tmp, data.analytics_state)
+        _write_json(data.analytics_state, asdict(self))
+
+
+def _write_json(path: Path, obj: object) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+def effective_config(data: DataDir) -> dict | None:
+    """The pricing and settings the published results use (for the dashboard), if any."""
+    try:
+        return json.loads(data.analytics_config.read_text())
+    except FileNotFoundError:
+        return None
 
 
 def _day_label(day_start_s: float) -> str:
@@ -340,6 +353,9 @@ def run(data: DataDir, pricing_path: str | Path | None = None,
         if since is None and until is None:  # a backfill does not move the watermark
             watermark = max(watermark, span[1])
         State(watermark, pricing.version, settings.method).write(data)
+        _write_json(data.analytics_config, {"pricing": asdict(pricing),
+                                            "settings": asdict(settings),
+                                            "written_at": datetime.now(UTC).isoformat()})
     write_catalog(data)
     result = RunResult(requests, intervals, worst, time.monotonic() - started, len(days))
     log.info("analytics: %d day(s), %d requests, %d GPU intervals, conservation max rel "

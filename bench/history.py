@@ -45,6 +45,7 @@ def main() -> None:
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     scenario = load_scenario(args.scenario)
     root = Path(tempfile.mkdtemp(prefix="il-history-"))
     http_port, grpc_port = _port(), _port()

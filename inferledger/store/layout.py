@@ -66,6 +66,11 @@ class DataDir:
     def analytics_state(self) -> Path:
         return self.derived / "_state.json"
 
+    @property
+    def analytics_config(self) -> Path:
+        """The pricing and settings the published results were computed with."""
+        return self.derived / "_config.json"
+
     def ensure(self) -> DataDir:
         for p in (self.root, self.raw, self.derived):
             p.mkdir(parents=True, exist_ok=True)

@@ -1,30 +1,15 @@
 -- mart_latency: latency percentiles, SLO attainment and goodput by model, tenant, route,
--- node and hour, plus one 'all' row. SLOs come from the settings file (per model, '*' for
--- the rest). A request is good when it succeeded and meets every objective that is set
--- (vllm bench serve's definition); slo_attainment = good / all requests in the group;
--- goodput_rps = good requests per second of the group's time span. Incremental runs compute
--- it per UTC day: only requests that started in [keep_from, keep_until) count, and `day`
--- says which day the row describes.
+-- node and hour, plus one 'all' row. slo_attainment = requests meeting their objectives
+-- (int_request_slo) / all requests in the group; goodput_rps = good requests per second of
+-- the group's time span. Incremental runs compute it per UTC day: only requests that started
+-- in [keep_from, keep_until) count, and `day` says which day the row describes.
 CREATE OR REPLACE TEMP TABLE mart_latency AS
-WITH slo AS (
-    SELECT r.*,
-        coalesce(s.ttft_s, d.ttft_s) AS slo_ttft_s,
-        coalesce(s.tpot_s, d.tpot_s) AS slo_tpot_s,
-        coalesce(s.e2e_s, d.e2e_s)   AS slo_e2e_s,
-        date_trunc('hour', to_timestamp(r.started_s)) AS hour
+WITH judged AS (
+    SELECT r.*, s.slo_met AS good, date_trunc('hour', to_timestamp(r.started_s)) AS hour
     FROM int_requests r
-    LEFT JOIN config_slo s ON s.model = r.model
-    LEFT JOIN config_slo d ON d.model = '*'
+    JOIN int_request_slo s USING (request_uid)
     WHERE r.started_s >= coalesce(getvariable('keep_from'), -1e300)
       AND r.started_s < coalesce(getvariable('keep_until'), 1e300)
-),
-judged AS (
-    SELECT *,
-        outcome = 'ok'
-        AND (slo_ttft_s IS NULL OR ttft_s <= slo_ttft_s)
-        AND (slo_tpot_s IS NULL OR coalesce(tpot_s, 0) <= slo_tpot_s)
-        AND (slo_e2e_s IS NULL OR e2e_s <= slo_e2e_s) AS good
-    FROM slo
 ),
 grouped AS (  -- one sort per metric and group: all four percentiles at once
 SELECT

@@ -75,6 +75,7 @@ SELECT
     r.input_tokens, r.output_tokens, r.cached_tokens,
     r.ttft_s, r.tpot_s, r.e2e_s, r.queue_s, r.prefill_s, r.decode_s, r.edge_overhead_s,
     r.other_spans_s,
+    slo.slo_met,
     pl.gpu_uuids,
     pl.placement_source,
     pl.request_uid IS NOT NULL                                     AS placed,
@@ -100,4 +101,5 @@ FROM int_requests r
 LEFT JOIN per_request pr USING (request_uid)
 LEFT JOIN placement pl USING (request_uid)
 LEFT JOIN idle_share i USING (request_uid)
-LEFT JOIN pricing_api api USING (model);
+LEFT JOIN pricing_api api USING (model)
+LEFT JOIN int_request_slo slo USING (request_uid);

@@ -20,3 +20,20 @@ FROM raw_metric_points
 WHERE metric_name LIKE 'vllm:%' AND metric_type = 'sum'
 QUALIFY row_number() OVER (PARTITION BY host_name, metric_name, series, time_unix_nano
                            ORDER BY received_at_unix_nano) = 1;
+
+-- stg_engine_gauges: vLLM's gauges per engine and scrape: vllm:num_requests_running,
+-- vllm:num_requests_waiting (the queue) and vllm:kv_cache_usage_perc (0–1, KV-cache pressure).
+CREATE OR REPLACE VIEW stg_engine_gauges AS
+SELECT
+    host_name,
+    metric_name                                                       AS gauge,
+    attributes['inferledger.engine']                                  AS engine,
+    attributes['model_name']                                          AS model,
+    TRY_CAST(attributes['inferledger.pid'] AS BIGINT)                 AS pid,
+    time_unix_nano / 1e9                                              AS ts_s,
+    value,
+    coalesce(resource_attributes['inferledger.simulated'], 'false') = 'true' AS simulated
+FROM raw_metric_points
+WHERE metric_name LIKE 'vllm:%' AND metric_type = 'gauge'
+QUALIFY row_number() OVER (PARTITION BY host_name, metric_name, attributes, time_unix_nano
+                           ORDER BY received_at_unix_nano) = 1;

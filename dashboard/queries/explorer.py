@@ -1,0 +1,79 @@
+"""Request explorer: find requests, then one request's spans, GPUs, power and cost."""
+
+from __future__ import annotations
+
+import duckdb
+import pandas as pd
+
+from dashboard.filters import Filters
+from dashboard.queries.base import df
+
+LIST_COLUMNS = ("request_uid, trace_id, request_id, started_at, model, tenant, route, outcome, "
+                "e2e_s, ttft_s, output_tokens, cost_usd")
+
+
+def find(con: duckdb.DuckDBPyConnection, f: Filters, text: str, limit: int = 50
+         ) -> pd.DataFrame:
+    """Requests whose trace id, request id or tenant is ``text`` (a prefix of an id will do),
+    within the filters."""
+    w, p = f.where()
+    return df(con, f"""
+        SELECT {LIST_COLUMNS} FROM request_costs
+        WHERE {w} AND (starts_with(trace_id, ?) OR starts_with(request_id, ?) OR tenant = ?)
+        ORDER BY started_at DESC LIMIT ?""", [*p, text, text, text, limit])
+
+
+def top(con: duckdb.DuckDBPyConnection, f: Filters, by: str, limit: int = 50) -> pd.DataFrame:
+    order = {"slowest": "e2e_s", "most expensive": "cost_usd"}[by]
+    w, p = f.where()
+    return df(con, f"""
+        SELECT {LIST_COLUMNS} FROM request_costs WHERE {w}
+        ORDER BY {order} DESC NULLS LAST LIMIT ?""", [*p, limit])
+
+
+def request(con: duckdb.DuckDBPyConnection, request_uid: str) -> pd.Series | None:
+    out = df(con, """
+        SELECT c.*, r.started_s, r.scheduled_s, r.first_token_s, r.finished_s
+        FROM request_costs c JOIN requests r USING (request_uid)
+        WHERE c.request_uid = ?""", [request_uid])
+    return None if out.empty else out.iloc[0]
+
+
+def spans(con: duckdb.DuckDBPyConnection, trace_id: str) -> pd.DataFrame:
+    """Every span of the trace, for the timeline."""
+    return df(con, """
+        SELECT span_id, parent_span_id, name, service_name, to_timestamp(start_s) AS start,
+               to_timestamp(end_s) AS end, duration_s
+        FROM stg_spans WHERE trace_id = ? ORDER BY start_s""", [trace_id])
+
+
+def gpu_context(con: duckdb.DuckDBPyConnection, gpu_uuids: list[str], start_s: float,
+                end_s: float, margin_s: float = 30.0) -> pd.DataFrame:
+    """Power on the request's GPUs around it, and how many requests were running there at
+    each sample: the batch it shared."""
+    return df(con, """
+        WITH s AS (
+            SELECT gpu_uuid, ts_s, power_w FROM stg_gpu_samples
+            WHERE list_contains(?, gpu_uuid) AND ts_s BETWEEN ? AND ?
+        ), concurrent AS (
+            SELECT s.gpu_uuid, s.ts_s, count(r.request_uid) AS running
+            FROM s
+            LEFT JOIN request_gpus g ON g.gpu_uuid = s.gpu_uuid
+            LEFT JOIN requests r ON r.request_uid = g.request_uid
+                 AND s.ts_s BETWEEN r.scheduled_s AND r.finished_s
+            GROUP BY ALL
+        )
+        SELECT to_timestamp(s.ts_s) AS time, s.gpu_uuid, s.power_w, c.running
+        FROM s JOIN concurrent c USING (gpu_uuid, ts_s) ORDER BY time""",
+              [gpu_uuids, start_s - margin_s, end_s + margin_s])
+
+
+def cost_parts(con: duckdb.DuckDBPyConnection, request_uid: str) -> pd.DataFrame:
+    """Its share of each GPU in each hour, as the attribution computed it."""
+    return df(con, """
+        SELECT a.gpu_uuid, a.gpu_model, a.hour, a.work_class, a.gpu_seconds, a.energy_j,
+               t.measured_s AS gpu_hour_measured_s, t.measured_j AS gpu_hour_measured_j,
+               a.gpu_seconds / nullif(t.measured_s, 0) AS share_of_gpu_hour
+        FROM attribution a
+        LEFT JOIN gpu_time t ON t.gpu_uuid = a.gpu_uuid AND t.hour = a.hour
+        WHERE a.request_uid = ? ORDER BY a.hour, a.gpu_uuid""", [request_uid])

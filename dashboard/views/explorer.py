@@ -1,0 +1,87 @@
+"""Request explorer: find a request by trace id, request id or tenant, or take the slowest
+or most expensive in range; see its spans on a timeline, the power and the batch on its GPUs
+while it ran, and how its cost was computed."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from dashboard import ui
+from dashboard.context import current, query
+from dashboard.queries import explorer as q
+
+f = current().filters
+st.title("Request explorer")
+left, right = st.columns([2, 1])
+text = left.text_input("Trace id, request id (or a prefix) or tenant", key="ex_text").strip()
+mode = right.radio("Or list", ["slowest", "most expensive"], horizontal=True, key="ex_mode")
+found = query(q.find, f, text) if text else query(q.top, f, mode)
+if found.empty:
+    st.info(f"No request matches {text!r} in this range." if text
+            else "No requests in this range.")
+    st.stop()
+ui.table(f"{len(found)} request(s)", found.drop(columns=["request_uid"]), "requests_found")
+labels = {uid: f"{tid[:16]}…  {model}  {outcome}  {ui.secs(e2e)}" for uid, tid, model, outcome,
+          e2e in found[["request_uid", "trace_id", "model", "outcome", "e2e_s"]].itertuples(
+              index=False)}
+uid = st.selectbox("Request", list(labels), format_func=labels.get, key="ex_request")
+r = query(q.request, uid)
+if r is None:
+    st.warning("That request is no longer in the published results.")
+    st.stop()
+
+st.subheader(f"{r['model']} · {r['tenant']} · {r['route']} · {r['outcome']}")
+c = st.columns(5)
+c[0].metric("End to end", ui.secs(r["e2e_s"]))
+c[1].metric("TTFT", ui.secs(r["ttft_s"]))
+c[2].metric("Tokens in / out", f"{ui.number(r['input_tokens'])} / {ui.number(r['output_tokens'])}")
+c[3].metric("Cost", ui.money(r["cost_usd"], 6))
+c[4].metric("SLO", "met" if r["slo_met"] else "missed")
+st.caption(f"trace `{r['trace_id']}` · request `{r['request_id']}` · node {r['host_name']} · "
+           f"GPUs {', '.join(r['gpu_uuids']) if r['placed'] else 'unplaced'}")
+
+st.subheader("Timeline")
+phases = pd.DataFrame([
+    ("queue", r["started_s"], r["scheduled_s"]),
+    ("prefill", r["scheduled_s"], r["first_token_s"]),
+    ("decode", r["first_token_s"], r["finished_s"])], columns=["name", "start", "end"])
+phases = phases.dropna()
+phases["start"] = pd.to_datetime(phases["start"], unit="s", utc=True)
+phases["end"] = pd.to_datetime(phases["end"], unit="s", utc=True)
+phases["kind"] = "phase (engine clock)"
+spans = query(q.spans, r["trace_id"])
+spans["kind"] = "span: " + spans["service_name"].fillna("")
+timeline = pd.concat([spans[["name", "start", "end", "kind"]], phases], ignore_index=True)
+st.altair_chart(alt.Chart(timeline).mark_bar().encode(
+    x=alt.X("start:T", title=None), x2="end:T", y=alt.Y("name:N", sort=None, title=None),
+    color="kind:N", tooltip=["name:N", "kind:N", "start:T", "end:T"]), width="stretch")
+
+if r["placed"]:
+    st.subheader("Its GPUs while it ran: power and the batch it shared")
+    ctx = query(q.gpu_context, list(r["gpu_uuids"]), float(r["started_s"]),
+                float(r["finished_s"]))
+    if ctx.empty:
+        st.caption("No GPU samples around this request.")
+    else:
+        band = pd.DataFrame({"start": [pd.to_datetime(r["started_s"], unit="s", utc=True)],
+                             "end": [pd.to_datetime(r["finished_s"], unit="s", utc=True)]})
+        base = alt.Chart(ctx).encode(x=alt.X("time:T", title=None), color="gpu_uuid:N")
+        shade = alt.Chart(band).mark_rect(opacity=0.15).encode(x="start:T", x2="end:T")
+        st.altair_chart(alt.layer(shade, base.mark_line().encode(y=alt.Y("power_w:Q",
+                                                                         title="W"))),
+                        width="stretch")
+        st.altair_chart(alt.layer(shade, base.mark_line(interpolate="step-after").encode(
+            y=alt.Y("running:Q", title="requests running"))), width="stretch")
+
+st.subheader("How its cost was computed")
+parts = query(q.cost_parts, uid)
+ui.table("Its share of each GPU-hour", parts, "request_cost_parts")
+st.markdown(
+    f"GPU time {ui.number(r['gpu_seconds'], 3)} s × the GPU's hourly price = "
+    f"{ui.money(r['gpu_cost_usd'], 6)}; energy {ui.number(r['energy_j'], 1)} J × PUE × price "
+    f"per kWh = {ui.money(r['energy_cost_usd'], 6)}; total {ui.money(r['cost_usd'], 6)}"
+    f" (+ {ui.money(r['idle_share_usd'], 6)} idle share under the "
+    f"'{r['idle_policy']}' policy). Pricing `{r['pricing_version']}`, attribution "
+    f"'{r['attribution_method']}'. Prices: *Pricing & settings*.")

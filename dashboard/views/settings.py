@@ -1,0 +1,44 @@
+"""Pricing & settings: the pricing file and analytics settings the published results were
+computed with, read-only (change them in the files, then `inferledger analytics run
+--reprice`)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from analytics.pipeline import effective_config
+from dashboard import ui
+from dashboard.context import current
+from inferledger.store import DataDir
+
+st.title("Pricing & settings")
+config = effective_config(DataDir.at(current().data_root))
+if config is None:
+    ui.no_data_yet("The analytics have not run on this store yet. ")
+    st.stop()
+pricing, settings = config["pricing"], config["settings"]
+st.caption(f"Written by the last analytics run at {config['written_at']}. Read-only here: edit "
+           "the pricing file (--pricing) or settings file (--config) and run "
+           "`inferledger analytics run --reprice`.")
+c = st.columns(4)
+c[0].metric("Pricing version", pricing["version"])
+c[1].metric("Attribution", settings["method"])
+c[2].metric("Idle cost policy", pricing["idle_policy"])
+c[3].metric("Prefill token weight", settings["prefill_token_weight"])
+c = st.columns(3)
+c[0].metric("Electricity", f"${pricing['usd_per_kwh']}/kWh")
+c[1].metric("PUE", pricing["pue"])
+c[2].metric("Grid carbon", f"{pricing['gco2e_per_kwh']} gCO₂e/kWh")
+ui.table("GPU prices (longest match on the device name wins)",
+         pd.DataFrame(pricing["gpus"], columns=["match", "usd_per_hour", "basis"]), "gpu_prices")
+ui.table("API list prices, for comparison",
+         pd.DataFrame(pricing["api_prices"],
+                      columns=["model", "usd_per_1m_input", "usd_per_1m_output"]), "api_prices")
+ui.table("Latency objectives (seconds; '*' for models without their own)",
+         pd.DataFrame(settings["slos"], columns=["model", "ttft_s", "tpot_s", "e2e_s"]),
+         "slos")
+ui.table("Static placement (for requests no span or process places)",
+         pd.DataFrame(settings["placement"], columns=["host", "model", "gpu_uuid"]),
+         "placement")
+st.caption(f"Pricing file: {pricing['source'] or 'built-in defaults'}")
