@@ -15,26 +15,18 @@ import json
 import os
 import platform
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from _stack import collector
+
 from analytics.pipeline import run as run_analytics
-from inferledger.procs import wait_for_port
 from inferledger.store import DataDir
 from simulator.history.generate import generate_history, report_progress
 from simulator.scenario import load_scenario
 
 LIMIT_S = 300.0
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main() -> None:
@@ -48,15 +40,9 @@ def main() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     scenario = load_scenario(args.scenario)
     root = Path(tempfile.mkdtemp(prefix="il-history-"))
-    http_port, grpc_port = _port(), _port()
-    collector = subprocess.Popen(
-        [sys.executable, "-m", "inferledger", "collector", "--data", str(root),
-         "--http-port", str(http_port), "--grpc-port", str(grpc_port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for_port("127.0.0.1", http_port, 30)
-        stats = generate_history(scenario, args.days, f"http://127.0.0.1:{http_port}",
-                                 progress=report_progress())
+        with collector(root) as endpoint:
+            stats = generate_history(scenario, args.days, endpoint, progress=report_progress())
         print(stats.describe())
         print(f"history: {stats.wall_s:.0f} s for {args.days:g} days of {stats.gpus} GPUs = "
               f"{stats.wall_s / LIMIT_S:.2f}× the {LIMIT_S:.0f} s limit")
@@ -67,8 +53,6 @@ def main() -> None:
               f"intervals in {analytics_s:.0f} s (conservation error "
               f"{result.conservation_max_rel_error:.1e})")
     finally:
-        collector.terminate()
-        collector.wait(60)
         shutil.rmtree(root, ignore_errors=True)
     print(json.dumps({
         "scenario": scenario.name, "days": args.days, "gpus": stats.gpus,

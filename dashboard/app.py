@@ -12,10 +12,10 @@ import os
 
 import streamlit as st
 
+from analytics.filters import DEFAULT_RANGE, RANGES, Filters
 from analytics.summary import NoResults, require_results
 from dashboard import ui
 from dashboard.context import Context, query, set_current
-from dashboard.filters import DEFAULT_RANGE, RANGES, Filters
 from dashboard.queries import base
 from inferledger.store import DataDir
 

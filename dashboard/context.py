@@ -14,7 +14,7 @@ from typing import Any
 import duckdb
 import streamlit as st
 
-from dashboard.filters import Filters
+from analytics.filters import Filters
 from inferledger.store import DataDir, connect_readonly
 
 _KEY = "inferledger_context"
@@ -43,7 +43,7 @@ def connection(data_root: str) -> duckdb.DuckDBPyConnection:
 @st.cache_data(ttl=5, show_spinner=False)
 def _cached(path: str, data_root: str, *args: Any) -> Any:
     module, name = path.split(":")
-    if not module.startswith("dashboard.queries."):
+    if not module.startswith(("dashboard.queries.", "analytics.kpis")):
         raise ValueError(f"not a dashboard query: {path}")
     return getattr(importlib.import_module(module), name)(connection(data_root), *args)
 

@@ -193,8 +193,37 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     from inferledger.store import DataDir
 
     run_scheduler(DataDir.at(args.data), interval_s=args.interval, pricing=args.pricing,
-                  settings=_settings(args), stop=_stop_event())
+                  settings=_settings(args), stop=_stop_event(), settings_path=args.config)
     return 0
+
+
+def cmd_report_preview(args: argparse.Namespace) -> int:
+    from analytics.report.config import load_report_config
+    from analytics.report.jobs import preview
+    from analytics.report.week import Week
+    from inferledger.store import DataDir
+
+    config = load_report_config(args.config)
+    week = Week.parse(args.week, config.timezone)
+    f = preview(DataDir.at(args.data), week, args.out, config)
+    print(f"report {week} written to {args.out}"
+          + (" (no data that week)" if f.empty else ""))
+    return 0
+
+
+def cmd_report_send(args: argparse.Namespace) -> int:
+    from analytics.report.config import load_report_config
+    from analytics.report.jobs import send
+    from analytics.report.week import Week
+    from inferledger.store import DataDir
+
+    config = load_report_config(args.config)
+    week = Week.parse(args.week, config.timezone)
+    outcome = send(DataDir.at(args.data), week, config, to=args.to or None, force=args.force)
+    print(f"report {week.label}: {outcome.state}"
+          + (f" after {outcome.attempts} attempt(s)" if outcome.attempts else "")
+          + (f": {outcome.error}" if outcome.error else ""))
+    return 0 if outcome.state in ("sent", "already_sent") else 1
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
@@ -477,6 +506,34 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--interval", type=float, default=60.0, metavar="SECONDS",
                     help="seconds between analytics runs (default 60)")
     sc.set_defaults(func=cmd_scheduler)
+
+    rp = sub.add_parser("report", help="the weekly report: preview or send one week",
+                        description="The weekly report the scheduler e-mails on Mondays, for "
+                        "any ISO week, by hand. SMTP and recipients come from the settings "
+                        "file's [report] table and INFERLEDGER_SMTP_* / INFERLEDGER_REPORT_* "
+                        "environment variables (the password only from the environment).")
+    rp_sub = rp.add_subparsers(dest="report_command", required=True, metavar="ACTION")
+    pv = rp_sub.add_parser("preview", help="write one week's report to a file",
+                           description="Writes the report as HTML (charts inline), .txt "
+                           "(the plain-text part) or .eml (the whole e-mail, attachments "
+                           "included), by the file's extension. Nothing is sent.")
+    _data_arg(pv)
+    pv.add_argument("--week", required=True, metavar="YYYY-Www", help="ISO week, e.g. 2026-W47")
+    pv.add_argument("--out", type=Path, required=True, metavar="FILE",
+                    help="report.html, report.txt or report.eml")
+    pv.add_argument("--config", type=Path, metavar="FILE", help="settings TOML ([report])")
+    pv.set_defaults(func=cmd_report_preview)
+    sd = rp_sub.add_parser("send", help="e-mail one week's report now, once",
+                           description="Sends the week's report unless the send log says it "
+                           "went to these recipients already (or may have: in doubt); "
+                           "--force sends anyway. Exit status 1 if every SMTP attempt failed.")
+    _data_arg(sd)
+    sd.add_argument("--week", required=True, metavar="YYYY-Www", help="ISO week, e.g. 2026-W47")
+    sd.add_argument("--to", action="append", default=[], metavar="ADDRESS",
+                    help="recipient (repeat; default: the configured ones)")
+    sd.add_argument("--force", action="store_true", help="send even if the log says sent")
+    sd.add_argument("--config", type=Path, metavar="FILE", help="settings TOML ([report])")
+    sd.set_defaults(func=cmd_report_send)
 
     db = sub.add_parser("dashboard", help="serve the Streamlit dashboard",
                         description="FinOps and SRE dashboard over the store (read-only).")

@@ -24,8 +24,9 @@ def newest(con: duckdb.DuckDBPyConnection):
 
 
 def is_simulated(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether any response or GPU in the results is simulated (from the rollups: cheap)."""
     out = df(con, "SELECT coalesce((SELECT bool_or(simulated) FROM cost_hourly), false) OR "
-                  "coalesce((SELECT bool_or(simulated) FROM stg_gpu_samples), false) AS s")
+                  "coalesce((SELECT bool_or(simulated) FROM gpu_time), false) AS s")
     return bool(out["s"].iloc[0])
 
 

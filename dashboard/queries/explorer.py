@@ -5,7 +5,7 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
-from dashboard.filters import Filters
+from analytics.filters import Filters
 from dashboard.queries.base import df
 
 LIST_COLUMNS = ("request_uid, trace_id, request_id, started_at, model, tenant, route, outcome, "

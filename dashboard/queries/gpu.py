@@ -7,7 +7,7 @@ import duckdb
 import pandas as pd
 
 from analytics.attribution import BUCKETS
-from dashboard.filters import Filters
+from analytics.filters import Filters
 from dashboard.queries.base import df
 from dashboard.queries.overview import bucket
 

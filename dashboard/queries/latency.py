@@ -5,7 +5,7 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
-from dashboard.filters import Filters
+from analytics.filters import Filters
 from dashboard.queries.base import df
 from dashboard.queries.overview import bucket
 

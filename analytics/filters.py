@@ -1,8 +1,9 @@
-"""The filters every page shares (time range, model, tenant, node) and their SQL.
+"""A slice of the results — time range, models, tenants, nodes — and its SQL: what the
+dashboard's shared filters and the weekly report's weeks select.
 
-Time ranges end at the newest data in the store rather than at the wall clock, so a store
-that stopped receiving data (a finished demo, a copied store) still opens on its last day.
-Every clause is parameterised: values never enter SQL text.
+The dashboard's ranges end at the newest data in the store rather than at the wall clock, so
+a store that stopped receiving data (a finished demo, a copied store) still opens on its last
+day. Every clause is parameterised: values never enter SQL text.
 """
 
 from __future__ import annotations

@@ -1,0 +1,206 @@
+"""The report as an e-mail: HTML for mail clients (inline styles, tables for layout, charts
+as inline PNG parts referenced by Content-ID), a plain-text alternative with the same
+figures, and a CSV attachment of the week's costs per model and per tenant."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+from collections.abc import Callable
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr, make_msgid
+from html import escape
+
+import pandas as pd
+
+from analytics.report.charts import cost_by_day, gpu_time_by_day
+from analytics.report.figures import WeeklyFigures
+
+SIMULATED = ("Simulated data: these figures come from InferLedger's simulated vLLM fleet and "
+             "simulated GPUs, not from real hardware.")
+_TD = "padding:4px 10px;border-bottom:1px solid #eee;font-size:14px"
+_TH = "padding:4px 10px;border-bottom:2px solid #ccc;font-size:12px;color:#555;text-align:left"
+
+
+def _ok(v: object) -> bool:
+    return v is not None and not (isinstance(v, float) and math.isnan(v))
+
+
+def _usd(v: float | None, digits: int = 2) -> str:
+    return f"${v:,.{digits}f}" if _ok(v) else "—"
+
+
+def _pct(v: float | None) -> str:
+    return f"{v:.1%}" if _ok(v) else "—"
+
+
+def _int(v: float | None) -> str:
+    return f"{v:,.0f}" if _ok(v) else "—"
+
+
+# (label, key, format, lower is better)
+KPIS: tuple[tuple[str, str, Callable[[float | None], str], bool], ...] = (
+    ("GPU spend", "gpu_spend_usd", _usd, True),
+    ("Responses", "requests", _int, False),
+    ("Cost per response", "cost_per_response_usd", lambda v: _usd(v, 6), True),
+    ("Cost per 1k output tokens", "cost_per_1k_output_usd", lambda v: _usd(v, 5), True),
+    ("Useful GPU time", "useful_fraction", _pct, False),
+    ("Idle cost", "idle_cost_usd", _usd, True),
+    ("Energy", "energy_kwh", lambda v: f"{v:,.1f} kWh" if _ok(v) else "—", True),
+    ("Carbon", "carbon_kg", lambda v: f"{v:,.1f} kg CO2e" if _ok(v) else "—", True),
+    ("TTFT p95", "ttft_p95_s", lambda v: f"{v * 1000:,.0f} ms" if _ok(v) else "—", True),
+    ("SLO attainment", "slo_attainment", _pct, False),
+)
+
+
+def _change(now: float | None, before: float | None) -> str:
+    if not _ok(now) or not _ok(before) or not before:
+        return "new" if _ok(now) and now and not before else "—"
+    return f"{(now - before) / abs(before):+.1%}"
+
+
+def kpi_rows(f: WeeklyFigures) -> list[tuple[str, str, str, str]]:
+    """(label, this week, last week, change) for each headline figure."""
+    return [(label, fmt(f.now.get(key)), fmt(f.before.get(key)),
+             _change(f.now.get(key), f.before.get(key))) for label, key, fmt, _ in KPIS]
+
+
+def costs_csv(f: WeeklyFigures) -> bytes:
+    parts = [d.rename(columns={dim: "value"}).assign(dimension=dim)
+             for dim, d in (("model", f.by_model), ("tenant", f.by_tenant))]
+    table = pd.concat(parts, ignore_index=True)
+    cols = ["dimension", "value", "requests", "output_tokens", "cost_usd", "cost_with_idle_usd",
+            "usd_per_response", "previous_cost_usd"]
+    buf = io.StringIO()
+    table.reindex(columns=cols).assign(week=f.week.label).to_csv(buf, index=False)
+    return buf.getvalue().encode()
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f'<th style="{_TH}">{escape(h)}</th>' for h in headers)
+    body = "".join("<tr>" + "".join(f'<td style="{_TD}">{escape(c)}</td>' for c in r) + "</tr>"
+                   for r in rows)
+    return (f'<table cellpadding="0" cellspacing="0" style="border-collapse:collapse;'
+            f'margin:8px 0 18px 0"><tr>{head}</tr>{body}</table>')
+
+
+def _top(d: pd.DataFrame, dim: str, n: int = 5) -> list[list[str]]:
+    return [[str(r[dim]), _int(r["requests"]), _usd(r["cost_usd"]),
+             _usd(r["usd_per_response"], 6), _change(r["cost_usd"], r["previous_cost_usd"])]
+            for _, r in d.head(n).iterrows()]
+
+
+def text(f: WeeklyFigures) -> str:
+    lines = [f"InferLedger weekly report — {f.week}", ""]
+    if f.simulated:
+        lines += [SIMULATED, ""]
+    if f.empty:
+        return "\n".join([*lines, "No responses and no GPU time were recorded this week.", ""])
+    lines += [f"{label:<27}{now:>18}   last week {before:>14}   {change}"
+              for label, now, before, change in kpi_rows(f)]
+    lines += ["", "Top models by cost:"]
+    lines += [f"  {r[0]:<28} {r[1]:>9} responses  {r[2]:>12}  {r[3]} per response  ({r[4]})"
+              for r in _top(f.by_model, "model")]
+    lines += ["", "Top tenants by cost:"]
+    lines += [f"  {r[0]:<28} {r[1]:>9} responses  {r[2]:>12}  ({r[4]})"
+              for r in _top(f.by_tenant, "tenant")]
+    lines += ["", "Waste by cause:"]
+    lines += [f"  {r.cause:<15} {r.gpu_hours:>9.1f} GPU-hours  {_usd(r.usd):>12}"
+              for r in f.waste.itertuples() if r.gpu_hours > 0]
+    if f.opportunities:
+        lines += ["", "Top opportunities:"] + [f"  - {o}" for o in f.opportunities]
+    lines += ["", "Per-model and per-tenant costs are attached as CSV."]
+    return "\n".join(lines) + "\n"
+
+
+def html(f: WeeklyFigures, chart_cids: dict[str, str]) -> str:
+    """``chart_cids``: chart name → Content-ID (without brackets) of its PNG part; the
+    preview passes data: URIs instead."""
+    out = ['<html><body style="font-family:Arial,Helvetica,sans-serif;color:#222;'
+           'max-width:720px;margin:0 auto">',
+           f'<h2 style="margin-bottom:2px">InferLedger weekly report</h2>'
+           f'<div style="color:#666;margin-bottom:14px">{escape(str(f.week))}</div>']
+    if f.simulated:
+        out.append(f'<div style="background:#fff8e1;border:1px solid #f9a825;padding:8px 12px;'
+                   f'margin-bottom:14px"><b>{escape(SIMULATED)}</b></div>')
+    if f.empty:
+        out.append("<p>No responses and no GPU time were recorded this week.</p></body></html>")
+        return "".join(out)
+    out.append(_table(["", "This week", "Last week", "Change"],
+                      [list(r) for r in kpi_rows(f)]))
+    for name, title in (("cost", "Attributed cost per day"),
+                        ("gpu", "GPU time per day: useful, wasted, idle")):
+        if name in chart_cids:
+            out.append(f'<h3 style="margin-bottom:4px">{title}</h3><img src="'
+                       f'{chart_cids[name]}" alt="{title}" width="600" style="display:block">')
+    out.append('<h3 style="margin-bottom:4px">Top models by cost</h3>')
+    out.append(_table(["Model", "Responses", "Cost", "Per response", "vs last week"],
+                      _top(f.by_model, "model")))
+    out.append('<h3 style="margin-bottom:4px">Top tenants by cost</h3>')
+    out.append(_table(["Tenant", "Responses", "Cost", "Per response", "vs last week"],
+                      _top(f.by_tenant, "tenant")))
+    movers = f.movers()
+    if not movers.empty:
+        out.append('<h3 style="margin-bottom:4px">Biggest movers</h3>')
+        out.append(_table(["", "Name", "Cost", "Change"], [
+            [r.kind, str(r.name), _usd(r.cost_usd), f"{r.change_usd:+,.2f} USD"]
+            for r in movers.itertuples()]))
+    out.append('<h3 style="margin-bottom:4px">Waste by cause</h3>')
+    out.append(_table(["Cause", "GPU-hours", "Cost"], [
+        [r.cause.replace("_", " "), f"{r.gpu_hours:,.1f}", _usd(r.usd)]
+        for r in f.waste.itertuples() if r.gpu_hours > 0]))
+    if f.opportunities:
+        out.append('<h3 style="margin-bottom:4px">Top opportunities</h3><ul>')
+        out += [f'<li style="margin-bottom:6px">{escape(o)}</li>' for o in f.opportunities]
+        out.append("</ul>")
+    out.append('<p style="color:#666;font-size:12px">Per-model and per-tenant costs are '
+               "attached as CSV. Figures: InferLedger's published results "
+               "(request_costs, cost_hourly, gpu_time).</p></body></html>")
+    return "".join(out)
+
+
+def charts(f: WeeklyFigures) -> dict[str, bytes]:
+    out = {}
+    for name, draw in (("cost", cost_by_day), ("gpu", gpu_time_by_day)):
+        png = draw(f)
+        if png:
+            out[name] = png
+    return out
+
+
+def message_id(week: str, recipients: list[str], domain: str) -> str:
+    """The same for every attempt at one report: a duplicate can be recognised."""
+    digest = hashlib.sha256(",".join(sorted(recipients)).encode()).hexdigest()[:12]
+    return f"<inferledger-report-{week}-{digest}@{domain}>"
+
+
+def email(f: WeeklyFigures, sender: str, recipients: list[str]) -> EmailMessage:
+    pngs = charts(f)
+    cids = {name: make_msgid(f"chart-{name}") for name in pngs}
+    msg = EmailMessage()
+    prefix = "[simulated] " if f.simulated else ""
+    msg["Subject"] = f"{prefix}InferLedger weekly report {f.week.label}"
+    msg["From"] = formataddr(("InferLedger", sender))
+    msg["To"] = ", ".join(recipients)
+    msg["Date"] = format_datetime(f.week.end)
+    msg["Message-ID"] = message_id(f.week.label, recipients, sender.rpartition("@")[2]
+                                   or "inferledger")
+    msg.set_content(text(f))
+    msg.add_alternative(html(f, {n: f"cid:{c[1:-1]}" for n, c in cids.items()}),
+                        subtype="html")
+    html_part = msg.get_payload()[1]
+    for name, png in pngs.items():
+        html_part.add_related(png, "image", "png", cid=cids[name],
+                              filename=f"{name}.png", disposition="inline")
+    msg.add_attachment(costs_csv(f), maintype="text", subtype="csv",
+                       filename=f"inferledger-costs-{f.week.label}.csv")
+    return msg
+
+
+def preview_html(f: WeeklyFigures) -> str:
+    """The HTML with its charts as data: URIs, to open in a browser."""
+    import base64
+
+    return html(f, {n: "data:image/png;base64," + base64.b64encode(p).decode()
+                    for n, p in charts(f).items()})
