@@ -88,3 +88,26 @@ def test_every_page_renders_in_chromium(dashboard, tmp_path) -> None:
         browser.close()
     for path in PAGES:
         assert (shots / f"dashboard-{path or 'overview'}.png").stat().st_size > 10_000
+
+
+def test_weekly_report_html_renders_in_chromium(demo_store, tmp_path) -> None:
+    from analytics.report.config import ReportConfig
+    from analytics.report.jobs import preview
+    from analytics.report.week import Week
+
+    shots = Path(os.environ.get("INFERLEDGER_SCREENSHOTS", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    html = tmp_path / "report.html"
+    figures = preview(demo_store, Week.parse("2026-W48"), html, ReportConfig())
+    assert not figures.empty
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 800, "height": 1200})
+        page.goto(html.as_uri())
+        page.get_by_text("InferLedger weekly report").wait_for(timeout=30_000)
+        widths = page.locator("img").evaluate_all("imgs => imgs.map(i => i.naturalWidth)")
+        assert len(widths) == 2 and all(w > 300 for w in widths)  # both charts decoded
+        assert page.get_by_text("Simulated data").count() == 1
+        page.screenshot(path=str(shots / "weekly-report.png"), full_page=True)
+        browser.close()
+    assert (shots / "weekly-report.png").stat().st_size > 10_000

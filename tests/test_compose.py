@@ -40,6 +40,8 @@ def test_references_resolve() -> None:
 @pytest.mark.parametrize("name", sorted(_doc()["services"]))
 def test_every_command_is_real(name: str) -> None:
     svc = _doc()["services"][name]
+    if svc.get("image", "").startswith("axllent/mailpit"):
+        return  # the development mail catcher: a third-party image, nothing of ours runs
     cmd = svc["command"]
     if svc.get("image", "").startswith("vllm/"):
         # vLLM loads our middleware by import path: it must import.

@@ -302,3 +302,22 @@ def test_scheduler_restarts_keep_the_job_and_a_missed_monday_sends_once(store, t
     last_week = Week.last_complete(datetime.now(UTC)).label
     assert [e["state"] for e in read_log(store)] == ["claimed", "sent"]
     assert inbox.messages[0]["Subject"].endswith(last_week)
+
+
+def test_a_failed_delivery_shows_on_the_dashboard(store, monkeypatch) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from tests.test_dashboard import APP
+
+    dead = Inbox(fail_first=1000)
+    server, port = _server(dead)
+    try:
+        assert send(store, Week.parse(WEEK), _config(port)).state == "failed"
+    finally:
+        server.stop()
+    monkeypatch.setenv("INFERLEDGER_DATA", str(store.root))
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.switch_page("views/settings.py").run()
+    assert not at.exception
+    assert any(WEEK in e.value and "failed" in e.value for e in at.error)
+    assert list(at.dataframe[-1].value["state"]) == ["failed"]

@@ -11,7 +11,8 @@ only, and nothing here logs it.
                                  (default ``0 8 * * mon``: Monday 08:00)
 ``[report.smtp] host, port``     env ``INFERLEDGER_SMTP_HOST``, ``INFERLEDGER_SMTP_PORT``
 ``[report.smtp] security``       ``starttls`` (default, port 587), ``tls`` (implicit, 465),
-                                 ``none`` (a local relay or a development mail catcher)
+                                 ``none`` (a local relay or a development mail catcher);
+                                 env ``INFERLEDGER_SMTP_SECURITY``
 ``[report.smtp] username``       env ``INFERLEDGER_SMTP_USERNAME``; password: env only
 ===============================  =======================================================
 """
@@ -82,7 +83,7 @@ def load_report_config(path: str | Path | None = None,
     if len(schedule.split()) != 5:
         raise ReportConfigError(f"report schedule {schedule!r} is not five cron fields "
                                 "(minute hour day month day_of_week)")
-    security = str(smtp_t.get("security", "starttls"))
+    security = e.get("INFERLEDGER_SMTP_SECURITY") or str(smtp_t.get("security", "starttls"))
     if security not in SECURITY:
         raise ReportConfigError(f"[report.smtp] security {security!r} is not one of {SECURITY}")
     port = int(e.get("INFERLEDGER_SMTP_PORT") or smtp_t.get("port") or DEFAULT_PORTS[security])

@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from analytics.pipeline import effective_config
+from analytics.report.delivery import latest_states
 from dashboard import ui
 from dashboard.context import current
 from inferledger.store import DataDir
@@ -42,3 +43,20 @@ ui.table("Static placement (for requests no span or process places)",
          pd.DataFrame(settings["placement"], columns=["host", "model", "gpu_uuid"]),
          "placement")
 st.caption(f"Pricing file: {pricing['source'] or 'built-in defaults'}")
+
+st.subheader("Weekly report deliveries")
+deliveries = pd.DataFrame(latest_states(DataDir.at(current().data_root)).values(),
+                          columns=["week", "to", "state", "at", "attempts", "error"])
+if deliveries.empty:
+    st.caption("No weekly report sent from this store yet (the scheduler sends one on Monday "
+               "mornings once [report] recipients are set; `inferledger report send` by hand).")
+else:
+    deliveries["to"] = deliveries["to"].map(", ".join)
+    for state in ("failed", "claimed"):
+        bad = deliveries[deliveries["state"] == state]
+        if len(bad):
+            st.error(f"Weekly report {', '.join(bad['week'])}: "
+                     + ("every SMTP attempt failed." if state == "failed" else
+                        "a send never recorded its outcome (in doubt)."), icon=":material/mail:")
+    ui.table("Latest state per week and recipients", deliveries.sort_values(
+        "week", ascending=False), "report_deliveries")
