@@ -5,14 +5,11 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-
-from inferledger.procs import wait_for_port
+from inferledger.procs import terminate, wait_for_health, wait_for_port
 
 
 def free_port() -> int:
@@ -33,8 +30,7 @@ def collector(root: Path) -> Iterator[str]:
         wait_for_port("127.0.0.1", http_port, 30)
         yield f"http://127.0.0.1:{http_port}"
     finally:
-        proc.terminate()
-        proc.wait(60)
+        terminate(proc, 60)
 
 
 @contextmanager
@@ -46,13 +42,7 @@ def dashboard(root: Path) -> Iterator[str]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{url}/_stcore/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        wait_for_health(f"{url}/_stcore/health")
         yield url
     finally:
-        proc.terminate()
-        proc.wait(30)
+        terminate(proc, 30)

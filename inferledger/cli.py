@@ -10,8 +10,13 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
+
+if TYPE_CHECKING:
+    from analytics.report.config import ReportConfig
+    from analytics.report.week import Week
 
 DEFAULT_DATA = "./inferledger-data"
 log = logging.getLogger("inferledger")
@@ -197,14 +202,19 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_report_preview(args: argparse.Namespace) -> int:
+def _report_args(args: argparse.Namespace) -> tuple[ReportConfig, Week]:
     from analytics.report.config import load_report_config
-    from analytics.report.jobs import preview
     from analytics.report.week import Week
-    from inferledger.store import DataDir
 
     config = load_report_config(args.config)
-    week = Week.parse(args.week, config.timezone)
+    return config, Week.parse(args.week, config.timezone)
+
+
+def cmd_report_preview(args: argparse.Namespace) -> int:
+    from analytics.report.jobs import preview
+    from inferledger.store import DataDir
+
+    config, week = _report_args(args)
     f = preview(DataDir.at(args.data), week, args.out, config)
     print(f"report {week} written to {args.out}"
           + (" (no data that week)" if f.empty else ""))
@@ -212,13 +222,10 @@ def cmd_report_preview(args: argparse.Namespace) -> int:
 
 
 def cmd_report_send(args: argparse.Namespace) -> int:
-    from analytics.report.config import load_report_config
     from analytics.report.jobs import send
-    from analytics.report.week import Week
     from inferledger.store import DataDir
 
-    config = load_report_config(args.config)
-    week = Week.parse(args.week, config.timezone)
+    config, week = _report_args(args)
     outcome = send(DataDir.at(args.data), week, config, to=args.to or None, force=args.force)
     print(f"report {week.label}: {outcome.state}"
           + (f" after {outcome.attempts} attempt(s)" if outcome.attempts else "")

@@ -57,13 +57,7 @@ class Supervisor:
 
     def stop(self, child: Child, timeout_s: float = 10.0) -> int | None:
         if child.alive:
-            child.proc.send_signal(signal.SIGTERM)
-            try:
-                child.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                log.warning("%s did not stop in %.0fs; killing it", child.name, timeout_s)
-                child.proc.kill()
-                child.proc.wait()
+            terminate(child.proc, timeout_s, child.name)
         if child in self.children:
             self.children.remove(child)
         return child.proc.returncode
@@ -71,6 +65,17 @@ class Supervisor:
     def stop_all(self, timeout_s: float = 10.0) -> None:
         for child in reversed(list(self.children)):
             self.stop(child, timeout_s)
+
+
+def terminate(proc: subprocess.Popen, timeout_s: float = 10.0, name: str = "") -> int:
+    """SIGTERM, and SIGKILL if it has not exited within ``timeout_s``."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        log.warning("%s did not stop in %.0fs; killing it", name or proc.pid, timeout_s)
+        proc.kill()
+        return proc.wait()
 
 
 def wait_for_port(host: str, port: int, timeout_s: float = 30.0,
@@ -86,6 +91,21 @@ def wait_for_port(host: str, port: int, timeout_s: float = 30.0,
         except OSError:
             time.sleep(0.2)
     raise TimeoutError(f"nothing listening on {host}:{port} after {timeout_s:.0f}s")
+
+
+def wait_for_health(url: str, timeout_s: float = 60.0) -> None:
+    """Block until ``url`` answers 200 (e.g. Streamlit's ``/_stcore/health``)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} not healthy after {timeout_s:.0f}s")
 
 
 def install_stop_handlers(handler) -> None:

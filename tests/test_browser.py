@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.sync_api import sync_playwright
 
+from inferledger.procs import terminate, wait_for_health
 from tests.ports import free_block
 
 pytestmark = pytest.mark.browser
@@ -27,18 +26,13 @@ def dashboard(demo_store):
                              str(demo_store.root), "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
-    for _ in range(150):
-        try:
-            if httpx.get(f"{url}/_stcore/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    else:
+    try:
+        wait_for_health(f"{url}/_stcore/health")
+    except TimeoutError:
         proc.kill()
         pytest.fail("dashboard did not come up: " + proc.stderr.read())
     yield url
-    proc.terminate()
-    proc.wait(10)
+    terminate(proc)
 
 
 PAGES = {"": "Overview", "cost": "Cost", "gpu_efficiency": "GPU efficiency",
