@@ -236,10 +236,20 @@ def cmd_report_send(args: argparse.Namespace) -> int:
 def cmd_dashboard(args: argparse.Namespace) -> int:
     app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
     os.environ["INFERLEDGER_DATA"] = str(Path(args.data).resolve())
-    argv = [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless=true",
-            f"--server.address={args.host}", f"--server.port={args.port}",
-            "--browser.gatherUsageStats=false", "--server.fileWatcherType=none"]
-    os.execv(sys.executable, argv)
+    # What every page imports, loaded before serving so the first visitor does not wait.
+    import altair  # noqa: F401
+    import pandas  # noqa: F401
+    from streamlit.web import bootstrap
+
+    import dashboard.queries.explorer
+    import dashboard.queries.gpu
+    import dashboard.queries.latency  # noqa: F401
+
+    flags = {"server_headless": True, "server_address": args.host, "server_port": args.port,
+             "browser_gatherUsageStats": False, "server_fileWatcherType": "none"}
+    bootstrap.load_config_options(flags)
+    bootstrap.run(str(app), False, [], flags)
+    return 0
 
 
 def cmd_sql(args: argparse.Namespace) -> int:

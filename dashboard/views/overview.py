@@ -64,4 +64,6 @@ with right:
         color=alt.Color("share:N", sort=["useful", "wasted", "idle"]),
         tooltip=["time:T", "share:N", alt.Tooltip("fraction:Q", format=".1%")]),
         width="stretch")
-ui.table("Cost and responses over time", cost, "cost_over_time")
+st.download_button("Download cost and responses over time (CSV)",
+                   cost.to_csv(index=False).encode(), "cost_over_time.csv", "text/csv",
+                   key="dl-cost_over_time")
