@@ -202,6 +202,12 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report_week_args(p: argparse.ArgumentParser) -> None:
+    _data_arg(p)
+    p.add_argument("--week", required=True, metavar="YYYY-Www", help="ISO week, e.g. 2026-W47")
+    p.add_argument("--config", type=Path, metavar="FILE", help="settings TOML ([report])")
+
+
 def _report_args(args: argparse.Namespace) -> tuple[ReportConfig, Week]:
     from analytics.report.config import load_report_config
     from analytics.report.week import Week
@@ -534,22 +540,18 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Writes the report as HTML (charts inline), .txt "
                            "(the plain-text part) or .eml (the whole e-mail, attachments "
                            "included), by the file's extension. Nothing is sent.")
-    _data_arg(pv)
-    pv.add_argument("--week", required=True, metavar="YYYY-Www", help="ISO week, e.g. 2026-W47")
+    _report_week_args(pv)
     pv.add_argument("--out", type=Path, required=True, metavar="FILE",
                     help="report.html, report.txt or report.eml")
-    pv.add_argument("--config", type=Path, metavar="FILE", help="settings TOML ([report])")
     pv.set_defaults(func=cmd_report_preview)
     sd = rp_sub.add_parser("send", help="e-mail one week's report now, once",
                            description="Sends the week's report unless the send log says it "
                            "went to these recipients already (or may have: in doubt); "
                            "--force sends anyway. Exit status 1 if every SMTP attempt failed.")
-    _data_arg(sd)
-    sd.add_argument("--week", required=True, metavar="YYYY-Www", help="ISO week, e.g. 2026-W47")
+    _report_week_args(sd)
     sd.add_argument("--to", action="append", default=[], metavar="ADDRESS",
                     help="recipient (repeat; default: the configured ones)")
     sd.add_argument("--force", action="store_true", help="send even if the log says sent")
-    sd.add_argument("--config", type=Path, metavar="FILE", help="settings TOML ([report])")
     sd.set_defaults(func=cmd_report_send)
 
     db = sub.add_parser("dashboard", help="serve the Streamlit dashboard",
