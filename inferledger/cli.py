@@ -252,7 +252,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     import dashboard.queries.latency  # noqa: F401
 
     flags = {"server_headless": True, "server_address": args.host, "server_port": args.port,
-             "browser_gatherUsageStats": False, "server_fileWatcherType": "none"}
+             "browser_gatherUsageStats": False, "server_fileWatcherType": "none",
+             "client_toolbarMode": "minimal"}
     bootstrap.load_config_options(flags)
     bootstrap.run(str(app), False, [], flags)
     return 0

@@ -60,13 +60,12 @@ class Requests:
 
 @dataclass
 class Bins:
-    """Per-minute sums for the engine's GPUs: energy above idle, busy seconds, tokens."""
+    """Per-minute sums for the engine's GPUs: energy above idle and busy seconds."""
 
     start: float
     n: int
     extra_j: list[float] = field(init=False)
     busy_s: list[float] = field(init=False)
-    tokens: list[float] = field(init=False)
     kv_tokens: list[float] = field(init=False)  # KV cache in use at the end of the minute
 
     marks: list[tuple[float, float, float]] = field(init=False)  # (t, Σ extra_j, Σ busy_s)
@@ -74,7 +73,6 @@ class Bins:
     def __post_init__(self) -> None:
         self.extra_j = [0.0] * self.n
         self.busy_s = [0.0] * self.n
-        self.tokens = [0.0] * self.n
         self.kv_tokens = [0.0] * self.n
         self.marks = []
         self._extra = self._busy = 0.0
@@ -83,8 +81,8 @@ class Bins:
         """Remember the running totals at ``t`` (an edge of an idle stretch)."""
         self.marks.append((t, self._extra, self._busy))
 
-    def add(self, t0: float, t1: float, extra_w: float, tokens: float, kv: float) -> None:
-        """Constant power ``extra_w`` above idle over [t0, t1), ``tokens`` spread evenly."""
+    def add(self, t0: float, t1: float, extra_w: float, kv: float) -> None:
+        """Constant power ``extra_w`` above idle over [t0, t1), ``kv`` tokens cached."""
         self._extra += extra_w * (t1 - t0)
         self._busy += t1 - t0
         i0 = int((t0 - self.start) // BIN_S)
@@ -94,16 +92,13 @@ class Bins:
         if i0 == i1:
             self.extra_j[i0] += extra_w * (t1 - t0)
             self.busy_s[i0] += t1 - t0
-            self.tokens[i0] += tokens
             self.kv_tokens[i0] = kv
             return
-        rate = tokens / (t1 - t0) if t1 > t0 else 0.0
         for i in range(i0, i1 + 1):
             a = max(t0, self.start + i * BIN_S)
             b = min(t1, self.start + (i + 1) * BIN_S)
             self.extra_j[i] += extra_w * (b - a)
             self.busy_s[i] += b - a
-            self.tokens[i] += rate * (b - a)
             self.kv_tokens[i] = kv
 
 
@@ -166,8 +161,7 @@ class FluidEngine:
                 dt = sum(self._step_s(min(self.max_batched, todo + b - k * self.max_batched),
                                       context, b + len(new)) for k in range(chunks))
                 share = todo / (todo + b)
-                bins.add(t, t + dt, power(b + len(new), share) - idle_w, todo + b * chunks,
-                         context + todo)
+                bins.add(t, t + dt, power(b + len(new), share) - idle_w, context + todo)
                 t += dt
                 steps += chunks if b else 0
                 for j in new:
@@ -196,7 +190,7 @@ class FluidEngine:
             tau = self._step_s(b, context + b * k / 2, b)
             if i < n and arrival[i] < t + k * tau:
                 k = max(1, math.ceil((arrival[i] - t) / tau))
-            bins.add(t, t + k * tau, power(b) - idle_w, b * k, context)
+            bins.add(t, t + k * tau, power(b) - idle_w, context)
             t += k * tau
             steps += k
             while running and running[0][0] <= steps:

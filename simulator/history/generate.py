@@ -142,7 +142,7 @@ def _serve(tr: _Traffic, start: float, n_bins: int) -> tuple[Requests, Bins]:
                    np.asarray(tr.output, dtype=np.int64),
                    np.asarray(tr.stop_after, dtype=np.int64), np.asarray(tr.deadline))
     bins = Bins(start, n_bins)
-    bins.add(start, start + LOAD_S, 0.2 * tr.engine.gpu.idle_w, 0, 0)  # loading the weights
+    bins.add(start, start + LOAD_S, 0.2 * tr.engine.gpu.idle_w, 0)  # loading the weights
     tp = len(tr.engine.gpu_uuids)
     if len(req.arrival):
         FluidEngine(MODEL_PROFILES[tr.engine.model], tr.engine.gpu, tp).run(req, bins)
