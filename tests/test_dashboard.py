@@ -79,7 +79,8 @@ def test_every_page_shows_demo_data(monkeypatch, demo_store, page) -> None:
     elif page == "explorer":
         assert len(frames[0]) == 50
         assert {x.label for x in at.metric} >= {"End to end", "TTFT", "Cost", "SLO"}
-        assert (frames[1]["gpu_seconds"] > 0).all()  # its share of each GPU-hour
+        parts = frames[1]  # its share of each GPU-hour, priced
+        assert (parts["gpu_seconds"] > 0).all() and (parts["gpu_cost_usd"] > 0).all()
     elif page == "settings":
         m = {x.label: x.value for x in at.metric}
         assert m["Attribution"] == "work" and m["PUE"]

@@ -69,11 +69,13 @@ def gpu_context(con: duckdb.DuckDBPyConnection, gpu_uuids: list[str], start_s: f
 
 
 def cost_parts(con: duckdb.DuckDBPyConnection, request_uid: str) -> pd.DataFrame:
-    """Its share of each GPU in each hour, as the attribution computed it."""
+    """Its share of each GPU in each hour, as the attribution computed it, and that share
+    at the GPU's hourly price."""
     return df(con, """
         SELECT a.gpu_uuid, a.gpu_model, a.hour, a.work_class, a.gpu_seconds, a.energy_j,
                t.measured_s AS gpu_hour_measured_s, t.measured_j AS gpu_hour_measured_j,
-               a.gpu_seconds / nullif(t.measured_s, 0) AS share_of_gpu_hour
+               a.gpu_seconds / nullif(t.measured_s, 0) AS share_of_gpu_hour,
+               t.usd_per_gpu_hour, a.gpu_seconds * t.usd_per_gpu_hour / 3600 AS gpu_cost_usd
         FROM attribution a
         LEFT JOIN gpu_time t ON t.gpu_uuid = a.gpu_uuid AND t.hour = a.hour
         WHERE a.request_uid = ? ORDER BY a.hour, a.gpu_uuid""", [request_uid])
