@@ -21,8 +21,11 @@ class DataDir:
         derived/<table>/day=YYYY-MM-DD.parquet          analytics outputs, one file per UTC day
                                                        (each replaced atomically on re-runs)
         derived/_state.json  the analytics watermark and the pricing/method it used
+        derived/_config.json the pricing and settings of the last run (the dashboard shows it)
         views.sql            the SQL API, loadable by any DuckDB client
         inferledger.duckdb   the same views in a catalog file, to open read-only
+        reports/send_log.jsonl  the weekly report's deliveries (exactly once per week/recipients)
+        scheduler.db         the scheduler's persistent jobs (the weekly report's next run)
     """
 
     root: Path
