@@ -56,6 +56,11 @@ class _Reader(threading.Thread):
         return any(text in line for line in self.lines)
 
 
+def _no_traceback(log: str, *markers: str) -> None:
+    trace = max(log.find(m) for m in ("Traceback", *markers))
+    assert trace < 0, log[max(0, trace - 300):trace + 4000]  # the whole traceback
+
+
 def _wait(proc: subprocess.Popen, err: _Reader, timeout_s: float) -> None:
     """Wait for the demo to exit; on a hang, kill it and fail with what it logged."""
     try:
@@ -95,7 +100,7 @@ def test_demo_for_a_duration(tmp_path) -> None:
     stdout = "".join(out_reader.lines)
     log = "".join(err.lines)
     assert proc.returncode == 0, log
-    assert "Traceback" not in log
+    _no_traceback(log)
     assert "requests" in stdout and "conservation_max_rel_error" in stdout
 
     summary = subprocess.run([sys.executable, "-m", "inferledger", "analytics", "summary",
@@ -160,8 +165,7 @@ def test_ctrl_c_stops_everything_quickly(tmp_path) -> None:
     elapsed = time.monotonic() - started
     log = "".join(err.lines)
     assert proc.returncode == 0, log
-    trace = max(log.find("Traceback"), log.find("KeyboardInterrupt"))
-    assert trace < 0, log[max(0, trace - 300):trace + 4000]  # the whole traceback, untruncated
+    _no_traceback(log, "KeyboardInterrupt")
     assert _processes_mentioning(str(data)) == []
     print(f"stopped in {elapsed:.1f}s")
 
@@ -179,7 +183,7 @@ def test_demo_with_history_then_live(tmp_path) -> None:
     _wait(proc, err, 300)
     log = "".join(err.lines)
     assert proc.returncode == 0, log
-    assert "Traceback" not in log
+    _no_traceback(log)
     assert "simulated day(s) of 4 GPUs" in log and "going live" in log, log
 
     import duckdb
