@@ -7,7 +7,7 @@ import duckdb
 import pandas as pd
 
 from analytics.filters import Filters
-from inferledger.store import retry_vanished
+from inferledger.store import read_df
 
 WASTE = "failed_s + aborted_s + timed_out_s + preempted_s + model_loading_s + unaccounted_s"
 
@@ -39,8 +39,4 @@ def kpis(con: duckdb.DuckDBPyConnection, f: Filters) -> pd.Series:
         FROM request_costs WHERE {rw}
     )
     SELECT * FROM c, g, r"""
-    cur = con.cursor()
-    try:
-        return retry_vanished(lambda: cur.execute(sql, hp + gp + rp).df()).iloc[0]
-    finally:
-        cur.close()
+    return read_df(con, sql, hp + gp + rp).iloc[0]

@@ -12,7 +12,7 @@ import pandas as pd
 from analytics.filters import Filters
 from analytics.kpis import kpis
 from analytics.report.week import Week
-from inferledger.store import retry_vanished
+from inferledger.store import read_df as _df
 
 CAUSES = ("failed", "aborted", "timed_out", "preempted", "model_loading", "idle", "unaccounted")
 NIGHT_HOURS = (0, 6)  # local hours [start, end) counted as night
@@ -45,14 +45,6 @@ class WeeklyFigures:
         both = pd.concat(frames, ignore_index=True)
         both["change_usd"] = both["cost_usd"] - both["previous_cost_usd"]
         return both.reindex(both["change_usd"].abs().sort_values(ascending=False).index).head(n)
-
-
-def _df(con: duckdb.DuckDBPyConnection, sql: str, params: list) -> pd.DataFrame:
-    cur = con.cursor()
-    try:
-        return retry_vanished(lambda: cur.execute(sql, params).df())
-    finally:
-        cur.close()
 
 
 def _by(con: duckdb.DuckDBPyConnection, dim: str, week: Week, previous: Week) -> pd.DataFrame:

@@ -1,22 +1,16 @@
-"""Running a query: a fresh cursor per call, retried if compaction swapped a file away."""
+"""What every page needs: the newest data, whether it is simulated, the filter choices."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 import duckdb
 import pandas as pd
 
-from inferledger.store import retry_vanished
+from inferledger.store import read_df as df
 
 
-def df(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> pd.DataFrame:
-    cur = con.cursor()
-    try:
-        return retry_vanished(lambda: cur.execute(sql, params or []).df())
-    finally:
-        cur.close()
-
-
-def newest(con: duckdb.DuckDBPyConnection):
+def newest(con: duckdb.DuckDBPyConnection) -> datetime | None:
     """The newest hour with results, the anchor of every time range."""
     out = df(con, "SELECT max(hour) + INTERVAL 1 HOUR - INTERVAL 1 SECOND AS t FROM gpu_time")
     t = out["t"].iloc[0]

@@ -6,7 +6,7 @@ import duckdb
 import pandas as pd
 
 from analytics.filters import Filters
-from dashboard.queries.base import df
+from inferledger.store import read_df as df
 
 DIMENSIONS = {"model": "model", "tenant": "tenant", "route": "route", "node": "host_name"}
 

@@ -6,7 +6,7 @@ import duckdb
 import pandas as pd
 
 from analytics.filters import Filters
-from dashboard.queries.base import df
+from inferledger.store import read_df as df
 
 LIST_COLUMNS = ("request_uid, trace_id, request_id, started_at, model, tenant, route, outcome, "
                 "e2e_s, ttft_s, output_tokens, cost_usd")

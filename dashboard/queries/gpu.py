@@ -8,8 +8,8 @@ import pandas as pd
 
 from analytics.attribution import BUCKETS
 from analytics.filters import Filters
-from dashboard.queries.base import df
 from dashboard.queries.overview import bucket
+from inferledger.store import read_df as df
 
 GPU_LABEL = "host_name || ' / ' || gpu_model || ' / ' || left(gpu_uuid, 12)"
 

@@ -6,8 +6,8 @@ import duckdb
 import pandas as pd
 
 from analytics.filters import Filters
-from dashboard.queries.base import df
 from dashboard.queries.overview import bucket
+from inferledger.store import read_df as df
 
 PHASES = ("edge_overhead_s", "queue_s", "prefill_s", "decode_s", "other_spans_s")
 

@@ -7,7 +7,7 @@ import pandas as pd
 
 from analytics.filters import Filters
 from analytics.kpis import WASTE, kpis
-from dashboard.queries.base import df
+from inferledger.store import read_df as df
 
 __all__ = ["bucket", "cost_trend", "gpu_trend", "kpis"]  # kpis: shared with the report
 

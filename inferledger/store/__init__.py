@@ -5,8 +5,8 @@ tables); every reader opens the views with no lock, so nothing a reader does can
 or break ingest (DESIGN §4).
 """
 
-from inferledger.store.catalog import connect_readonly, retry_vanished, write_catalog
+from inferledger.store.catalog import connect_readonly, read_df, retry_vanished, write_catalog
 from inferledger.store.layout import DataDir, write_parquet_atomic
 
-__all__ = ["DataDir", "connect_readonly", "retry_vanished", "write_catalog",
+__all__ = ["DataDir", "connect_readonly", "read_df", "retry_vanished", "write_catalog",
            "write_parquet_atomic"]

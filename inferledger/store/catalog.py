@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import duckdb
+import pandas as pd
 import pyarrow as pa
 
 from inferledger.store.layout import DataDir, write_parquet_atomic
@@ -135,6 +136,17 @@ def retry_vanished(fn: Callable[[], T], attempts: int = 6) -> T:
             time.sleep(0.05 * 2 ** attempt)
     raise AssertionError("unreachable")
 
+
+
+def read_df(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None
+            ) -> pd.DataFrame:
+    """A query's result as a DataFrame, on its own cursor (safe from any thread sharing
+    ``con``), retried if compaction removed a file under it."""
+    cur = con.cursor()
+    try:
+        return retry_vanished(lambda: cur.execute(sql, params or []).df())
+    finally:
+        cur.close()
 
 def connect_readonly(data: DataDir) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with the store's views; takes no lock on anything."""
