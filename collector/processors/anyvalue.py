@@ -32,10 +32,15 @@ def to_text(value: AnyValue) -> str | None:
         return str(value.int_value)
     if kind == "bool_value":
         return "true" if value.bool_value else "false"
-    if kind == "double_value" and math.isfinite(value.double_value):
-        return repr(value.double_value)
+    if kind == "double_value":
+        return double_text(value.double_value)
     py = to_python(value)
     return None if py is None else json.dumps(py, separators=(",", ":"))
+
+
+def double_text(x: float) -> str:
+    """``repr`` is the shortest text that reads back the same; JSON spells NaN and ±Infinity."""
+    return repr(x) if math.isfinite(x) else json.dumps(x)
 
 
 def attr_map(attributes: Any) -> dict[str, str | None]:

@@ -1,29 +1,143 @@
-"""``ExportTraceServiceRequest`` → rows of ``raw/spans``."""
+"""``ExportTraceServiceRequest`` → rows of ``raw/spans``.
+
+Two ways to the same rows: the compiled walk over the serialized request
+(:mod:`collector.processors.trace_wire`, the hot path: ≈ 15× less CPU a span) and the walk
+through protobuf's objects, kept for what the compiled walk declines (wire-format groups)
+and as the reference the tests hold it to.
+"""
 
 from __future__ import annotations
 
 import json
 import time
 
+import numpy as np
 import pyarrow as pa
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.trace.v1.trace_pb2 import Span
+from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans, Span
 
-from collector.processors.anyvalue import attr_map
-from inferledger.store.raw_schema import SPANS
+from collector.processors import trace_wire as w
+from collector.processors.anyvalue import attr_map, double_text, to_text
+from inferledger.store.raw_schema import ATTRS, SPANS
+
+REJECTED = "{} span(s) rejected: trace_id must be 16 non-zero bytes, span_id 8"
 
 
-def _resource_fields(attrs: dict[str, str | None]) -> tuple[str | None, str | None]:
-    return attrs.get("service.name"), attrs.get("host.name")
+def flatten_traces(req: ExportTraceServiceRequest, raw: bytes | None = None
+                   ) -> tuple[pa.Table, int, str]:
+    """Return (rows, rejected span count, message). Spans with invalid ids are rejected.
+
+    ``raw`` is the request as received, when the receiver has it (saves re-serializing).
+    """
+    body = req.SerializeToString() if raw is None else raw
+    scanned = w.scan(body)
+    if scanned is None:
+        return flatten_traces_by_objects(req)
+    return _from_scan(req, np.frombuffer(body, dtype=np.uint8), *scanned)
 
 
-def flatten_traces(req: ExportTraceServiceRequest) -> tuple[pa.Table, int, str]:
-    """Return (rows, rejected span count, message). Spans with invalid ids are rejected."""
+def _from_scan(req: ExportTraceServiceRequest, buf: np.ndarray, spans: np.ndarray,
+               attrs: np.ndarray) -> tuple[pa.Table, int, str]:
+    valid = (spans[:, w.S_TRACE + 1] == 16) & (spans[:, w.S_SPAN + 1] == 8)
+    trace_bytes = buf[spans[valid, w.S_TRACE][:, None] + np.arange(16)]
+    valid[valid] = trace_bytes.any(axis=1)
+    rejected = int(len(spans) - valid.sum())
+    spans = spans[valid]
+    n = len(spans)
+    scopes = [ss for rs in req.resource_spans for ss in rs.scope_spans]
+    resources = [attr_map(rs.resource.attributes) for rs in req.resource_spans]
+    resource = pa.array(spans[:, w.S_RESOURCE])
+    scope = pa.array(spans[:, w.S_SCOPE])
+    cols = {
+        "trace_id": _hex(buf, spans, w.S_TRACE),
+        "span_id": _hex(buf, spans, w.S_SPAN),
+        "parent_span_id": _hex(buf, spans, w.S_PARENT),
+        "name": _text(buf, spans[:, w.S_NAME], spans[:, w.S_NAME + 1], null_if_empty=False),
+        "kind": pa.array(spans[:, w.S_KIND].astype(np.int32)),
+        "start_time_unix_nano": pa.array(spans[:, w.S_START]),
+        "end_time_unix_nano": pa.array(spans[:, w.S_END]),
+        "status_code": pa.array(spans[:, w.S_CODE].astype(np.int32)),
+        "status_message": _text(buf, spans[:, w.S_MESSAGE], spans[:, w.S_MESSAGE + 1]),
+        "service_name": pa.array([r.get("service.name") for r in resources], pa.string()
+                                 ).take(resource),
+        "host_name": pa.array([r.get("host.name") for r in resources], pa.string()
+                              ).take(resource),
+        "scope_name": pa.array([ss.scope.name or None for ss in scopes], pa.string()
+                               ).take(scope),
+        "resource_attributes": pa.array(resources, ATTRS).take(resource),
+        "attributes": _attributes(buf, spans, attrs, scopes),
+        "events_json": pa.array(
+            [_events(scopes[sc].spans[i]) if events else None
+             for sc, i, events in spans[:, [w.S_SCOPE, w.S_INDEX, w.S_N_EVENTS]].tolist()],
+            pa.string()),
+        "received_at_unix_nano": pa.array(np.full(n, time.time_ns(), dtype=np.int64)),
+    }
+    return (pa.Table.from_arrays(list(cols.values()), schema=SPANS), rejected,
+            REJECTED.format(rejected) if rejected else "")
+
+
+def _strings(data: np.ndarray, offsets: np.ndarray, valid: np.ndarray | None = None
+             ) -> pa.Array:
+    """An Arrow string array over gathered bytes (already valid UTF-8: protobuf checked)."""
+    n = len(offsets) - 1
+    bitmap, nulls = None, 0
+    if valid is not None and not valid.all():
+        bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
+        nulls = int(n - valid.sum())
+    return pa.Array.from_buffers(pa.string(), n, [bitmap, pa.py_buffer(offsets),
+                                                  pa.py_buffer(data)], null_count=nulls)
+
+
+def _text(buf: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, *,
+          null_if_empty: bool = True) -> pa.Array:
+    return _strings(*w.gather(buf, offsets, lengths), lengths > 0 if null_if_empty else None)
+
+
+def _hex(buf: np.ndarray, spans: np.ndarray, col: int) -> pa.Array:
+    lengths = spans[:, col + 1]
+    return _strings(*w.gather_hex(buf, spans[:, col], lengths), lengths > 0)
+
+
+def _attributes(buf: np.ndarray, spans: np.ndarray, attrs: np.ndarray,
+                scopes: list[ScopeSpans]) -> pa.Array:
+    """Each span's attributes as a map; a key repeated within a span keeps its last value."""
+    counts = spans[:, w.S_N_ATTRS]
+    total = int(counts.sum())
+    owner = np.repeat(np.arange(len(spans)), counts)
+    before = np.cumsum(counts) - counts
+    index = np.repeat(spans[:, w.S_ATTRS] - before, counts) + np.arange(total)
+    keep = attrs[index, w.A_KEEP] == 1
+    a = attrs[index[keep]]
+    map_offsets = np.zeros(len(spans) + 1, dtype=np.int32)
+    np.cumsum(np.bincount(owner[keep], minlength=len(spans)), out=map_offsets[1:])
+    keys = _text(buf, a[:, w.A_KEY], a[:, w.A_KEY + 1], null_if_empty=False)
+    kinds = a[:, w.A_KIND]
+    # Doubles, arrays, maps and bytes are rare: their text is made in Python, as before.
+    other = np.flatnonzero(kinds >= w.K_DOUBLE)
+    owners = owner[keep][other]
+    texts = [double_text(bits) if kind == w.K_DOUBLE else
+             to_text(scopes[spans[o, w.S_SCOPE]].spans[spans[o, w.S_INDEX]].attributes[pos].value)
+             for kind, bits, o, pos in zip(kinds[other].tolist(),
+                                           a[other, w.A_SCALAR].view(np.float64).tolist(),
+                                           owners.tolist(), a[other, w.A_POS].tolist(),
+                                           strict=True)]
+    encoded = [t.encode() for t in texts]
+    extra = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+    extra_offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum([len(b) for b in encoded], out=extra_offsets[1:])
+    values = _strings(*w.value_text(buf, kinds, a[:, w.A_VALUE], a[:, w.A_VALUE + 1],
+                                    a[:, w.A_SCALAR], extra, extra_offsets),
+                      kinds != w.K_NONE)
+    return pa.MapArray.from_arrays(pa.array(map_offsets), keys, values, type=ATTRS)
+
+
+def flatten_traces_by_objects(req: ExportTraceServiceRequest) -> tuple[pa.Table, int, str]:
+    """The same rows through protobuf's objects (slow; see the module docstring)."""
     rows = []  # (span, resource attributes, service, host, scope name)
     rejected = 0
     for rs in req.resource_spans:
         res = attr_map(rs.resource.attributes)
-        service, host = _resource_fields(res)
+        service, host = res.get("service.name"), res.get("host.name")
         for ss in rs.scope_spans:
             scope = ss.scope.name or None
             for sp in ss.spans:
@@ -32,7 +146,6 @@ def flatten_traces(req: ExportTraceServiceRequest) -> tuple[pa.Table, int, str]:
                 else:
                     rows.append((sp, res, service, host, scope))
     spans = [r[0] for r in rows]
-    # Column by column: list comprehensions are the fast way to walk protobuf in Python.
     cols = {
         "trace_id": [sp.trace_id.hex() for sp in spans],
         "span_id": [sp.span_id.hex() for sp in spans],
@@ -51,9 +164,8 @@ def flatten_traces(req: ExportTraceServiceRequest) -> tuple[pa.Table, int, str]:
         "events_json": [_events(sp) if len(sp.events) else None for sp in spans],
         "received_at_unix_nano": [time.time_ns()] * len(spans),
     }
-    message = (f"{rejected} span(s) rejected: trace_id must be 16 non-zero bytes, span_id 8"
-               if rejected else "")
-    return pa.Table.from_pydict(cols, schema=SPANS), rejected, message
+    return (pa.Table.from_pydict(cols, schema=SPANS), rejected,
+            REJECTED.format(rejected) if rejected else "")
 
 
 def _events(sp: Span) -> str:

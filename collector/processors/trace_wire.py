@@ -1,0 +1,408 @@
+"""A compiled walk over the OTLP trace wire format: where each span's fields and attributes are.
+
+Reading 512 spans of 15 attributes through protobuf's Python objects costs ≈ 14 µs a span,
+most of it creating one wrapper object per attribute; this walk (numba, no objects) finds
+the same fields as byte offsets in ≈ 0.2 µs a span, and the gathers below copy them into
+Arrow buffers. The body has already been parsed by protobuf (which validated structure and
+UTF-8), so the walk may trust lengths; it still checks every bound and answers
+``UNSUPPORTED`` rather than guess, and the caller then takes the object path.
+
+Semantics follow protobuf's: for a field seen twice the last one wins (for a message field,
+its fields merge); a field with an unexpected wire type is an unknown field and skipped.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+UNSUPPORTED = -1  # groups (wire types 3/4) or a bound overrun: let protobuf's objects do it
+
+# Columns of the span table.
+S_RESOURCE, S_SCOPE, S_INDEX = 0, 1, 2  # which ResourceSpans / ScopeSpans; index in its scope
+S_TRACE, S_SPAN, S_PARENT, S_NAME, S_MESSAGE = 3, 5, 7, 9, 11  # (offset, length) pairs
+S_KIND, S_START, S_END, S_CODE = 13, 14, 15, 16
+S_ATTRS, S_N_ATTRS, S_N_EVENTS = 17, 18, 19
+SPAN_COLS = 20
+
+# Columns of the attribute table.
+A_KEY = 0  # (offset, length)
+A_KIND, A_VALUE, A_SCALAR, A_KEEP, A_POS = 2, 3, 5, 6, 7  # A_VALUE: (offset, length)
+ATTR_COLS = 8
+
+# AnyValue kinds, numbered as its oneof fields; 0 is a value with nothing set.
+K_NONE, K_STRING, K_BOOL, K_INT, K_DOUBLE = 0, 1, 2, 3, 4
+
+
+@njit(cache=True, nogil=True)
+def _varint(buf: np.ndarray, pos: int, end: int) -> tuple[int, int]:
+    result = 0
+    shift = 0
+    while pos < end and shift < 64:
+        b = buf[pos]
+        pos += 1
+        result |= (np.uint64(b) & np.uint64(0x7F)) << np.uint64(shift)
+        if b < 0x80:
+            return result, pos
+        shift += 7
+    return 0, -1
+
+
+@njit(cache=True, nogil=True)
+def _fixed64(buf: np.ndarray, pos: int) -> int:
+    v = np.uint64(0)
+    for i in range(8):
+        v |= np.uint64(buf[pos + i]) << np.uint64(8 * i)
+    return np.int64(v)
+
+
+@njit(cache=True, nogil=True)
+def _skip(buf: np.ndarray, pos: int, end: int, wire: int) -> int:
+    if wire == 0:
+        _, pos = _varint(buf, pos, end)
+    elif wire == 1:
+        pos += 8
+    elif wire == 5:
+        pos += 4
+    elif wire == 2:
+        n, pos = _varint(buf, pos, end)
+        if pos >= 0:
+            pos += n
+    else:
+        return -1
+    return pos if pos <= end else -1
+
+
+@njit(cache=True, nogil=True)
+def _any_value(buf: np.ndarray, pos: int, end: int, attrs: np.ndarray, a: int,
+               fill: bool) -> int:
+    while pos < end:
+        tag, pos = _varint(buf, pos, end)
+        if pos < 0:
+            return -1
+        field, wire = tag >> 3, tag & 7
+        if wire == 2 and field in (1, 5, 6, 7):  # string, array, kvlist, bytes
+            n, pos = _varint(buf, pos, end)
+            if pos < 0 or pos + n > end:
+                return -1
+            if fill:
+                attrs[a, A_KIND] = field
+                attrs[a, A_VALUE] = pos
+                attrs[a, A_VALUE + 1] = n
+            pos += n
+        elif wire == 0 and field in (2, 3):  # bool, int
+            v, pos = _varint(buf, pos, end)
+            if pos < 0:
+                return -1
+            if fill:
+                attrs[a, A_KIND] = field
+                attrs[a, A_SCALAR] = np.int64(v)
+        elif wire == 1 and field == 4:  # double, kept as its bits
+            if pos + 8 > end:
+                return -1
+            if fill:
+                attrs[a, A_KIND] = K_DOUBLE
+                attrs[a, A_SCALAR] = _fixed64(buf, pos)
+            pos += 8
+        else:
+            pos = _skip(buf, pos, end, wire)
+            if pos < 0:
+                return -1
+    return pos
+
+
+@njit(cache=True, nogil=True)
+def _key_value(buf: np.ndarray, pos: int, end: int, attrs: np.ndarray, a: int,
+               fill: bool) -> int:
+    while pos < end:
+        tag, pos = _varint(buf, pos, end)
+        if pos < 0:
+            return -1
+        field, wire = tag >> 3, tag & 7
+        if wire == 2 and field in (1, 2):
+            n, pos = _varint(buf, pos, end)
+            if pos < 0 or pos + n > end:
+                return -1
+            if field == 1:
+                if fill:
+                    attrs[a, A_KEY] = pos
+                    attrs[a, A_KEY + 1] = n
+            elif _any_value(buf, pos, pos + n, attrs, a, fill) < 0:
+                return -1
+            pos += n
+        else:
+            pos = _skip(buf, pos, end, wire)
+            if pos < 0:
+                return -1
+    return pos
+
+
+@njit(cache=True, nogil=True)
+def _same(buf: np.ndarray, a: int, a_len: int, b: int, b_len: int) -> bool:
+    if a_len != b_len:
+        return False
+    for i in range(a_len):
+        if buf[a + i] != buf[b + i]:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _span(buf: np.ndarray, pos: int, end: int, spans: np.ndarray, s: int, attrs: np.ndarray,
+          a: int, fill: bool) -> tuple[int, int]:
+    """Walk one Span; return (position after it, attributes used)."""
+    first = a
+    while pos < end:
+        tag, pos = _varint(buf, pos, end)
+        if pos < 0:
+            return -1, a
+        field, wire = tag >> 3, tag & 7
+        if wire == 2 and field in (1, 2, 4, 5, 9, 11, 15):
+            n, pos = _varint(buf, pos, end)
+            if pos < 0 or pos + n > end:
+                return -1, a
+            if field == 9:
+                if fill:
+                    attrs[a, :] = 0
+                    attrs[a, A_KEEP] = 1
+                    attrs[a, A_POS] = a - first
+                if _key_value(buf, pos, pos + n, attrs, a, fill) < 0:
+                    return -1, a
+                a += 1
+            elif field == 15:  # Status: message = 2, code = 3
+                p, stop = pos, pos + n
+                while p < stop:
+                    t, p = _varint(buf, p, stop)
+                    if p < 0:
+                        return -1, a
+                    if t == (2 << 3 | 2):
+                        m, p = _varint(buf, p, stop)
+                        if p < 0 or p + m > stop:
+                            return -1, a
+                        if fill:
+                            spans[s, S_MESSAGE] = p
+                            spans[s, S_MESSAGE + 1] = m
+                        p += m
+                    elif t == (3 << 3 | 0):
+                        v, p = _varint(buf, p, stop)
+                        if fill:
+                            spans[s, S_CODE] = np.int32(np.int64(v))
+                    else:
+                        p = _skip(buf, p, stop, t & 7)
+                    if p < 0:
+                        return -1, a
+            elif fill:
+                if field == 11:
+                    spans[s, S_N_EVENTS] += 1
+                else:
+                    col = (S_TRACE if field == 1 else S_SPAN if field == 2
+                           else S_PARENT if field == 4 else S_NAME)
+                    spans[s, col] = pos
+                    spans[s, col + 1] = n
+            pos += n
+        elif wire == 0 and field == 6:
+            v, pos = _varint(buf, pos, end)
+            if pos < 0:
+                return -1, a
+            if fill:
+                spans[s, S_KIND] = np.int32(np.int64(v))
+        elif wire == 1 and field in (7, 8):
+            if pos + 8 > end:
+                return -1, a
+            if fill:
+                spans[s, S_START if field == 7 else S_END] = _fixed64(buf, pos)
+            pos += 8
+        else:
+            pos = _skip(buf, pos, end, wire)
+            if pos < 0:
+                return -1, a
+    if fill:
+        spans[s, S_ATTRS] = first
+        spans[s, S_N_ATTRS] = a - first
+        for i in range(first, a):  # a key seen again later in the span: the later one wins
+            for j in range(i + 1, a):
+                if _same(buf, attrs[i, A_KEY], attrs[i, A_KEY + 1], attrs[j, A_KEY],
+                         attrs[j, A_KEY + 1]):
+                    attrs[i, A_KEEP] = 0
+                    break
+    return pos, a
+
+
+@njit(cache=True, nogil=True)
+def _walk(buf: np.ndarray, spans: np.ndarray, attrs: np.ndarray,
+          fill: bool) -> tuple[int, int]:
+    """Walk an ExportTraceServiceRequest; return (spans, attributes) or UNSUPPORTED."""
+    end = len(buf)
+    pos = 0
+    s = 0
+    a = 0
+    resource = -1
+    scope = -1
+    while pos < end:
+        tag, pos = _varint(buf, pos, end)
+        if pos < 0:
+            return UNSUPPORTED, 0
+        if tag != (1 << 3 | 2):  # not resource_spans
+            pos = _skip(buf, pos, end, tag & 7)
+            if pos < 0:
+                return UNSUPPORTED, 0
+            continue
+        n, pos = _varint(buf, pos, end)
+        if pos < 0 or pos + n > end:
+            return UNSUPPORTED, 0
+        resource += 1
+        rs_end = pos + n
+        while pos < rs_end:
+            tag, pos = _varint(buf, pos, rs_end)
+            if pos < 0:
+                return UNSUPPORTED, 0
+            if tag != (2 << 3 | 2):  # not scope_spans
+                pos = _skip(buf, pos, rs_end, tag & 7)
+                if pos < 0:
+                    return UNSUPPORTED, 0
+                continue
+            n, pos = _varint(buf, pos, rs_end)
+            if pos < 0 or pos + n > rs_end:
+                return UNSUPPORTED, 0
+            scope += 1
+            ss_end = pos + n
+            index = 0
+            while pos < ss_end:
+                tag, pos = _varint(buf, pos, ss_end)
+                if pos < 0:
+                    return UNSUPPORTED, 0
+                if tag != (2 << 3 | 2):  # not spans
+                    pos = _skip(buf, pos, ss_end, tag & 7)
+                    if pos < 0:
+                        return UNSUPPORTED, 0
+                    continue
+                n, pos = _varint(buf, pos, ss_end)
+                if pos < 0 or pos + n > ss_end:
+                    return UNSUPPORTED, 0
+                if fill:
+                    spans[s, :] = 0
+                    spans[s, S_RESOURCE] = resource
+                    spans[s, S_SCOPE] = scope
+                    spans[s, S_INDEX] = index
+                stop, a = _span(buf, pos, pos + n, spans, s, attrs, a, fill)
+                if stop < 0:
+                    return UNSUPPORTED, 0
+                pos = stop
+                s += 1
+                index += 1
+    return s, a
+
+
+def scan(body: bytes) -> tuple[np.ndarray, np.ndarray] | None:
+    """The span and attribute tables of a serialized request, or None if unsupported."""
+    buf = np.frombuffer(body, dtype=np.uint8)
+    empty = np.zeros((0, 0), dtype=np.int64)
+    n_spans, n_attrs = _walk(buf, empty, empty, False)
+    if n_spans == UNSUPPORTED:
+        return None
+    spans = np.empty((n_spans, SPAN_COLS), dtype=np.int64)
+    attrs = np.empty((n_attrs, ATTR_COLS), dtype=np.int64)
+    _walk(buf, spans, attrs, True)
+    return spans, attrs
+
+
+@njit(cache=True, nogil=True)
+def gather(buf: np.ndarray, offsets: np.ndarray, lengths: np.ndarray
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Copy byte ranges into one buffer with Arrow string offsets."""
+    out_offsets = np.empty(len(offsets) + 1, dtype=np.int32)
+    out_offsets[0] = 0
+    for i in range(len(offsets)):
+        out_offsets[i + 1] = out_offsets[i] + lengths[i]
+    data = np.empty(out_offsets[-1], dtype=np.uint8)
+    for i in range(len(offsets)):
+        data[out_offsets[i]:out_offsets[i + 1]] = buf[offsets[i]:offsets[i] + lengths[i]]
+    return data, out_offsets
+
+
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_TRUE = np.frombuffer(b"true", dtype=np.uint8)
+_FALSE = np.frombuffer(b"false", dtype=np.uint8)
+
+
+@njit(cache=True, nogil=True)
+def gather_hex(buf: np.ndarray, offsets: np.ndarray, lengths: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Byte ranges as lowercase hex text (ids), with Arrow string offsets."""
+    out_offsets = np.empty(len(offsets) + 1, dtype=np.int32)
+    out_offsets[0] = 0
+    for i in range(len(offsets)):
+        out_offsets[i + 1] = out_offsets[i] + 2 * lengths[i]
+    data = np.empty(out_offsets[-1], dtype=np.uint8)
+    for i in range(len(offsets)):
+        o = out_offsets[i]
+        for j in range(lengths[i]):
+            b = buf[offsets[i] + j]
+            data[o + 2 * j] = _HEX[b >> 4]
+            data[o + 2 * j + 1] = _HEX[b & 15]
+    return data, out_offsets
+
+
+@njit(cache=True, nogil=True)
+def _decimal(v: int, out: np.ndarray, o: int, write: bool) -> int:
+    """Write ``v`` in decimal at ``out[o:]`` (when ``write``); return its length."""
+    u = np.uint64(v)
+    negative = v < 0
+    if negative:
+        u = np.uint64(0) - u  # two's complement magnitude, right for INT64_MIN too
+    digits = 1
+    t = u
+    while t >= np.uint64(10):
+        t //= np.uint64(10)
+        digits += 1
+    n = digits + (1 if negative else 0)
+    if write:
+        if negative:
+            out[o] = 45  # '-'
+        for i in range(digits):
+            out[o + n - 1 - i] = 48 + np.uint8(u % np.uint64(10))
+            u //= np.uint64(10)
+    return n
+
+
+@njit(cache=True, nogil=True)
+def value_text(buf: np.ndarray, kinds: np.ndarray, offsets: np.ndarray, lengths: np.ndarray,
+               scalars: np.ndarray, extra: np.ndarray, extra_offsets: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Attribute values as text, with Arrow string offsets: strings verbatim, ints in decimal,
+    bools as JSON; every other kind's text comes precomputed, in order, in ``extra``."""
+    n = len(kinds)
+    out_offsets = np.empty(n + 1, dtype=np.int32)
+    out_offsets[0] = 0
+    scratch = np.empty(0, dtype=np.uint8)
+    e = 0
+    for i in range(n):
+        k = kinds[i]
+        if k == K_STRING:
+            size = lengths[i]
+        elif k == K_BOOL:
+            size = 4 if scalars[i] != 0 else 5
+        elif k == K_INT:
+            size = _decimal(scalars[i], scratch, 0, False)
+        elif k == K_NONE:
+            size = 0
+        else:
+            size = extra_offsets[e + 1] - extra_offsets[e]
+            e += 1
+        out_offsets[i + 1] = out_offsets[i] + size
+    data = np.empty(out_offsets[-1], dtype=np.uint8)
+    e = 0
+    for i in range(n):
+        k = kinds[i]
+        o = out_offsets[i]
+        if k == K_STRING:
+            data[o:out_offsets[i + 1]] = buf[offsets[i]:offsets[i] + lengths[i]]
+        elif k == K_BOOL:
+            word = _TRUE if scalars[i] != 0 else _FALSE
+            data[o:o + len(word)] = word
+        elif k == K_INT:
+            _decimal(scalars[i], data, o, True)
+        elif k != K_NONE:
+            data[o:out_offsets[i + 1]] = extra[extra_offsets[e]:extra_offsets[e + 1]]
+            e += 1
+    return data, out_offsets
