@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from collector.batcher import DurableBatcher
 from collector.compactor import Compactor
 from collector.exporters.parquet import ParquetSegmentSink
+from collector.processors.traces import warm_up
 from collector.receivers.otlp_grpc import start_grpc
 from collector.receivers.otlp_http import OtlpHttpServer
 from collector.receivers.security import Security
@@ -31,6 +32,7 @@ class Collector:
     telemetry_interval_s: float = 10.0
 
     def start(self) -> Collector:
+        log.info("trace decoder ready in %.1f s", warm_up())
         write_catalog(self.data)
         self.batcher = DurableBatcher(ParquetSegmentSink(self.data))
         self.compactor = Compactor(self.data, self.retention_days,

@@ -26,7 +26,8 @@ class Signal:
     http_path: str
     request_type: type[Message]
     response_type: type[Message]
-    flatten: Callable[[Message], tuple[pa.Table, int, str]]
+    # (request, the request's bytes as received if at hand) → (rows, rejected, message)
+    flatten: Callable[[Message, bytes | None], tuple[pa.Table, int, str]]
     table: str
     rejected_field: str  # field of partial_success holding the rejected count
 
@@ -44,12 +45,14 @@ class NotDurable(RuntimeError):
 
 
 def ingest(signal: Signal, request: Message, batcher: DurableBatcher,
-           telemetry: Telemetry | None = None, timeout_s: float = 30.0) -> Message:
+           telemetry: Telemetry | None = None, timeout_s: float = 30.0,
+           raw: bytes | None = None) -> Message:
     """Flatten, hand to the batcher, wait until durable; return the OTLP response message.
 
+    ``raw``: the serialized request as received, when the receiver has it.
     Raises :class:`Overloaded` (retry later) or :class:`NotDurable` (write failed/timed out).
     """
-    rows, rejected, message = signal.flatten(request)
+    rows, rejected, message = signal.flatten(request, raw)
     if rows.num_rows:
         future = batcher.submit(signal.table, rows)
         try:

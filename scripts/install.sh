@@ -17,3 +17,5 @@ if [ "${1:-}" = "--test" ]; then
 else
   .venv/bin/python -m pip install -q -e .
 fi
+# Compile the collector's trace decoder once now (numba caches it), not at the first start.
+.venv/bin/python -c "from collector.processors.traces import warm_up; warm_up()"

@@ -27,8 +27,10 @@ def _number(point) -> float | None:
     return None
 
 
-def flatten_metrics(req: ExportMetricsServiceRequest) -> tuple[pa.Table, int, str]:
-    """Return (rows, rejected data point count, message)."""
+def flatten_metrics(req: ExportMetricsServiceRequest, raw: bytes | None = None
+                    ) -> tuple[pa.Table, int, str]:
+    """Return (rows, rejected data point count, message); read through protobuf's objects
+    (metrics come a few hundred points at a time), so ``raw`` is not needed."""
     cols: dict[str, list] = {f.name: [] for f in METRIC_POINTS}
     rejected = 0
     now = time.time_ns()

@@ -161,7 +161,8 @@ class _Handler(BaseHTTPRequestHandler):
                          f"cannot decode {signal.name} request: {e}", reply_type)
             return
         try:
-            response = ingest(signal, request, self.server.batcher, self.server.telemetry)
+            response = ingest(signal, request, self.server.batcher, self.server.telemetry,
+                              raw=raw if ctype == PROTOBUF else None)
         except (Overloaded, NotDurable) as e:
             self._status(503, code_pb2.UNAVAILABLE, str(e), reply_type,
                          {"Retry-After": str(Overloaded.retry_after_s)})

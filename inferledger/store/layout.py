@@ -88,7 +88,8 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_parquet_atomic(table: pa.Table, path: Path, *, durable: bool = True) -> Path:
+def write_parquet_atomic(table: pa.Table, path: Path, *, durable: bool = True,
+                         compression: str = "zstd") -> Path:
     """Write ``table`` to ``path`` so readers see either the old file or the whole new one.
 
     The temporary name does not end in ``.parquet``, so globs never pick up a half-written
@@ -97,7 +98,7 @@ def write_parquet_atomic(table: pa.Table, path: Path, *, durable: bool = True) -
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    pq.write_table(table, tmp, compression="zstd")
+    pq.write_table(table, tmp, compression=compression)
     if durable:
         publish_durably(tmp, path)
     else:
