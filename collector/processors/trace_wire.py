@@ -18,6 +18,7 @@ import numpy as np
 from numba import njit
 
 UNSUPPORTED = -1  # groups (wire types 3/4) or a bound overrun: let protobuf's objects do it
+NONE_LEFT = -2
 
 # Columns of the span table.
 S_RESOURCE, S_SCOPE, S_INDEX = 0, 1, 2  # which ResourceSpans / ScopeSpans; index in its scope
@@ -77,22 +78,37 @@ def _skip(buf: np.ndarray, pos: int, end: int, wire: int) -> int:
 
 
 @njit(cache=True, nogil=True)
+def _tag(buf: np.ndarray, pos: int, end: int) -> tuple[int, int, int]:
+    """(field number, wire type, position after the tag); wire type -1 if cut short, which
+    every caller's ``_skip`` then refuses."""
+    tag, pos = _varint(buf, pos, end)
+    if pos < 0:
+        return 0, -1, end
+    return tag >> 3, tag & 7, pos
+
+
+@njit(cache=True, nogil=True)
+def _length(buf: np.ndarray, pos: int, end: int) -> tuple[int, int]:
+    """Start and end of the length-delimited payload at ``pos``; (-1, 0) if it overruns."""
+    n, pos = _varint(buf, pos, end)
+    if pos < 0 or pos + n > end:
+        return -1, 0
+    return pos, pos + n
+
+
+@njit(cache=True, nogil=True)
 def _any_value(buf: np.ndarray, pos: int, end: int, attrs: np.ndarray, a: int,
                fill: bool) -> int:
     while pos < end:
-        tag, pos = _varint(buf, pos, end)
-        if pos < 0:
-            return -1
-        field, wire = tag >> 3, tag & 7
+        field, wire, pos = _tag(buf, pos, end)
         if wire == 2 and field in (1, 5, 6, 7):  # string, array, kvlist, bytes
-            n, pos = _varint(buf, pos, end)
-            if pos < 0 or pos + n > end:
+            start, pos = _length(buf, pos, end)
+            if start < 0:
                 return -1
             if fill:
                 attrs[a, A_KIND] = field
-                attrs[a, A_VALUE] = pos
-                attrs[a, A_VALUE + 1] = n
-            pos += n
+                attrs[a, A_VALUE] = start
+                attrs[a, A_VALUE + 1] = pos - start
         elif wire == 0 and field in (2, 3):  # bool, int
             v, pos = _varint(buf, pos, end)
             if pos < 0:
@@ -118,21 +134,17 @@ def _any_value(buf: np.ndarray, pos: int, end: int, attrs: np.ndarray, a: int,
 def _key_value(buf: np.ndarray, pos: int, end: int, attrs: np.ndarray, a: int,
                fill: bool) -> int:
     while pos < end:
-        tag, pos = _varint(buf, pos, end)
-        if pos < 0:
-            return -1
-        field, wire = tag >> 3, tag & 7
+        field, wire, pos = _tag(buf, pos, end)
         if wire == 2 and field in (1, 2):
-            n, pos = _varint(buf, pos, end)
-            if pos < 0 or pos + n > end:
+            start, pos = _length(buf, pos, end)
+            if start < 0:
                 return -1
             if field == 1:
                 if fill:
-                    attrs[a, A_KEY] = pos
-                    attrs[a, A_KEY + 1] = n
-            elif _any_value(buf, pos, pos + n, attrs, a, fill) < 0:
+                    attrs[a, A_KEY] = start
+                    attrs[a, A_KEY + 1] = pos - start
+            elif _any_value(buf, start, pos, attrs, a, fill) < 0:
                 return -1
-            pos += n
         else:
             pos = _skip(buf, pos, end, wire)
             if pos < 0:
@@ -151,6 +163,31 @@ def _same(buf: np.ndarray, a: int, a_len: int, b: int, b_len: int) -> bool:
 
 
 @njit(cache=True, nogil=True)
+def _status(buf: np.ndarray, pos: int, end: int, spans: np.ndarray, s: int, fill: bool) -> int:
+    """Status: message = 2, code = 3."""
+    while pos < end:
+        field, wire, pos = _tag(buf, pos, end)
+        if wire == 2 and field == 2:
+            start, pos = _length(buf, pos, end)
+            if start < 0:
+                return -1
+            if fill:
+                spans[s, S_MESSAGE] = start
+                spans[s, S_MESSAGE + 1] = pos - start
+        elif wire == 0 and field == 3:
+            v, pos = _varint(buf, pos, end)
+            if pos < 0:
+                return -1
+            if fill:
+                spans[s, S_CODE] = np.int32(np.int64(v))
+        else:
+            pos = _skip(buf, pos, end, wire)
+            if pos < 0:
+                return -1
+    return pos
+
+
+@njit(cache=True, nogil=True)
 def _span(buf: np.ndarray, pos: int, end: int, spans: np.ndarray, s: int, attrs: np.ndarray,
           a: int) -> tuple[int, int]:
     """Walk one Span into row ``s`` (if the table has room); return (position after it,
@@ -158,13 +195,10 @@ def _span(buf: np.ndarray, pos: int, end: int, spans: np.ndarray, s: int, attrs:
     first = a
     fill = s < spans.shape[0]
     while pos < end:
-        tag, pos = _varint(buf, pos, end)
-        if pos < 0:
-            return -1, a
-        field, wire = tag >> 3, tag & 7
+        field, wire, pos = _tag(buf, pos, end)
         if wire == 2 and field in (1, 2, 4, 5, 9, 11, 15):
-            n, pos = _varint(buf, pos, end)
-            if pos < 0 or pos + n > end:
+            start, pos = _length(buf, pos, end)
+            if start < 0:
                 return -1, a
             if field == 9:
                 room = a < attrs.shape[0]
@@ -173,40 +207,20 @@ def _span(buf: np.ndarray, pos: int, end: int, spans: np.ndarray, s: int, attrs:
                     attrs[a, A_KEEP] = 1
                     attrs[a, A_SPAN] = s
                     attrs[a, A_POS] = a - first
-                if _key_value(buf, pos, pos + n, attrs, a, room) < 0:
+                if _key_value(buf, start, pos, attrs, a, room) < 0:
                     return -1, a
                 a += 1
-            elif field == 15:  # Status: message = 2, code = 3
-                p, stop = pos, pos + n
-                while p < stop:
-                    t, p = _varint(buf, p, stop)
-                    if p < 0:
-                        return -1, a
-                    if t == (2 << 3 | 2):
-                        m, p = _varint(buf, p, stop)
-                        if p < 0 or p + m > stop:
-                            return -1, a
-                        if fill:
-                            spans[s, S_MESSAGE] = p
-                            spans[s, S_MESSAGE + 1] = m
-                        p += m
-                    elif t == (3 << 3 | 0):
-                        v, p = _varint(buf, p, stop)
-                        if fill:
-                            spans[s, S_CODE] = np.int32(np.int64(v))
-                    else:
-                        p = _skip(buf, p, stop, t & 7)
-                    if p < 0:
-                        return -1, a
+            elif field == 15:
+                if _status(buf, start, pos, spans, s, fill) < 0:
+                    return -1, a
             elif fill:
                 if field == 11:
                     spans[s, S_N_EVENTS] += 1
                 else:
                     col = (S_TRACE if field == 1 else S_SPAN if field == 2
                            else S_PARENT if field == 4 else S_NAME)
-                    spans[s, col] = pos
-                    spans[s, col + 1] = n
-            pos += n
+                    spans[s, col] = start
+                    spans[s, col + 1] = pos - start
         elif wire == 0 and field == 6:
             v, pos = _varint(buf, pos, end)
             if pos < 0:
@@ -242,67 +256,56 @@ def _span(buf: np.ndarray, pos: int, end: int, spans: np.ndarray, s: int, attrs:
 
 
 @njit(cache=True, nogil=True)
+def _next_field(buf: np.ndarray, pos: int, end: int, want: int) -> tuple[int, int]:
+    """Start and end of the next length-delimited field number ``want`` from ``pos`` on,
+    others skipped; (NONE_LEFT, 0) at the end, (UNSUPPORTED, 0) for what the walk declines."""
+    while pos < end:
+        field, wire, pos = _tag(buf, pos, end)
+        if field == want and wire == 2:
+            start, stop = _length(buf, pos, end)
+            return (start, stop) if start >= 0 else (UNSUPPORTED, 0)
+        pos = _skip(buf, pos, end, wire)
+        if pos < 0:
+            return UNSUPPORTED, 0
+    return NONE_LEFT, 0
+
+
+@njit(cache=True, nogil=True)
 def _walk(buf: np.ndarray, spans: np.ndarray, attrs: np.ndarray) -> tuple[int, int]:
     """Walk an ExportTraceServiceRequest into the tables as far as they have room; return
     the (spans, attributes) it holds, or UNSUPPORTED."""
-    end = len(buf)
-    pos = 0
     s = 0
     a = 0
     resource = -1
     scope = -1
-    while pos < end:
-        tag, pos = _varint(buf, pos, end)
-        if pos < 0:
-            return UNSUPPORTED, 0
-        if tag != (1 << 3 | 2):  # not resource_spans
-            pos = _skip(buf, pos, end, tag & 7)
-            if pos < 0:
-                return UNSUPPORTED, 0
-            continue
-        n, pos = _varint(buf, pos, end)
-        if pos < 0 or pos + n > end:
-            return UNSUPPORTED, 0
+    rs, rs_end = _next_field(buf, 0, len(buf), 1)  # resource_spans
+    while rs >= 0:
         resource += 1
-        rs_end = pos + n
-        while pos < rs_end:
-            tag, pos = _varint(buf, pos, rs_end)
-            if pos < 0:
-                return UNSUPPORTED, 0
-            if tag != (2 << 3 | 2):  # not scope_spans
-                pos = _skip(buf, pos, rs_end, tag & 7)
-                if pos < 0:
-                    return UNSUPPORTED, 0
-                continue
-            n, pos = _varint(buf, pos, rs_end)
-            if pos < 0 or pos + n > rs_end:
-                return UNSUPPORTED, 0
+        ss, ss_end = _next_field(buf, rs, rs_end, 2)  # scope_spans
+        while ss >= 0:
             scope += 1
-            ss_end = pos + n
             index = 0
-            while pos < ss_end:
-                tag, pos = _varint(buf, pos, ss_end)
-                if pos < 0:
-                    return UNSUPPORTED, 0
-                if tag != (2 << 3 | 2):  # not spans
-                    pos = _skip(buf, pos, ss_end, tag & 7)
-                    if pos < 0:
-                        return UNSUPPORTED, 0
-                    continue
-                n, pos = _varint(buf, pos, ss_end)
-                if pos < 0 or pos + n > ss_end:
-                    return UNSUPPORTED, 0
+            sp, sp_end = _next_field(buf, ss, ss_end, 2)  # spans
+            while sp >= 0:
                 if s < spans.shape[0]:
                     spans[s, :] = 0
                     spans[s, S_RESOURCE] = resource
                     spans[s, S_SCOPE] = scope
                     spans[s, S_INDEX] = index
-                stop, a = _span(buf, pos, pos + n, spans, s, attrs, a)
+                stop, a = _span(buf, sp, sp_end, spans, s, attrs, a)
                 if stop < 0:
                     return UNSUPPORTED, 0
-                pos = stop
                 s += 1
                 index += 1
+                sp, sp_end = _next_field(buf, sp_end, ss_end, 2)
+            if sp == UNSUPPORTED:
+                return UNSUPPORTED, 0
+            ss, ss_end = _next_field(buf, ss_end, rs_end, 2)
+        if ss == UNSUPPORTED:
+            return UNSUPPORTED, 0
+        rs, rs_end = _next_field(buf, rs_end, len(buf), 1)
+    if rs == UNSUPPORTED:
+        return UNSUPPORTED, 0
     return s, a
 
 
