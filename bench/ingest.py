@@ -166,14 +166,15 @@ def _rss_peak_mb(pid: int) -> float:
 
 
 def phase(name: str, clients: int, seconds: float, rate: float | None, conns: int = 1,
-          reader: bool = True) -> dict:
+          reader: bool = True, workers: list[str] | None = None) -> dict:
     """One collector, fresh store; ``rate`` is the offered load in spans/s (None: flat out)."""
     root = Path(tempfile.mkdtemp(prefix=f"ingest-{name}-"))
     data = DataDir.at(root / "data")
     http_port, grpc_port = _free_port(), _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "inferledger", "collector", "--data", str(data.root),
-         "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--compact-every", "5"],
+         "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--compact-every", "5",
+         *(workers or [])],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for_port("127.0.0.1", http_port, 30)
     fresh: list[float] = []

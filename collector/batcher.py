@@ -3,8 +3,10 @@
 Receivers ``submit`` decoded rows and wait on the returned future; a single writer thread
 drains everything pending, writes one durable segment per table and only then resolves the
 futures, so an acknowledgement always means "on disk". Requests that arrive while a write
-is in progress form the next batch, so batches grow with load by themselves; an idle writer
-lingers only ``linger_s`` (a few ms) for company, never long enough to hold a lone request.
+is in progress form the next batch, so batches grow with load by themselves. Before a write,
+the writer waits (at most ``linger_s``) only for requests it was told are on their way (being
+decoded: :meth:`DurableBatcher.expecting`), so they share one fsync; a lone request is never
+held.
 Pending rows are bounded: past the bound ``submit`` raises :class:`Overloaded` and the
 receiver answers 503 with Retry-After instead of growing memory.
 """
@@ -14,8 +16,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -30,8 +33,6 @@ class Sink(Protocol):
 
 class Overloaded(RuntimeError):
     """Too much data is waiting to be written; the client should retry later."""
-
-    retry_after_s = 1
 
 
 @dataclass
@@ -50,20 +51,30 @@ class DurableBatcher:
         self._linger = linger_s
         self._pending: list[_Pending] = []
         self._pending_rows = 0
+        self._coming = 0  # requests being decoded that will submit (or not) soon
         self._cond = threading.Condition()
         self._closed = False
-        self.written_rows = 0
-        self.refused = 0  # submits refused as Overloaded
         self.on_commit: Callable[[float], None] | None = None  # seconds per durable write
         self._thread = threading.Thread(target=self._run, name="batcher", daemon=True)
         self._thread.start()
+
+    @contextmanager
+    def expecting(self) -> Iterator[None]:
+        """Announce a request that is being decoded and may :meth:`submit` within the block."""
+        with self._cond:
+            self._coming += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._coming -= 1
+                self._cond.notify()
 
     def submit(self, table_name: str, rows: pa.Table) -> Future:
         with self._cond:
             if self._closed:
                 raise Overloaded("collector is shutting down")
             if self._pending_rows and self._pending_rows + rows.num_rows > self._max_pending_rows:
-                self.refused += 1
                 raise Overloaded(f"{self._pending_rows} rows are waiting to be written")
             item = _Pending(table_name, rows)
             self._pending.append(item)
@@ -78,9 +89,11 @@ class DurableBatcher:
                     self._cond.wait()
                 if not self._pending and self._closed:
                     return
-                # Let requests arriving in the same instant join, unless we are closing.
-                if not self._closed and self._linger:
-                    self._cond.wait(self._linger)
+                # Let requests already on their way join, unless we are closing.
+                deadline = time.monotonic() + self._linger
+                while (self._coming and not self._closed
+                       and (left := deadline - time.monotonic()) > 0):
+                    self._cond.wait(left)
                 batch, self._pending = self._pending, []
                 self._pending_rows = 0
             self._commit(batch)
@@ -95,7 +108,6 @@ class DurableBatcher:
                 rows = pa.concat_tables([i.rows for i in items])
                 if rows.num_rows:
                     self._sink.write(name, rows)
-                self.written_rows += rows.num_rows
                 if self.on_commit is not None:
                     self.on_commit(time.perf_counter() - started)
             except Exception as e:

@@ -1,4 +1,5 @@
-"""Wires receivers → batcher → Parquet sink and runs them until stopped."""
+"""Wires receivers → jobs (in worker processes or in this one) → Parquet segments, and runs
+them until stopped."""
 
 from __future__ import annotations
 
@@ -7,14 +8,13 @@ import socket
 import threading
 from dataclasses import dataclass, field
 
-from collector.batcher import DurableBatcher
 from collector.compactor import Compactor
-from collector.exporters.parquet import ParquetSegmentSink
-from collector.processors.traces import warm_up
+from collector.exporters.parquet import sweep_unfinished
 from collector.receivers.otlp_grpc import start_grpc
 from collector.receivers.otlp_http import OtlpHttpServer
 from collector.receivers.security import Security
 from collector.telemetry import Telemetry
+from collector.workers import InProcess, Pipeline, WorkerPool
 from inferledger.store import DataDir, write_catalog
 
 log = logging.getLogger("inferledger.collector")
@@ -30,24 +30,28 @@ class Collector:
     retention_days: dict[str, int] = field(default_factory=dict)
     security: Security = field(default_factory=Security)
     telemetry_interval_s: float = 10.0
+    workers: int = 0  # worker processes decoding and writing; 0: in this process
 
     def start(self) -> Collector:
-        log.info("trace decoder ready in %.1f s", warm_up())
         write_catalog(self.data)
-        self.batcher = DurableBatcher(ParquetSegmentSink(self.data))
+        sweep_unfinished(self.data)  # before any worker writes
+        self.pipeline: Pipeline = (WorkerPool(self.data, self.workers) if self.workers
+                                   else InProcess.open(self.data))
         self.compactor = Compactor(self.data, self.retention_days,
                                    grace_s=self.compact_every_s).start()
         self.security.warn_if_exposed(self.host)
         self.telemetry = Telemetry(self.data, socket.gethostname(), self.telemetry_interval_s)
-        self.http = OtlpHttpServer((self.host, self.http_port), self.batcher,
+        self.http = OtlpHttpServer((self.host, self.http_port), self.pipeline,
                                    security=self.security, telemetry=self.telemetry)
         self.http_port = self.http.server_address[1]
-        self.telemetry.attach(self.batcher, lambda: self.http.throttled)
+        self.telemetry.attach(self.pipeline, lambda: self.http.throttled)
         self.http.start()
-        self.grpc, self.grpc_port = start_grpc(f"{self.host}:{self.grpc_port}", self.batcher,
+        self.grpc, self.grpc_port = start_grpc(f"{self.host}:{self.grpc_port}", self.pipeline,
                                                self.security, self.telemetry)
-        log.info("OTLP/gRPC on %s:%d, OTLP/HTTP on http://%s:%d, store %s",
-                 self.host, self.grpc_port, self.host, self.http_port, self.data.root)
+        log.info("OTLP/gRPC on %s:%d, OTLP/HTTP on http://%s:%d, %s, store %s",
+                 self.host, self.grpc_port, self.host, self.http_port,
+                 f"{self.workers} worker processes" if self.workers else "no worker processes",
+                 self.data.root)
         return self
 
     def stop(self) -> None:
@@ -55,10 +59,10 @@ class Collector:
         self.grpc.stop(grace=5).wait()
         self.http.shutdown()
         self.http.server_close()
-        self.telemetry.shutdown()  # its last export goes through the batcher
-        self.batcher.close()
+        self.telemetry.shutdown()  # its last export goes through the pipeline
+        self.pipeline.close()
         self.compactor.stop()
-        log.info("collector stopped; %d rows written", self.batcher.written_rows)
+        log.info("collector stopped")
 
     def serve_until(self, stop: threading.Event) -> None:
         stop.wait()

@@ -3,7 +3,7 @@
 Accepted, rejected, throttled and duplicate items, the write queue's depth, how long each
 durable flush took, and the raw store's size. The OpenTelemetry SDK aggregates them; every
 ``interval_s`` its exporter encodes them with the standard OTLP encoder and hands them to
-the same ingest path the receivers use (no network hop, no second store). Counters are
+the same pipeline the receivers use (no network hop, no second store). Counters are
 cumulative, so an export refused under overload loses nothing: the next one carries the
 totals. Query them as ``stg_collector_metrics``.
 """
@@ -14,9 +14,9 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
-import pyarrow.compute as pc
+import numpy as np
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
@@ -28,9 +28,11 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.resources import Resource
 
-from collector.batcher import DurableBatcher, Overloaded
-from collector.signals import METRICS, NotDurable, ingest
+from collector import jobs
 from inferledger.store import DataDir
+
+if TYPE_CHECKING:
+    from collector.workers import Pipeline
 
 log = logging.getLogger("inferledger.collector")
 
@@ -40,8 +42,8 @@ SERVICE = "inferledger-collector"
 class RecentKeys:
     """The last ``capacity`` span keys seen, to count exporter retries that repeat spans.
 
-    Kept as hashes (a retry comes within seconds; 200k keys are a few seconds of a busy
-    collector, in ≈ 20 MB), so a rare collision can only make the count one too high.
+    Kept as 64-bit hashes (a retry comes within seconds; 200k keys are a few seconds of a
+    busy collector, in ≈ 20 MB), so a rare collision can only make the count one too high.
     """
 
     def __init__(self, capacity: int = 200_000) -> None:
@@ -50,10 +52,10 @@ class RecentKeys:
         self._seen: set[int] = set()
         self._lock = threading.Lock()
 
-    def duplicates(self, keys: Iterable[str]) -> int:
+    def duplicates(self, keys: Iterable[int]) -> int:
         n = 0
         with self._lock:
-            for k in map(hash, keys):
+            for k in keys:
                 if k in self._seen:
                     n += 1
                     continue
@@ -68,8 +70,9 @@ class Telemetry:
     def __init__(self, data: DataDir, host: str, interval_s: float = 10.0) -> None:
         self.data = data
         self.recent = RecentKeys()
-        self.batcher: DurableBatcher | None = None
+        self.pipeline: Pipeline | None = None
         self.http_throttled: Callable[[], int] = lambda: 0
+        self.refused = 0  # outcomes UNAVAILABLE: the pipeline was full or could not write
         reader = PeriodicExportingMetricReader(_IngestExporter(self),
                                                export_interval_millis=interval_s * 1000)
         self.provider = MeterProvider(
@@ -95,28 +98,31 @@ class Telemetry:
         meter.create_observable_gauge("inferledger.collector.store.files", [self._store_files],
                                       unit="{file}", description="raw segment files")
 
-    def attach(self, batcher: DurableBatcher, http_throttled: Callable[[], int]) -> None:
-        """The batcher (where exports go, whose queue and refusals are measured) and the
-        HTTP receiver's count of requests refused for lack of a slot."""
-        self.batcher, self.http_throttled = batcher, http_throttled
-        batcher.on_commit = self.flush_duration.record
+    def attach(self, pipeline: Pipeline, http_throttled: Callable[[], int]) -> None:
+        """The pipeline (where exports go, whose queue is measured) and the HTTP receiver's
+        count of requests refused for lack of a slot."""
+        self.pipeline, self.http_throttled = pipeline, http_throttled
 
-    def ingested(self, signal: str, accepted: int, rejected: int, rows: pa.Table) -> None:
-        self.items.add(accepted, {"signal": signal, "outcome": "accepted"})
-        if rejected:
-            self.items.add(rejected, {"signal": signal, "outcome": "rejected"})
-        if signal == "traces" and rows.num_rows:
-            keys = pc.binary_join_element_wise(rows["trace_id"], rows["span_id"], ":")
-            dups = self.recent.duplicates(keys.to_pylist())
+    def record(self, signal: str, outcome: jobs.Outcome) -> None:
+        """Count one request's outcome (every receiver calls this)."""
+        if outcome.accepted:
+            self.items.add(outcome.accepted, {"signal": signal, "outcome": "accepted"})
+        if outcome.rejected:
+            self.items.add(outcome.rejected, {"signal": signal, "outcome": "rejected"})
+        if outcome.status == jobs.UNAVAILABLE:
+            self.refused += 1
+        if outcome.span_keys:
+            dups = self.recent.duplicates(np.frombuffer(outcome.span_keys, np.uint64).tolist())
             if dups:
                 self.duplicate_spans.add(dups)
+        for seconds in outcome.flushes:
+            self.flush_duration.record(seconds)
 
     def _queue(self, _: CallbackOptions) -> Sequence[Observation]:
-        return [Observation(self.batcher.pending_rows if self.batcher else 0)]
+        return [Observation(self.pipeline.pending_rows if self.pipeline else 0)]
 
     def _throttled(self, _: CallbackOptions) -> Sequence[Observation]:
-        refused = self.batcher.refused if self.batcher else 0
-        return [Observation(refused + self.http_throttled())]
+        return [Observation(self.refused + self.http_throttled())]
 
     def _segments(self) -> list:
         return [p.stat().st_size for p in self.data.raw.glob("*/day=*/*.parquet")]
@@ -139,12 +145,15 @@ class _IngestExporter(MetricExporter):
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000,
                **_: object) -> MetricExportResult:
-        if self.telemetry.batcher is None:
+        pipeline = self.telemetry.pipeline
+        if pipeline is None:
             return MetricExportResult.FAILURE
-        try:
-            ingest(METRICS, encode_metrics(metrics_data), self.telemetry.batcher, self.telemetry)
-        except (Overloaded, NotDurable) as e:
-            log.info("own metrics not written this round (%s); totals follow next time", e)
+        body = encode_metrics(metrics_data).SerializeToString()
+        outcome = pipeline.submit(jobs.Job("metrics", body))
+        self.telemetry.record("metrics", outcome)
+        if outcome.status != jobs.OK:
+            log.info("own metrics not written this round (%s); totals follow next time",
+                     outcome.message)
             return MetricExportResult.FAILURE
         return MetricExportResult.SUCCESS
 

@@ -68,6 +68,12 @@ def _settings(args: argparse.Namespace):
 
 
 # -- roles ------------------------------------------------------------------------------
+def _default_workers() -> int:
+    """One worker process per core (at most 4); none on a single core."""
+    cores = len(os.sched_getaffinity(0))
+    return min(cores, 4) if cores > 1 else 0
+
+
 def cmd_collector(args: argparse.Namespace) -> int:
     from collector.receivers.security import Security
     from collector.service import Collector
@@ -81,9 +87,10 @@ def cmd_collector(args: argparse.Namespace) -> int:
             raise ValueError(f"--retain {item!r}: expected TABLE=DAYS, e.g. spans=30")
         retention[table] = int(days)
     security = Security.from_files(args.auth_token_file, args.tls_cert, args.tls_key)
+    workers = args.workers if args.workers is not None else _default_workers()
     Collector(DataDir.at(args.data), args.listen, args.grpc_port, args.http_port,
               compact_every_s=args.compact_every, retention_days=retention,
-              security=security).start().serve_until(stop)
+              security=security, workers=workers).start().serve_until(stop)
     return 0
 
 
@@ -437,6 +444,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--retain", action="append", default=[], metavar="TABLE=DAYS",
                    help="delete raw day partitions older than DAYS (spans, metric_points; "
                    "repeatable; default: keep everything)")
+    c.add_argument("--workers", type=int, metavar="N",
+                   help="processes that decode and write requests, so ingest uses more than "
+                   "one core (default: one per core, at most 4; 0 on one core: all in the "
+                   "receiving process)")
     c.add_argument("--auth-token-file", type=Path, metavar="FILE",
                    help="require 'Authorization: Bearer <token>' with the token in FILE")
     c.add_argument("--tls-cert", type=Path, metavar="PEM", help="serve both ports over TLS")

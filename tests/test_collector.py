@@ -154,7 +154,7 @@ def test_http_overload_is_503_with_retry_after(collector) -> None:
     def refuse(*_a, **_k):
         raise Overloaded("busy")
 
-    collector.batcher.submit = refuse
+    collector.pipeline.ingestor.batcher.submit = refuse
     req = ExportTraceServiceRequest()
     req.resource_spans.add().scope_spans.add().spans.add(
         trace_id=b"\x01" * 16, span_id=b"\x02" * 8, name="x")
@@ -167,10 +167,11 @@ def test_http_overload_is_503_with_retry_after(collector) -> None:
 def test_requests_past_the_in_flight_bound_get_503_at_once() -> None:
     """Memory stays bounded however many clients connect: excess requests are refused."""
     from collector.receivers.otlp_http import OtlpHttpServer
+    from collector.workers import InProcess
 
     sink = _SlowSink()
-    batcher = DurableBatcher(sink, linger_s=0.0)
-    server = OtlpHttpServer(("127.0.0.1", 0), batcher, max_in_flight=1)
+    pipeline = InProcess(DurableBatcher(sink, linger_s=0.0))
+    server = OtlpHttpServer(("127.0.0.1", 0), pipeline, max_in_flight=1)
     server.start()
     url = f"http://127.0.0.1:{server.server_address[1]}/v1/traces"
     req = ExportTraceServiceRequest()
@@ -200,7 +201,7 @@ def test_requests_past_the_in_flight_bound_get_503_at_once() -> None:
         sink.release.set()
         server.shutdown()
         server.server_close()
-        batcher.close()
+        pipeline.close()
 
 
 def test_duplicates_from_retries_are_counted_once(collector, data) -> None:

@@ -12,40 +12,30 @@ import logging
 import socket
 import ssl
 import threading
-import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
 from google.protobuf import json_format
-from google.protobuf.message import DecodeError, Message
 from google.rpc import code_pb2, status_pb2
 
-from collector.batcher import DurableBatcher, Overloaded
-from collector.processors.otlp_json import parse_json
+from collector import jobs
 from collector.receivers.security import Security
-from collector.signals import SIGNALS, NotDurable, Signal, ingest
+from collector.signals import SIGNALS, Signal
 
 if TYPE_CHECKING:
     from collector.telemetry import Telemetry
+    from collector.workers import Pipeline
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 20 * 1024 * 1024  # OTLP's recommended limit, applied after decompression
 MAX_IN_FLIGHT = 8  # requests being decoded and written at once; past it, 503 at once
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
-
-
-class _BodyTooLarge(Exception):
-    pass
-
-
-def _gunzip_bounded(body: bytes, limit: int) -> bytes:
-    d = zlib.decompressobj(wbits=31)
-    out = d.decompress(body, limit + 1)
-    if len(out) > limit or d.unconsumed_tail:
-        raise _BodyTooLarge
-    return out
+# An outcome → HTTP status and google.rpc code (OTLP/HTTP specification).
+_CODES = {jobs.INVALID: (400, code_pb2.INVALID_ARGUMENT),
+          jobs.TOO_LARGE: (413, code_pb2.INVALID_ARGUMENT),
+          jobs.UNAVAILABLE: (503, code_pb2.UNAVAILABLE),
+          jobs.INTERNAL: (500, code_pb2.INTERNAL)}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -72,12 +62,11 @@ class _Handler(BaseHTTPRequestHandler):
                 else status.SerializeToString())
         self._reply(http_code, body, content_type, headers)
 
-    def _message(self, msg: Message, content_type: str) -> None:
+    def _response(self, signal: Signal, response: bytes, content_type: str) -> None:
         if content_type == JSON:
-            body = json_format.MessageToJson(msg, indent=None).encode()
-        else:
-            body = msg.SerializeToString()
-        self._reply(200, body, content_type)
+            message = signal.response_type.FromString(response)
+            response = json_format.MessageToJson(message, indent=None).encode()
+        self._reply(200, response, content_type)
 
     def do_POST(self) -> None:
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
@@ -97,10 +86,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self._status(400, code_pb2.INVALID_ARGUMENT, "bad Content-Length", reply_type)
             return
-        if length > MAX_BODY_BYTES:
+        if length > jobs.MAX_BODY_BYTES:
             self.close_connection = True
             self._status(413, code_pb2.INVALID_ARGUMENT,
-                         f"body of {length} bytes exceeds {MAX_BODY_BYTES}", reply_type)
+                         f"body of {length} bytes exceeds {jobs.MAX_BODY_BYTES}", reply_type)
             return
         if not self.server.security.authorized(self.headers.get("Authorization")):
             self._discard(length)
@@ -112,7 +101,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._discard(length)
             self.server.throttled += 1
             self._status(503, code_pb2.UNAVAILABLE, "collector busy; retry later", reply_type,
-                         {"Retry-After": str(Overloaded.retry_after_s)})
+                         {"Retry-After": str(jobs.RETRY_AFTER_S)})
             return
         try:
             self._handle(signal, ctype, reply_type, self.rfile.read(length) if length else b"")
@@ -136,49 +125,31 @@ class _Handler(BaseHTTPRequestHandler):
                          reply_type)
             return
         encoding = (self.headers.get("Content-Encoding") or "identity").strip().lower()
-        try:
-            if encoding == "gzip":
-                raw = _gunzip_bounded(raw, MAX_BODY_BYTES)
-            elif encoding not in ("identity", "none", ""):
-                self._status(415, code_pb2.INVALID_ARGUMENT,
-                             f"unsupported Content-Encoding {encoding!r}", reply_type)
-                return
-        except _BodyTooLarge:
-            self._status(413, code_pb2.INVALID_ARGUMENT,
-                         f"decompressed body exceeds {MAX_BODY_BYTES} bytes", reply_type)
+        if encoding not in ("gzip", "identity", "none", ""):
+            self._status(415, code_pb2.INVALID_ARGUMENT,
+                         f"unsupported Content-Encoding {encoding!r}", reply_type)
             return
-        except zlib.error as e:
-            self._status(400, code_pb2.INVALID_ARGUMENT, f"bad gzip body: {e}", reply_type)
+        outcome = self.server.pipeline.submit(
+            jobs.Job(signal.name, raw, json=ctype == JSON, gzip=encoding == "gzip"))
+        if self.server.telemetry is not None:
+            self.server.telemetry.record(signal.name, outcome)
+        if outcome.status == jobs.OK:
+            self._response(signal, outcome.response, reply_type)
             return
-        request = signal.request_type()
-        try:
-            if ctype == JSON:
-                parse_json(raw, request)
-            else:
-                request.ParseFromString(raw)
-        except (ValueError, DecodeError) as e:
-            self._status(400, code_pb2.INVALID_ARGUMENT,
-                         f"cannot decode {signal.name} request: {e}", reply_type)
-            return
-        try:
-            response = ingest(signal, request, self.server.batcher, self.server.telemetry,
-                              raw=raw if ctype == PROTOBUF else None)
-        except (Overloaded, NotDurable) as e:
-            self._status(503, code_pb2.UNAVAILABLE, str(e), reply_type,
-                         {"Retry-After": str(Overloaded.retry_after_s)})
-            return
-        self._message(response, reply_type)
+        http_code, rpc_code = _CODES[outcome.status]
+        retry = {"Retry-After": str(jobs.RETRY_AFTER_S)} if http_code == 503 else None
+        self._status(http_code, rpc_code, outcome.message, reply_type, retry)
 
 
 class OtlpHttpServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], batcher: DurableBatcher,
+    def __init__(self, address: tuple[str, int], pipeline: Pipeline,
                  max_in_flight: int = MAX_IN_FLIGHT, security: Security | None = None,
                  telemetry: Telemetry | None = None) -> None:
         super().__init__(address, _Handler)
-        self.batcher, self.telemetry = batcher, telemetry
+        self.pipeline, self.telemetry = pipeline, telemetry
         self.slots = threading.BoundedSemaphore(max_in_flight)
         self.throttled = 0
         self.security = security or Security()

@@ -89,16 +89,16 @@ def fsync_dir(path: Path) -> None:
 
 
 def write_parquet_atomic(table: pa.Table, path: Path, *, durable: bool = True,
-                         compression: str = "zstd") -> Path:
+                         compression: str = "zstd", **options: object) -> Path:
     """Write ``table`` to ``path`` so readers see either the old file or the whole new one.
 
     The temporary name does not end in ``.parquet``, so globs never pick up a half-written
     file. With ``durable`` the data and the rename are fsynced before returning: the caller
-    may then acknowledge the data it contains.
+    may then acknowledge the data it contains. ``options`` go to ``pq.write_table``.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    pq.write_table(table, tmp, compression=compression)
+    pq.write_table(table, tmp, compression=compression, **options)
     if durable:
         publish_durably(tmp, path)
     else:
