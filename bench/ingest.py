@@ -11,8 +11,10 @@ attributes each, protobuf, keep-alive) to a real ``inferledger collector`` proce
 4. 2× saturation: offered load twice the saturated rate; the collector must answer 503 +
    Retry-After, keep its memory bounded and lose nothing it acknowledged.
 
-A reader polls the store once a second throughout (the freshness of what it sees is
-reported). The last line is one JSON object.
+A reader (one DuckDB session on the store's views, as an SRE keeps open) queries the newest
+span once a second throughout; the freshness of what it sees and its query time are
+reported. The collector runs with its default worker processes unless ``--workers`` says
+otherwise. The last line is one JSON object.
 
     .venv/bin/python bench/ingest.py [--seconds 60] [--clients 3]
 """
@@ -35,6 +37,7 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from inferledger.procs import wait_for_port
@@ -159,14 +162,18 @@ def _free_port() -> int:
 
 
 def _rss_peak_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """Peak RSS of the collector and its worker processes, summed (an upper bound of the
+    peak of the sum)."""
+    total = 0.0
+    for p in (pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))):
+        for line in Path(f"/proc/{p}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                total += int(line.split()[1]) / 1024
+    return total
 
 
 def phase(name: str, clients: int, seconds: float, rate: float | None, conns: int = 1,
-          reader: bool = True, workers: list[str] | None = None) -> dict:
+          reader: bool = True, workers: int | None = None) -> dict:
     """One collector, fresh store; ``rate`` is the offered load in spans/s (None: flat out)."""
     root = Path(tempfile.mkdtemp(prefix=f"ingest-{name}-"))
     data = DataDir.at(root / "data")
@@ -174,22 +181,25 @@ def phase(name: str, clients: int, seconds: float, rate: float | None, conns: in
     proc = subprocess.Popen(
         [sys.executable, "-m", "inferledger", "collector", "--data", str(data.root),
          "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--compact-every", "5",
-         *(workers or [])],
+         *([] if workers is None else ["--workers", str(workers)])],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for_port("127.0.0.1", http_port, 30)
     fresh: list[float] = []
+    query_ms: list[float] = []
     stop = threading.Event()
 
     def read() -> None:  # an SRE's session: how recent is the newest span it sees?
-        while not stop.wait(1.0):
-            con = connect_readonly(data)
-            try:
-                (newest,) = retry_vanished(lambda c=con: c.execute(
+        con = connect_readonly(data)
+        try:
+            while not stop.wait(1.0):
+                started = time.perf_counter()
+                (newest,) = retry_vanished(lambda: con.execute(
                     "SELECT max(received_at_unix_nano) FROM raw_spans").fetchone())
-            finally:
-                con.close()
-            if newest:
-                fresh.append(time.time() - newest / 1e9)
+                query_ms.append(1000 * (time.perf_counter() - started))
+                if newest:
+                    fresh.append(time.time() - newest / 1e9)
+        finally:
+            con.close()
 
     watcher = threading.Thread(target=read, daemon=True)
     if reader:
@@ -228,6 +238,7 @@ def phase(name: str, clients: int, seconds: float, rate: float | None, conns: in
         "throttled": sum(r["throttled"] for r in results),
         "errors": sum(r["errors"] for r in results), "rss_mb": rss,
         "max_staleness_s": max(fresh) if fresh else float("nan"),
+        "reader_query_ms": sorted(query_ms)[len(query_ms) // 2] if query_ms else float("nan"),
     }
 
 
@@ -235,26 +246,36 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=60.0, help="length of the saturation run")
     ap.add_argument("--clients", type=int, default=3, help="client processes")
+    ap.add_argument("--workers", type=int, help="collector worker processes (default: the "
+                    "collector's own default, one per core)")
     args = ap.parse_args()
+    w = args.workers
     body, offsets = template()
     print(f"payload: {SPANS_PER_BATCH} spans, {len(body):,} bytes; {os.cpu_count()} CPUs")
     ceil = ceiling(body, offsets)
     print(f"ceiling (protobuf decode only, one core): {ceil:,.0f} spans/s")
-    alone = phase("saturation-no-reader", args.clients, args.seconds / 2, None, reader=False)
+    alone = phase("saturation-no-reader", args.clients, args.seconds / 2, None, reader=False,
+                  workers=w)
     print(f"saturation, no reader: {alone['spans_per_s']:,.0f} spans/s")
-    sat = phase("saturation", args.clients, args.seconds, None)
+    one = phase("saturation-one-process", args.clients, args.seconds / 2, None, workers=0)
+    print(f"saturation, everything in one process (--workers 0): "
+          f"{one['spans_per_s']:,.0f} spans/s")
+    sat = phase("saturation", args.clients, args.seconds, None, workers=w)
     print(f"saturation: {sat['spans_per_s']:,.0f} spans/s stored and visible "
           f"({sat['spans_per_s'] / ceil:.1%} of the decode ceiling); p99 ack "
           f"{sat['p99_ack_ms']:.0f} ms; peak RSS {sat['rss_mb']:.0f} MB; reader saw data at most "
-          f"{sat['max_staleness_s']:.1f} s old (a query a second; ingest at "
+          f"{sat['max_staleness_s']:.1f} s old (a query a second, median "
+          f"{sat['reader_query_ms']:.0f} ms; ingest at "
           f"{sat['spans_per_s'] / alone['spans_per_s']:.0%} of its rate without the reader); "
+          f"{sat['spans_per_s'] / one['spans_per_s']:.2f}× the one-process rate; "
           f"lost {sat['lost']}")
-    half = phase("below", args.clients, args.seconds / 2, sat["spans_per_s"] * 0.5)
+    half = phase("below", args.clients, args.seconds / 2, sat["spans_per_s"] * 0.5, workers=w)
     print(f"at 50% of saturation: {half['spans_per_s']:,.0f} spans/s; p50 ack "
           f"{half['p50_ack_ms']:.0f} ms, p99 ack {half['p99_ack_ms']:.0f} ms; "
           f"reader staleness ≤ {half['max_staleness_s']:.1f} s")
     # Open loop: more connections than the collector takes at once, offering twice its rate.
-    over = phase("overload", args.clients, args.seconds / 2, sat["spans_per_s"] * 2, conns=8)
+    over = phase("overload", args.clients, args.seconds / 2, sat["spans_per_s"] * 2, conns=8,
+                 workers=w)
     print(f"at 2× saturation: {over['spans_per_s']:,.0f} spans/s stored; {over['throttled']} "
           f"batches throttled (503 + Retry-After); peak RSS {over['rss_mb']:.0f} MB; "
           f"acknowledged but not stored: {over['lost']}")
@@ -267,6 +288,9 @@ def main() -> None:
         "overload_lost": over["lost"], "overload_throttled": over["throttled"],
         "max_staleness_s": round(max(sat["max_staleness_s"], half["max_staleness_s"]), 2),
         "with_reader_over_without": round(sat["spans_per_s"] / alone["spans_per_s"], 3),
+        "one_process_spans_per_s": round(one["spans_per_s"]),
+        "over_one_process": round(sat["spans_per_s"] / one["spans_per_s"], 3),
+        "reader_query_ms": round(sat["reader_query_ms"], 1),
         "machine": f"{platform.machine()} {os.cpu_count()} CPUs",
     }))
 

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 class Sink(Protocol):
     def write(self, table_name: str, rows: pa.Table) -> None: ...
 
+    def close(self) -> None: ...
+
 
 class Overloaded(RuntimeError):
     """Too much data is waiting to be written; the client should retry later."""
@@ -123,8 +125,9 @@ class DurableBatcher:
         return self._pending_rows
 
     def close(self) -> None:
-        """Write everything still pending, then stop the writer thread."""
+        """Write everything still pending, stop the writer thread, close the sink."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
         self._thread.join()
+        self._sink.close()

@@ -9,7 +9,7 @@ import threading
 from dataclasses import dataclass, field
 
 from collector.compactor import Compactor
-from collector.exporters.parquet import sweep_unfinished
+from collector.exporters.parquet import recover
 from collector.receivers.otlp_grpc import start_grpc
 from collector.receivers.otlp_http import OtlpHttpServer
 from collector.receivers.security import Security
@@ -34,7 +34,7 @@ class Collector:
 
     def start(self) -> Collector:
         write_catalog(self.data)
-        sweep_unfinished(self.data)  # before any worker writes
+        recover(self.data)  # before any worker writes
         self.pipeline: Pipeline = (WorkerPool(self.data, self.workers) if self.workers
                                    else InProcess.open(self.data))
         self.compactor = Compactor(self.data, self.retention_days,

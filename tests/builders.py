@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import secrets
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import duckdb
@@ -170,6 +172,16 @@ def stored(data: DataDir, sql: str) -> list[tuple]:
         return con.execute(sql).fetchall()
     finally:
         con.close()
+
+
+def stored_when(data: DataDir, sql: str, ok: Callable[[list[tuple]], bool],
+                timeout_s: float = 10.0) -> list[tuple]:
+    """``stored`` once ``ok`` holds: a busy collector publishes acknowledged rows from its
+    write-ahead file within a second, so a reader may not see them at once."""
+    deadline = time.monotonic() + timeout_s
+    while not ok(got := stored(data, sql)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return got
 
 
 def rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict]:

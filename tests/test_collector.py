@@ -134,6 +134,9 @@ class _SlowSink:
         self.release.wait(10)
         self.rows += rows.num_rows
 
+    def close(self) -> None:
+        pass
+
 
 def test_overload_answers_with_back_pressure_and_keeps_what_it_accepted() -> None:
     sink = _SlowSink()

@@ -21,7 +21,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from collector.service import Collector
 from inferledger.store import DataDir
-from tests.builders import stored
+from tests.builders import stored_when
 
 FUZZ = settings(max_examples=80, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -144,6 +144,8 @@ def test_any_attribute_values_are_stored_whole(server, attrs, name, n) -> None:
     status, body, _ = post(collector.http_port, "/v1/traces", req.SerializeToString(),
                            {"Content-Type": "application/x-protobuf"})
     assert status == 200, body
-    got = stored(data, f"SELECT name, attributes FROM raw_spans WHERE trace_id = '{n + 1:032x}'")
-    assert got, "acknowledged but not readable"
-    assert any(row[0] == name and set(attrs) <= set(dict(row[1])) for row in got)
+    got = stored_when(
+        data, f"SELECT name, attributes FROM raw_spans WHERE trace_id = '{n + 1:032x}'",
+        lambda got: any(row[0] == name and set(attrs) <= set(dict(row[1])) for row in got))
+    assert any(row[0] == name and set(attrs) <= set(dict(row[1])) for row in got), \
+        "acknowledged but not readable"

@@ -63,6 +63,7 @@ def test_queries_keep_working_while_compaction_deletes_segments(data) -> None:
     finally:
         stop.set()
         writer.join()
+        sink.close()  # what waits in its write-ahead file becomes a segment
     assert seen == sorted(seen) and seen[-1] > 0  # never fewer rows than a moment before
     con = connect_readonly(data)
     assert con.execute("SELECT count(*) FROM stg_spans").fetchone()[0] == sum(written)

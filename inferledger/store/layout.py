@@ -18,6 +18,7 @@ class DataDir:
     Layout::
 
         raw/<table>/day=YYYY-MM-DD/<segment>.parquet  collector segments (append-only)
+        wal/<table>/<segment>.arrows  acknowledged rows not yet in a segment (≤ 1 s of them)
         derived/<table>/day=YYYY-MM-DD.parquet          analytics outputs, one file per UTC day
                                                        (each replaced atomically on re-runs)
         derived/_state.json  the analytics watermark and the pricing/method it used
@@ -37,6 +38,10 @@ class DataDir:
     @property
     def raw(self) -> Path:
         return self.root / "raw"
+
+    @property
+    def wal(self) -> Path:
+        return self.root / "wal"
 
     @property
     def derived(self) -> Path:
