@@ -26,6 +26,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from collector.exporters.parquet import publish_wals
 from collector.jobs import UNAVAILABLE, Job, Outcome
 from inferledger.store import DataDir
 
@@ -161,6 +162,8 @@ class WorkerPool:
                           i, self._procs[i].exitcode)
                 self._generation[i] += 1
                 self._queued[i] = 0
+                # What it acknowledged from its write-ahead files becomes segments now.
+                publish_wals(DataDir.at(self._root), DataDir.at(self._root).wal / f"worker-{i}")
                 try:
                     proc, conns = self._spawn(i)
                     self._procs[i] = self._ready(i, proc, conns)
@@ -214,8 +217,8 @@ def worker_main(root: str, conns: list[Connection], index: int, queued: list[int
     with open(Path(tempfile.gettempdir()) / "inferledger-numba.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         warm_up()
-    ingestor = Ingestor(DurableBatcher(ParquetSegmentSink(DataDir.at(root)),
-                                       max_pending_rows=max_pending_rows))
+    sink = ParquetSegmentSink(DataDir.at(root), owner=f"worker-{index}")
+    ingestor = Ingestor(DurableBatcher(sink, max_pending_rows=max_pending_rows))
     conns[0].send("ready")
     threads = [threading.Thread(target=_serve, args=(ingestor, c, queued, index), daemon=True)
                for c in conns]

@@ -266,3 +266,49 @@ def test_the_collector_records_its_own_metrics_in_its_store(data) -> None:
     assert latest("inferledger.collector.store.size")[0] > 0
     assert latest("inferledger.collector.store.files")[0] >= 2
     assert latest("inferledger.collector.queue.rows")[0] >= 0
+
+
+def test_worker_processes_share_the_load_and_a_dead_one_is_replaced(data) -> None:
+    """With worker processes every acknowledged span is stored once a worker dies mid-run,
+    retries are counted as duplicates whichever worker saw them, and the collector's own
+    metrics add up across workers."""
+    import os
+    import signal
+
+    c = Collector(data, grpc_port=0, http_port=0, workers=2, telemetry_interval_s=0.2).start()
+    url, proto = f"http://127.0.0.1:{c.http_port}/v1/traces", {
+        "content-type": "application/x-protobuf"}
+
+    def send(i: int) -> int:
+        req = ExportTraceServiceRequest()
+        spans = req.resource_spans.add().scope_spans.add().spans
+        spans.add(trace_id=(i + 1).to_bytes(16, "big"), span_id=b"\x02" * 8, name=f"s{i}")
+        return httpx.post(url, content=req.SerializeToString(), headers=proto).status_code
+
+    try:
+        acked = [i for i in range(20) if send(i) == 200]
+        assert len(acked) == 20
+        assert send(0) == 200  # a retry: counted as a duplicate, whichever worker has it
+        first = c.pipeline._procs[0]
+        os.kill(first.pid, signal.SIGKILL)
+        first.join(5)
+        deadline = time.monotonic() + 60
+        for i in range(20, 40):  # 503 (retry later) until the replacement is up, never lost
+            while send(i) != 200:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            acked.append(i)
+        while c.pipeline._procs[0] is first:  # replaced in the background
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        for i in range(40, 60):  # both workers take jobs again
+            assert send(i) == 200
+            acked.append(i)
+        time.sleep(0.6)
+    finally:
+        c.stop()
+    names = stored(data, "SELECT name FROM stg_spans")
+    assert sorted(n for (n,) in names) == sorted(f"s{i}" for i in acked)
+    (dups,) = stored(data, "SELECT max(value) FROM stg_collector_metrics "
+                           "WHERE metric_name = 'inferledger.collector.duplicate_spans'")[0]
+    assert dups == 1

@@ -131,13 +131,13 @@ def test_a_busy_sink_writes_few_segments_and_a_crash_loses_no_acknowledged_row(d
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert len(list(data.raw.glob("spans/day=*/*.parquet"))) == 3
-    assert not list(data.wal.glob("*/*.arrows"))
+    assert not list(data.wal.glob("**/*.arrows"))
 
     crashed = ParquetSegmentSink(data, direct_per_s=0, publish_s=3600)
     for i in range(20, 23):
         crashed.write("spans", _segment(i))
         want += [r["name"] for r in _segment(i).to_pylist()]
-    (wal,) = data.wal.glob("spans/*.arrows")
+    (wal,) = data.wal.glob("*/spans/*.arrows")
     with open(wal, "ab") as f:  # a batch torn mid-write by the crash: never acknowledged
         f.write(b"\xff\xff\xff\xff\x50\x01\x00\x00partial")
     recover(data)

@@ -3,8 +3,9 @@
 Readers pay for every file they open (≈ 0.2 ms each in DuckDB, measured), so a busy
 collector must not write one segment per request. A write is durable on return either way:
 at a low rate it is its own segment, as before; past ``direct_per_s`` segments of a table in
-the last second, rows are appended to the table's write-ahead file (``wal/<table>/``, an
-Arrow IPC stream: an append and an ``fdatasync``, no Parquet encoding) and that file becomes
+the last second, rows are appended to the table's write-ahead file
+(``wal/<writer>/<table>/``, an Arrow IPC stream: an append and an ``fdatasync``, no Parquet
+encoding) and that file becomes
 one segment ``publish_s`` after its first row. The segment's name is the file's, so
 publishing it again after a crash replaces rather than duplicates; a torn last batch was
 never acknowledged and is dropped.
@@ -36,7 +37,12 @@ def recover(data: DataDir) -> None:
     temporary files of interrupted writes and publish what write-ahead files hold."""
     for tmp in data.raw.glob("*/day=*/.*.tmp"):
         tmp.unlink(missing_ok=True)
-    for wal in sorted(data.wal.glob("*/*.arrows")):
+    publish_wals(data, data.wal)
+
+
+def publish_wals(data: DataDir, under: Path) -> None:
+    """Publish every write-ahead file under ``under`` (all sinks', or one dead sink's)."""
+    for wal in sorted(under.glob("**/*.arrows")):
         publish_wal(data, wal)
 
 
@@ -82,8 +88,10 @@ class _Wal:
 class ParquetSegmentSink:
     """Each ``write`` is durable on return; see the module's docstring for where it goes."""
 
-    def __init__(self, data: DataDir, *, direct_per_s: int = 4, publish_s: float = 1.0) -> None:
+    def __init__(self, data: DataDir, *, direct_per_s: int = 4, publish_s: float = 1.0,
+                 owner: str = "main") -> None:
         self.data = data.ensure()
+        self.wal = data.wal / owner  # this sink's files: whoever outlives it publishes them
         self.direct_per_s, self.publish_s = direct_per_s, publish_s
         self._direct: dict[str, deque[float]] = {}  # when each table's recent segments went
         self._open: dict[str, _Wal] = {}
@@ -110,7 +118,7 @@ class ParquetSegmentSink:
     def _append(self, table_name: str, rows: pa.Table, now: float) -> None:
         wal = self._open.get(table_name)
         if wal is None:
-            path = self.data.wal / table_name / f"{time.time_ns()}-{uuid.uuid4().hex[:8]}.arrows"
+            path = self.wal / table_name / f"{time.time_ns()}-{uuid.uuid4().hex[:8]}.arrows"
             path.parent.mkdir(parents=True, exist_ok=True)
             file = open(path, "wb")  # noqa: SIM115 - closed when published
             wal = _Wal(path, file, pa.ipc.new_stream(file, rows.schema), now)

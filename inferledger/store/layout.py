@@ -18,7 +18,7 @@ class DataDir:
     Layout::
 
         raw/<table>/day=YYYY-MM-DD/<segment>.parquet  collector segments (append-only)
-        wal/<table>/<segment>.arrows  acknowledged rows not yet in a segment (≤ 1 s of them)
+        wal/<writer>/<table>/<segment>.arrows  acknowledged rows not yet in a segment (≤ 1 s)
         derived/<table>/day=YYYY-MM-DD.parquet          analytics outputs, one file per UTC day
                                                        (each replaced atomically on re-runs)
         derived/_state.json  the analytics watermark and the pricing/method it used
