@@ -22,6 +22,7 @@ otherwise. The last line is one JSON object.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import multiprocessing as mp
@@ -172,6 +173,16 @@ def _rss_peak_mb(pid: int) -> float:
     return total
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds used so far by the collector and its worker processes."""
+    total = 0.0
+    for p in (psutil.Process(pid), *psutil.Process(pid).children(recursive=True)):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            t = p.cpu_times()
+            total += t.user + t.system
+    return total
+
+
 def phase(name: str, clients: int, seconds: float, rate: float | None, conns: int = 1,
           reader: bool = True, workers: int | None = None) -> dict:
     """One collector, fresh store; ``rate`` is the offered load in spans/s (None: flat out)."""
@@ -208,7 +219,7 @@ def phase(name: str, clients: int, seconds: float, rate: float | None, conns: in
     per_client = None if rate is None else rate / SPANS_PER_BATCH / clients
     procs = [mp.Process(target=client, args=(http_port, i, seconds, per_client, conns, q))
              for i in range(1, clients + 1)]  # client 0 would make an all-zero (invalid) id
-    started = time.monotonic()
+    started, cpu_before = time.monotonic(), _cpu_s(proc.pid)
     for p in procs:
         p.start()
     results = [q.get() for _ in procs]
@@ -218,7 +229,7 @@ def phase(name: str, clients: int, seconds: float, rate: float | None, conns: in
     stop.set()
     if reader:
         watcher.join()
-    rss = _rss_peak_mb(proc.pid)
+    rss, cpu = _rss_peak_mb(proc.pid), _cpu_s(proc.pid) - cpu_before
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=60)
     con = connect_readonly(data)
@@ -237,6 +248,8 @@ def phase(name: str, clients: int, seconds: float, rate: float | None, conns: in
         "p99_ack_ms": 1000 * lat[int(len(lat) * 0.99)] if lat else float("nan"),
         "throttled": sum(r["throttled"] for r in results),
         "errors": sum(r["errors"] for r in results), "rss_mb": rss,
+        "cpu_us_per_span": 1e6 * cpu / max(1, min(acked, stored)),
+        "collector_cores": cpu / elapsed,
         "max_staleness_s": max(fresh) if fresh else float("nan"),
         "reader_query_ms": sorted(query_ms)[len(query_ms) // 2] if query_ms else float("nan"),
     }

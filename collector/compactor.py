@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from inferledger.store import DataDir
 from inferledger.store.layout import fsync_dir, publish_durably
-from inferledger.store.raw_schema import RAW_TABLES, statistics_columns
+from inferledger.store.raw_schema import RAW_TABLES, parquet_options
 
 log = logging.getLogger("inferledger.collector.compactor")
 
@@ -114,7 +114,7 @@ class Compactor:
         # Streamed in batches: a merge holds BATCH_ROWS rows in memory, whatever its size.
         tmp = part / f".{merged.name}.{uuid.uuid4().hex}.tmp"
         with pq.ParquetWriter(tmp, schema, compression="zstd",
-                              write_statistics=statistics_columns(schema)) as writer:
+                              **parquet_options(schema)) as writer:
             group: list[pa.RecordBatch] = []
             for p in sources:
                 for batch in pq.ParquetFile(p).iter_batches(batch_size=BATCH_ROWS):

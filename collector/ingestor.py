@@ -48,7 +48,7 @@ def _gunzip_bounded(body: bytes, limit: int) -> bytes:
     return out
 
 
-_MIX = np.uint64(0x9E3779B97F4A7C15)
+_FMIX = (np.uint64(33), np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53))
 _KEY_WIDTH = 48  # hex of a 16-byte trace id and an 8-byte span id (invalid ids are rejected)
 
 
@@ -65,8 +65,17 @@ def span_key_hashes(rows: pa.Table) -> np.ndarray:
     words = data.view(np.uint64).reshape(-1, _KEY_WIDTH // 8)
     h = np.zeros(len(words), np.uint64)
     for i in range(words.shape[1]):
-        h = (h ^ words[:, i]) * _MIX
-    return h ^ (h >> np.uint64(29))
+        h = _fmix64(h ^ words[:, i])
+    return h
+
+
+def _fmix64(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3's finalizer: every input bit reaches every output bit, so ids that differ
+    only in a few characters still spread over the duplicate counter's slots."""
+    shift, m1, m2 = _FMIX
+    h = (h ^ (h >> shift)) * m1
+    h = (h ^ (h >> shift)) * m2
+    return h ^ (h >> shift)
 
 
 class Ingestor:

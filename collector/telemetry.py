@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -40,30 +39,29 @@ SERVICE = "inferledger-collector"
 
 
 class RecentKeys:
-    """The last ``capacity`` span keys seen, to count exporter retries that repeat spans.
+    """Recently seen span keys (64-bit hashes), to count exporter retries that repeat spans.
 
-    Kept as 64-bit hashes (a retry comes within seconds; 200k keys are a few seconds of a
-    busy collector, in ≈ 20 MB), so a rare collision can only make the count one too high.
+    A direct-mapped table of ``2**bits`` keys (32 MB): a new key takes its slot from
+    whichever key had it, so a span is still recognised after N later spans with probability
+    ≈ exp(-N / 2**bits) — 96% after 1 s at 150k spans/s, 78% after a million. Whole requests
+    go in at once with numpy: this runs on the reply's path, where a Python set of the last
+    200k keys cost ≈ 200 µs a request of 512 spans (now ≈ 20) and forgot a retry after 1.3 s
+    at that rate. A 64-bit collision can only make the count one too high.
     """
 
-    def __init__(self, capacity: int = 200_000) -> None:
-        self.capacity = capacity
-        self._order: deque[int] = deque()
-        self._seen: set[int] = set()
+    def __init__(self, bits: int = 22) -> None:
+        self._table = np.zeros(1 << bits, np.uint64)
+        self._mask = np.uint64((1 << bits) - 1)
         self._lock = threading.Lock()
 
-    def duplicates(self, keys: Iterable[int]) -> int:
-        n = 0
+    def duplicates(self, keys: np.ndarray) -> int:
+        """How many of ``keys`` were seen before (or earlier in ``keys``); remember them."""
+        unique, counts = np.unique(keys, return_counts=True)
+        slots = unique & self._mask
         with self._lock:
-            for k in keys:
-                if k in self._seen:
-                    n += 1
-                    continue
-                self._seen.add(k)
-                self._order.append(k)
-                if len(self._order) > self.capacity:
-                    self._seen.discard(self._order.popleft())
-        return n
+            seen = self._table[slots] == unique
+            self._table[slots] = unique
+        return int(counts[seen].sum() + (counts[~seen] - 1).sum())
 
 
 class Telemetry:
@@ -112,7 +110,7 @@ class Telemetry:
         if outcome.status == jobs.UNAVAILABLE:
             self.refused += 1
         if outcome.span_keys:
-            dups = self.recent.duplicates(np.frombuffer(outcome.span_keys, np.uint64).tolist())
+            dups = self.recent.duplicates(np.frombuffer(outcome.span_keys, np.uint64))
             if dups:
                 self.duplicate_spans.add(dups)
         for seconds in outcome.flushes:

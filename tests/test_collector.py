@@ -8,9 +8,12 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pyarrow as pa
 import pytest
 from google.rpc import status_pb2
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpans
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpans
@@ -24,7 +27,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind
 
 from collector.batcher import DurableBatcher, Overloaded
+from collector.ingestor import span_key_hashes
 from collector.service import Collector
+from collector.telemetry import RecentKeys
 from tests.builders import stored
 
 
@@ -217,6 +222,37 @@ def test_duplicates_from_retries_are_counted_once(collector, data) -> None:
                    headers={"content-type": "application/x-protobuf"})
     assert stored(data, "SELECT count(*) FROM raw_spans") == [(2,)]
     assert stored(data, "SELECT count(*) FROM stg_spans") == [(1,)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.integers(1, 2**64 - 1), max_size=40), max_size=20))
+def test_recent_keys_count_every_repeat_while_no_slot_is_shared(requests) -> None:
+    """The duplicate counter against an exact one, for keys that never share a slot; a key
+    whose slot a later key took is forgotten (the documented price of a bounded table)."""
+    bits = 8
+    recent, seen, dups = RecentKeys(bits), set(), 0
+    slot_of: dict[int, int] = {}
+    for keys in requests:
+        keys = [k for k in keys if slot_of.setdefault(k % 2**bits, k) == k]  # one key a slot
+        for k in keys:
+            dups += k in seen
+            seen.add(k)
+        assert recent.duplicates(np.array(keys, np.uint64)) == dups
+        dups = 0
+    taker = RecentKeys(bits)
+    taker.duplicates(np.array([5], np.uint64))
+    taker.duplicates(np.array([5 + 2**bits], np.uint64))  # the same slot
+    assert taker.duplicates(np.array([5], np.uint64)) == 0
+
+
+def test_span_keys_of_sequential_ids_spread_over_the_counters_slots() -> None:
+    """Ids that differ in one character (counters, as many tracers make) must not share
+    slots, or retries of them would go uncounted."""
+    n = 2000
+    rows = pa.table({"trace_id": [f"{i + 1:032x}" for i in range(n)],
+                     "span_id": ["02" * 8] * n})
+    slots = span_key_hashes(rows) & np.uint64(2**22 - 1)
+    assert len(np.unique(slots)) >= n - 5  # ≈ 0.5 collisions expected at random
 
 
 def test_store_is_readable_by_another_process_while_collector_runs(collector, data) -> None:

@@ -27,7 +27,7 @@ from typing import BinaryIO
 import pyarrow as pa
 
 from inferledger.store.layout import DataDir, fsync_dir, write_parquet_atomic
-from inferledger.store.raw_schema import SCHEMA_VERSION, SCHEMA_VERSION_KEY, statistics_columns
+from inferledger.store.raw_schema import SCHEMA_VERSION, SCHEMA_VERSION_KEY, parquet_options
 
 log = logging.getLogger("inferledger.collector")
 
@@ -55,7 +55,7 @@ def _write_segment(rows: pa.Table, path: Path) -> None:
     # LZ4: a third less CPU than zstd for a file that lives only until compaction
     # rewrites it with zstd (DuckDB, the CLI included, reads both).
     write_parquet_atomic(rows, path, durable=True, compression="lz4",
-                         write_statistics=statistics_columns(rows.schema))
+                         **parquet_options(rows.schema))
 
 
 def publish_wal(data: DataDir, wal: Path) -> None:

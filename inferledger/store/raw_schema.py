@@ -59,8 +59,19 @@ METRIC_POINTS = pa.schema(
 RAW_TABLES: dict[str, pa.Schema] = {"spans": SPANS, "metric_points": METRIC_POINTS}
 
 
-def statistics_columns(schema: pa.Schema) -> list[str]:
-    """Columns worth Parquet min/max statistics: the flat ones. Readers prune row groups by
-    time and ids; statistics of the attribute maps prune nothing and cost a tenth of a
-    segment's write time (measured: 2.1 → 1.9 µs a span)."""
-    return [f.name for f in schema if not pa.types.is_nested(f.type)]
+# Values that (almost) never repeat: a dictionary for them is built, overflows and is thrown
+# away, for nothing.
+_UNIQUE = frozenset({"trace_id", "span_id", "parent_span_id", "start_time_unix_nano",
+                     "end_time_unix_nano"})
+
+
+def parquet_options(schema: pa.Schema) -> dict[str, list[str]]:
+    """How segments of a raw table are written (the collector's and compaction's alike).
+
+    Min/max statistics on the flat columns only: readers prune row groups by time and ids;
+    statistics of the attribute maps prune nothing and cost a tenth of a segment's write
+    time (measured: 2.1 → 1.9 µs a span). No dictionary on ids and span times: with random
+    trace ids it made a segment's write 0.8 → 0.6 µs a span (zstd) and 1.1 → 0.6 (LZ4).
+    """
+    return {"write_statistics": [f.name for f in schema if not pa.types.is_nested(f.type)],
+            "use_dictionary": [f.name for f in schema if f.name not in _UNIQUE]}
