@@ -6,7 +6,10 @@ only frames requests, and N spawned workers run them: each has its own group com
 writes its own segments into the same store (segment names are unique), and answers only
 once its segment is durable, so an acknowledgement means on disk exactly as before. Jobs go
 over pipes to whichever channel is free, so load spreads over the workers however few
-client connections there are. A worker that dies is replaced (its in-flight requests get
+client connections there are. A request's body goes through shared memory (each channel has
+a slot; only a bigger body takes the pipe): a 320 KB body through a pipe cost ≈ 0.3 ms of
+CPU and, since the worker's thread must be scheduled to drain it, ≈ 0.9 ms of latency on
+average at saturation. A worker that dies is replaced (its in-flight requests get
 503 and are retried by their exporters); workers exit when the front process goes away,
 ``kill -9`` included, because their pipes close.
 """
@@ -15,7 +18,9 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import mmap
 import multiprocessing as mp
+import os
 import queue
 import signal
 import tempfile
@@ -23,6 +28,7 @@ import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
+from multiprocessing.reduction import recv_handle, send_handle
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -40,6 +46,7 @@ log = logging.getLogger("inferledger.collector")
 
 CHANNELS_PER_WORKER = 8  # jobs a worker takes at once (they share its group commit)
 START_TIMEOUT_S = 180.0  # a cold numba cache compiles the trace walk (≈ 10 s on 2 vCPUs)
+SLOT_BYTES = 4 << 20  # a channel's shared-memory slot (pages are used only when touched)
 
 
 class Pipeline(Protocol):
@@ -84,6 +91,12 @@ class _Channel:
     worker: int
     generation: int
     conn: Connection
+    slot: memoryview  # shared with the worker; holds the body of the job in flight
+
+
+def _slots(memory: mmap.mmap, channels: int) -> list[memoryview]:
+    view = memoryview(memory)
+    return [view[k * SLOT_BYTES:(k + 1) * SLOT_BYTES] for k in range(channels)]
 
 
 class WorkerPool:
@@ -98,15 +111,15 @@ class WorkerPool:
         self._generation = [0] * workers
         self._closing = threading.Event()
         spawned = [self._spawn(i) for i in range(workers)]  # start together, then wait
-        self._procs = [self._ready(i, *s) for i, s in enumerate(spawned)]
+        self._procs = [self._ready(i, proc, conns) for i, (proc, conns, _) in enumerate(spawned)]
         for k in range(channels):  # interleaved, so consecutive jobs go to different workers
-            for i, (_, conns) in enumerate(spawned):
-                self._idle.put(_Channel(i, 0, conns[k]))
+            for i, (_, conns, slots) in enumerate(spawned):
+                self._idle.put(_Channel(i, 0, conns[k], slots[k]))
         self._watcher = threading.Thread(target=self._watch, name="collector-workers",
                                          daemon=True)
         self._watcher.start()
 
-    def _spawn(self, index: int) -> tuple[BaseProcess, list[Connection]]:
+    def _spawn(self, index: int) -> tuple[BaseProcess, list[Connection], list[memoryview]]:
         pipes = [self._ctx.Pipe() for _ in range(self._channels)]
         proc = self._ctx.Process(
             target=worker_main, name=f"collector-worker-{index}", daemon=True,
@@ -115,7 +128,15 @@ class WorkerPool:
         proc.start()
         for _, theirs in pipes:
             theirs.close()  # the worker holds them now; ours would keep its EOF away
-        return proc, [ours for ours, _ in pipes]
+        # Anonymous memory shared with this worker alone: gone when both processes are.
+        fd = os.memfd_create(f"inferledger-worker-{index}")
+        try:
+            os.ftruncate(fd, self._channels * SLOT_BYTES)
+            memory = mmap.mmap(fd, self._channels * SLOT_BYTES)
+            send_handle(pipes[0][0], fd, proc.pid)
+        finally:
+            os.close(fd)
+        return proc, [ours for ours, _ in pipes], _slots(memory, self._channels)
 
     def _ready(self, index: int, proc: BaseProcess, conns: list[Connection]) -> BaseProcess:
         try:
@@ -137,8 +158,13 @@ class WorkerPool:
                 break
             ch.conn.close()  # its worker died and was replaced
         try:
-            ch.conn.send((job.signal, job.json, job.gzip))
-            ch.conn.send_bytes(job.body)
+            size = len(job.body)
+            if size <= SLOT_BYTES:
+                ch.slot[:size] = job.body
+                ch.conn.send((job.signal, job.json, job.gzip, size))
+            else:
+                ch.conn.send((job.signal, job.json, job.gzip, -1))
+                ch.conn.send_bytes(job.body)
             outcome = ch.conn.recv()
         except (EOFError, OSError):
             ch.conn.close()
@@ -165,14 +191,14 @@ class WorkerPool:
                 # What it acknowledged from its write-ahead files becomes segments now.
                 publish_wals(DataDir.at(self._root), DataDir.at(self._root).wal / f"worker-{i}")
                 try:
-                    proc, conns = self._spawn(i)
+                    proc, conns, slots = self._spawn(i)
                     self._procs[i] = self._ready(i, proc, conns)
                 except (OSError, RuntimeError) as e:
                     log.error("%s; trying again in 5 s", e)
                     time.sleep(5)
                     continue
-                for conn in conns:
-                    self._idle.put(_Channel(i, self._generation[i], conn))
+                for conn, slot in zip(conns, slots, strict=True):
+                    self._idle.put(_Channel(i, self._generation[i], conn, slot))
 
     def close(self, timeout_s: float = 60.0) -> None:
         """Let in-flight jobs finish, then close the pipes: the workers write what they
@@ -211,6 +237,9 @@ def worker_main(root: str, conns: list[Connection], index: int, queued: list[int
 
     # Ctrl-C reaches the whole process group; the front decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    fd = recv_handle(conns[0])
+    memory = mmap.mmap(fd, len(conns) * SLOT_BYTES)
+    os.close(fd)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker-{index} %(levelname)s "
                         "%(name)s: %(message)s")
     # One compile at a time: the first fills numba's cache, the others load it.
@@ -220,8 +249,9 @@ def worker_main(root: str, conns: list[Connection], index: int, queued: list[int
     sink = ParquetSegmentSink(DataDir.at(root), owner=f"worker-{index}")
     ingestor = Ingestor(DurableBatcher(sink, max_pending_rows=max_pending_rows))
     conns[0].send("ready")
-    threads = [threading.Thread(target=_serve, args=(ingestor, c, queued, index), daemon=True)
-               for c in conns]
+    threads = [threading.Thread(target=_serve, args=(ingestor, c, slot, queued, index),
+                                daemon=True)
+               for c, slot in zip(conns, _slots(memory, len(conns)), strict=True)]
     for t in threads:
         t.start()
     for t in threads:
@@ -229,11 +259,13 @@ def worker_main(root: str, conns: list[Connection], index: int, queued: list[int
     ingestor.close()
 
 
-def _serve(ingestor: Ingestor, conn: Connection, queued: list[int], index: int) -> None:
+def _serve(ingestor: Ingestor, conn: Connection, slot: memoryview, queued: list[int],
+           index: int) -> None:
     while True:
         try:
-            name, is_json, is_gzip = conn.recv()
-            body = conn.recv_bytes()
+            name, is_json, is_gzip, size = conn.recv()
+            # A copy: rows may keep pointing into the body, and the slot takes the next one.
+            body = bytes(slot[:size]) if size >= 0 else conn.recv_bytes()
         except (EOFError, OSError):  # the front closed this channel, or went away
             return
         outcome = ingestor.run(Job(name, body, is_json, is_gzip))

@@ -30,6 +30,7 @@ from collector.batcher import DurableBatcher, Overloaded
 from collector.ingestor import span_key_hashes
 from collector.service import Collector
 from collector.telemetry import RecentKeys
+from collector.workers import SLOT_BYTES
 from tests.builders import stored
 
 
@@ -315,15 +316,20 @@ def test_worker_processes_share_the_load_and_a_dead_one_is_replaced(data) -> Non
     url, proto = f"http://127.0.0.1:{c.http_port}/v1/traces", {
         "content-type": "application/x-protobuf"}
 
-    def send(i: int) -> int:
+    def send(i: int, padding: int = 0) -> int:
         req = ExportTraceServiceRequest()
         spans = req.resource_spans.add().scope_spans.add().spans
-        spans.add(trace_id=(i + 1).to_bytes(16, "big"), span_id=b"\x02" * 8, name=f"s{i}")
+        span = spans.add(trace_id=(i + 1).to_bytes(16, "big"), span_id=b"\x02" * 8,
+                         name=f"s{i}")
+        if padding:
+            span.attributes.add(key="padding").value.string_value = "x" * padding
         return httpx.post(url, content=req.SerializeToString(), headers=proto).status_code
 
     try:
         acked = [i for i in range(20) if send(i) == 200]
         assert len(acked) == 20
+        assert send(99, padding=SLOT_BYTES) == 200  # too big for a slot: through the pipe
+        acked.append(99)
         assert send(0) == 200  # a retry: counted as a duplicate, whichever worker has it
         first = c.pipeline._procs[0]
         os.kill(first.pid, signal.SIGKILL)
