@@ -13,7 +13,8 @@ attributes each, protobuf, keep-alive) to a real ``inferledger collector`` proce
 
 A reader (one DuckDB session on the store's views, as an SRE keeps open) queries the newest
 span once a second throughout; the freshness of what it sees and its query time are
-reported. The collector runs with its default worker processes unless ``--workers`` says
+reported, and so is the collector's CPU time (its own and its workers') per span stored.
+The collector runs with its default worker processes unless ``--workers`` says
 otherwise. The last line is one JSON object.
 
     .venv/bin/python bench/ingest.py [--seconds 60] [--clients 3]
@@ -280,8 +281,9 @@ def main() -> None:
           f"{sat['max_staleness_s']:.1f} s old (a query a second, median "
           f"{sat['reader_query_ms']:.0f} ms; ingest at "
           f"{sat['spans_per_s'] / alone['spans_per_s']:.0%} of its rate without the reader); "
-          f"{sat['spans_per_s'] / one['spans_per_s']:.2f}× the one-process rate; "
-          f"lost {sat['lost']}")
+          f"{sat['spans_per_s'] / one['spans_per_s']:.2f}× the one-process rate; collector CPU "
+          f"{sat['cpu_us_per_span']:.1f} µs a span ({sat['collector_cores']:.2f} cores; one "
+          f"process: {one['cpu_us_per_span']:.1f} µs); lost {sat['lost']}")
     half = phase("below", args.clients, args.seconds / 2, sat["spans_per_s"] * 0.5, workers=w)
     print(f"at 50% of saturation: {half['spans_per_s']:,.0f} spans/s; p50 ack "
           f"{half['p50_ack_ms']:.0f} ms, p99 ack {half['p99_ack_ms']:.0f} ms; "
@@ -304,6 +306,8 @@ def main() -> None:
         "one_process_spans_per_s": round(one["spans_per_s"]),
         "over_one_process": round(sat["spans_per_s"] / one["spans_per_s"], 3),
         "reader_query_ms": round(sat["reader_query_ms"], 1),
+        "cpu_us_per_span": round(sat["cpu_us_per_span"], 2),
+        "one_process_cpu_us_per_span": round(one["cpu_us_per_span"], 2),
         "machine": f"{platform.machine()} {os.cpu_count()} CPUs",
     }))
 
