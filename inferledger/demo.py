@@ -19,6 +19,7 @@ from pathlib import Path
 from analytics.pipeline import run as run_analytics
 from analytics.settings import load_settings
 from analytics.summary import format_table, summary
+from collector.exporters.parquet import wait_published
 from inferledger.procs import Supervisor, install_stop_handlers, wait_for_port
 from inferledger.store import DataDir, write_catalog
 from simulator.history.generate import generate_history, report_progress
@@ -102,6 +103,9 @@ def _history(o: DemoOptions, data: DataDir, scenario: Scenario) -> None:
     stats = generate_history(scenario, o.history_days, f"http://{o.listen}:{o.http_port}",
                              progress=report_progress())
     log.info("%s", stats.describe())
+    if not wait_published(data):
+        log.warning("the collector has not published its newest rows yet; the first analysis "
+                    "may miss the last second of history (the next scheduled run has it)")
     started = time.monotonic()
     run_analytics(data, o.pricing, load_settings(o.config))
     log.info("analytics over the history took %.0f s; going live", time.monotonic() - started)

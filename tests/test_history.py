@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from analytics.pipeline import run as run_analytics
+from collector.exporters.parquet import wait_published
 from simulator.arrivals import arrival_times, draw_request, hourly_share
 from simulator.engine.profiles import MODEL_PROFILES
 from simulator.gpu_models import GPU_MODELS
@@ -180,6 +181,7 @@ def test_history_through_a_real_collector_into_the_analytics(data, collector) ->
     stats = generate_history(sc, 3 / 24, f"http://127.0.0.1:{collector.http_port}",
                              end=WEDNESDAY_2PM, seed=11)
     assert stats.requests > 1000 and stats.points > 0
+    assert wait_published(data)  # what was acknowledged, visible, as the demo waits for it
     summary = run_analytics(data)
     assert summary.conservation_max_rel_error < 1e-9
     [(requests, simulated, placed)] = stored(data, """

@@ -46,6 +46,19 @@ def publish_wals(data: DataDir, under: Path) -> None:
         publish_wal(data, wal)
 
 
+def wait_published(data: DataDir, timeout_s: float = 10.0) -> bool:
+    """Wait until the write-ahead files that exist now are published, so a reader sees every
+    row acknowledged so far (a collector publishes them within ``publish_s``). False if some
+    were not by ``timeout_s``."""
+    pending = set(data.wal.glob("**/*.arrows"))
+    deadline = time.monotonic() + timeout_s
+    while any(p.exists() for p in pending):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def _segment_path(data: DataDir, table: str, name: str) -> Path:
     day = datetime.fromtimestamp(int(name.split("-")[0]) / 1e9, UTC).strftime("%Y-%m-%d")
     return data.raw_table(table) / f"day={day}" / f"{name}.parquet"
