@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import logging
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from pathlib import Path
 
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
@@ -30,8 +32,21 @@ from opentelemetry.sdk.resources import Resource
 from agents.buffered_exporter import BufferedExporter
 from agents.containers import container_of
 from agents.gpu import GpuBackend, GpuLost, GpuSample, MigInstance
+from inferledger.errors import UserError
+from inferledger.locks import ProcessLock
 
 log = logging.getLogger("inferledger.agent")
+
+
+def agent_lock(backend_spec: str) -> ProcessLock:
+    """One agent per node's GPUs: a second would report the same GPU UUIDs again, and two
+    interleaved energy counters price as impossible joules. For a simulated node the lock
+    lies beside its state file; for real GPUs, in this machine's temporary directory."""
+    if backend_spec.startswith("sim:"):
+        return ProcessLock(Path(backend_spec[4:] + ".agent.lock"),
+                           f"the node agent of simulated node {backend_spec[4:]}")
+    return ProcessLock(Path(tempfile.gettempdir()) / "inferledger-agent-nvml.lock",
+                       "the node agent of this machine's GPUs")
 
 
 class NodeAgent:
@@ -40,7 +55,7 @@ class NodeAgent:
                  resource_attributes: dict[str, str] | None = None,
                  buffer_bytes: int = 64 * 1024 * 1024, buffer_age_s: float = 3600.0) -> None:
         if not 0.1 <= interval_s <= 60:
-            raise ValueError("sampling interval must be between 0.1 s (10 Hz) and 60 s")
+            raise UserError("sampling interval must be between 0.1 s (10 Hz) and 60 s")
         self.backend = backend
         self.host = host or socket.gethostname()
         self.interval_s = interval_s

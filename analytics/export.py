@@ -6,6 +6,7 @@ from importlib import resources
 from pathlib import Path
 
 from analytics.summary import require_results
+from inferledger.errors import UserError
 from inferledger.store import DataDir, connect_readonly
 
 FORMATS = ("csv", "parquet")
@@ -15,7 +16,7 @@ GRAINS = ("hour", "day")
 def export_focus(data: DataDir, out: Path, *, fmt: str = "csv", grain: str = "day") -> int:
     """Write the export to ``out``; return the number of charge rows."""
     if fmt not in FORMATS or grain not in GRAINS:
-        raise ValueError(f"format must be one of {FORMATS} and grain one of {GRAINS}")
+        raise UserError(f"format must be one of {FORMATS} and grain one of {GRAINS}")
     require_results(data)
     sql = (resources.files("analytics") / "sql" / "exports" / "focus.sql").read_text()
     con = connect_readonly(data)

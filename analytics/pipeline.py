@@ -26,6 +26,7 @@ import pyarrow as pa
 from analytics.attribution import attribute
 from analytics.pricing import Pricing, load_pricing
 from analytics.settings import Settings
+from inferledger.errors import ProductError, UserError
 from inferledger.store import DataDir, retry_vanished, write_catalog, write_parquet_atomic
 from inferledger.store.catalog import init_raw, views_sql
 
@@ -66,12 +67,13 @@ PUBLISHED = {
 }
 
 
-class RepriceRequired(ValueError):
+class RepriceRequired(UserError):
     """The pricing version or attribution method differs from what past results used."""
 
 
-class ConservationError(AssertionError):
-    """Attributed + idle did not add up to measured for some GPU and window."""
+class ConservationError(ProductError):
+    """Attributed + idle did not add up to measured for some GPU and window: a bug in the
+    attribution, never the user's doing; nothing from the run is published."""
 
 
 @dataclass(frozen=True)
@@ -316,8 +318,12 @@ def run(data: DataDir, pricing_path: str | Path | None = None,
         settings: Settings | None = None, *, reprice: bool = False,
         since: float | None = None, until: float | None = None,
         lateness_s: float = DEFAULT_LATENESS_S,
-        progress: Callable[[int, int, str], None] | None = None) -> RunResult:
+        progress: Callable[[int, int, str], None] | None = None,
+        wait_s: float = 0.0) -> RunResult:
     """Compute and publish the derived tables, one UTC day at a time.
+
+    One run at a time writes a data directory: the run holds its analytics lock, waiting
+    up to ``wait_s`` for another run to finish, else :class:`~inferledger.locks.Busy`.
 
     Without ``since``/``until`` it processes what is new since the watermark, re-running the
     last ``lateness_s`` of days so late spans and samples are picked up; re-running a day
@@ -328,7 +334,15 @@ def run(data: DataDir, pricing_path: str | Path | None = None,
     started = time.monotonic()
     settings = settings or Settings()
     pricing = load_pricing(pricing_path)
-    data.ensure()
+    with data.ensure().analytics_lock().acquire(
+            wait_s, hint="one analytics run at a time; try again when it is done"):
+        return _run(data, pricing, settings, reprice=reprice, since=since, until=until,
+                    lateness_s=lateness_s, progress=progress, started=started)
+
+
+def _run(data: DataDir, pricing: Pricing, settings: Settings, *, reprice: bool,
+         since: float | None, until: float | None, lateness_s: float,
+         progress: Callable[[int, int, str], None] | None, started: float) -> RunResult:
     init_raw(data)
     state = State.read(data)
     if state and (state.pricing_version, state.method) != (pricing.version, settings.method) \

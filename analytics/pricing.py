@@ -7,11 +7,22 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from inferledger.config import (
+    SettingError,
+    choice,
+    number,
+    read_field,
+    read_toml,
+    table_of,
+    tables_of,
+    text,
+)
+
 HOURS_PER_YEAR = 8760.0
 IDLE_POLICIES = ("separate", "node", "model", "tenant")
 
 
-class PricingError(ValueError):
+class PricingError(SettingError):
     """The pricing file is missing something or says something impossible."""
 
 
@@ -50,69 +61,48 @@ class Pricing:
         return max(hits, key=lambda g: len(g.match)) if hits else None
 
 
-def _gpu(entry: dict, i: int) -> GpuPrice:
-    match = entry.get("match")
-    if not isinstance(match, str) or not match:
-        raise PricingError(f"[[gpu]] #{i + 1}: `match` (a device-name substring) is required")
-    basis = str(entry.get("basis", "on-demand"))
+def _gpu(entry: dict, i: int, source: str) -> GpuPrice:
+    where = f"{source} [[gpu]] #{i + 1}"
+    match = read_field(entry, "match", text(), where)
+    where = f"{source} [[gpu]] {match!r}"
+    basis = read_field(entry, "basis", text(), where, "on-demand")
     if "usd_per_hour" in entry:
-        usd = float(entry["usd_per_hour"])
+        usd = read_field(entry, "usd_per_hour", number(0), where)
     elif "purchase_usd" in entry and "amortization_years" in entry:
-        years = float(entry["amortization_years"])
-        if years <= 0:
-            raise PricingError(f"[[gpu]] {match}: amortization_years must be > 0")
-        usd = float(entry["purchase_usd"]) / (years * HOURS_PER_YEAR)
+        years = read_field(entry, "amortization_years", number(0, above=True), where)
+        usd = read_field(entry, "purchase_usd", number(0), where) / (years * HOURS_PER_YEAR)
     else:
-        raise PricingError(
-            f"[[gpu]] {match}: give usd_per_hour, or purchase_usd and amortization_years")
-    if usd < 0:
-        raise PricingError(f"[[gpu]] {match}: price must not be negative")
+        raise PricingError(f"{where}: give usd_per_hour, or purchase_usd and "
+                           "amortization_years")
     return GpuPrice(match=match, usd_per_hour=usd, basis=basis)
 
 
-def _api(entry: dict, source: str) -> ApiPrice:
-    try:
-        price = ApiPrice(str(entry["model"]), float(entry["usd_per_1m_input"]),
-                         float(entry["usd_per_1m_output"]))
-    except (KeyError, TypeError, ValueError) as e:
-        raise PricingError(f"{source}: [[api_price]] needs model, usd_per_1m_input and "
-                           f"usd_per_1m_output ({e})") from e
-    if price.usd_per_1m_input < 0 or price.usd_per_1m_output < 0:
-        raise PricingError(f"{source}: [[api_price]] {price.model}: prices must be >= 0")
-    return price
+def _api(entry: dict, i: int, source: str) -> ApiPrice:
+    where = f"{source} [[api_price]] #{i + 1}"
+    return ApiPrice(read_field(entry, "model", text(), where),
+                    read_field(entry, "usd_per_1m_input", number(0), where),
+                    read_field(entry, "usd_per_1m_output", number(0), where))
 
 
 def load_pricing(path: str | Path | None = None) -> Pricing:
-    """Read a pricing file; without a path, the shipped example."""
-    if path is None:
-        text = (resources.files("analytics") / "pricing_example.toml").read_text()
-        source = "built-in example"
-    else:
-        try:
-            text = Path(path).read_text()
-        except OSError as e:
-            raise PricingError(f"cannot read pricing file {path}: {e}") from e
-        source = str(path)
+    """Read a pricing file (without a path, the shipped example); every field is checked,
+    and a bad one is a :class:`PricingError` naming the file, the field and what is allowed."""
+    source = "built-in example" if path is None else str(path)
     try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise PricingError(f"{source}: not valid TOML: {e}") from e
-    if not doc.get("version"):
-        raise PricingError(f"{source}: `version` is required")
-    energy = doc.get("energy", {})
-    policy = doc.get("idle", {}).get("policy", "separate")
-    if policy not in IDLE_POLICIES:
-        raise PricingError(f"{source}: idle policy {policy!r} is not one of {IDLE_POLICIES}")
-    pue = float(energy.get("pue", 1.0))
-    if pue < 1.0:
-        raise PricingError(f"{source}: pue must be >= 1.0")
-    return Pricing(
-        version=str(doc["version"]),
-        usd_per_kwh=float(energy.get("usd_per_kwh", 0.0)),
-        pue=pue,
-        gco2e_per_kwh=float(energy.get("gco2e_per_kwh", 0.0)),
-        idle_policy=policy,
-        gpus=tuple(_gpu(e, i) for i, e in enumerate(doc.get("gpu", []))),
-        api_prices=tuple(_api(e, source) for e in doc.get("api_price", [])),
-        source=source,
-    )
+        doc = (tomllib.loads((resources.files("analytics") / "pricing_example.toml").read_text())
+               if path is None else read_toml(path, "pricing file"))
+        energy = table_of(doc, "energy", source)
+        return Pricing(
+            version=str(read_field(doc, "version", text(), source)),
+            usd_per_kwh=read_field(energy, "usd_per_kwh", number(0), f"{source} [energy]", 0.0),
+            pue=read_field(energy, "pue", number(1.0), f"{source} [energy]", 1.0),
+            gco2e_per_kwh=read_field(energy, "gco2e_per_kwh", number(0), f"{source} [energy]", 0.0),
+            idle_policy=read_field(table_of(doc, "idle", source), "policy", choice(*IDLE_POLICIES),
+                              f"{source} [idle]", "separate"),
+            gpus=tuple(_gpu(e, i, source) for i, e in enumerate(tables_of(doc, "gpu", source))),
+            api_prices=tuple(_api(e, i, source)
+                             for i, e in enumerate(tables_of(doc, "api_price", source))),
+            source=source,
+        )
+    except SettingError as e:
+        raise PricingError(str(e)) from None

@@ -25,6 +25,7 @@ from analytics.pipeline import run
 from analytics.report.config import ReportConfig, load_report_config
 from analytics.report.jobs import send_last_week
 from analytics.settings import Settings
+from inferledger.locks import Busy
 from inferledger.store import DataDir
 
 log = logging.getLogger("inferledger.scheduler")
@@ -35,6 +36,8 @@ REPORT_MISFIRE_GRACE_S = 6 * 86400
 def _job(data: DataDir, pricing: Path | None, settings: Settings) -> None:
     try:
         run(data, pricing, settings)
+    except Busy as e:  # a run by hand is computing the same days: this tick has nothing to add
+        log.info("analytics run skipped: %s", e)
     except Exception:
         log.exception("analytics run failed; nothing from this run was published")
         raise
@@ -74,12 +77,14 @@ def schedule_report(scheduler: BackgroundScheduler, data: DataDir, settings_path
 def run_scheduler(data: DataDir, *, interval_s: float, pricing: Path | None,
                   settings: Settings, stop: threading.Event,
                   settings_path: Path | None = None) -> None:
+    config = load_report_config(settings_path)  # checked before anything starts
+    lock = data.ensure().scheduler_lock().acquire(
+        hint="one scheduler per data directory (it runs the analytics and sends the report)")
     scheduler = build_scheduler(data)
     scheduler.add_job(_job, "interval", seconds=interval_s, args=(data, pricing, settings),
                       id="analytics", replace_existing=True,
                       next_run_time=datetime.now(scheduler.timezone))
     scheduler.start(paused=True)
-    config = load_report_config(settings_path)
     if config.to:
         schedule_report(scheduler, data, settings_path, config)
     else:
@@ -88,3 +93,4 @@ def run_scheduler(data: DataDir, *, interval_s: float, pricing: Path | None,
     log.info("scheduler: analytics every %.0fs over %s", interval_s, data.root)
     stop.wait()
     scheduler.shutdown(wait=True)
+    lock.release()

@@ -6,14 +6,23 @@ or built in code. Command-line flags override the file.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from analytics.attribution import METHODS
+from inferledger.config import (
+    SettingError,
+    choice,
+    number,
+    read_field,
+    read_toml,
+    table_of,
+    tables_of,
+    text,
+)
 
 
-class SettingsError(ValueError):
+class SettingsError(SettingError):
     """The settings file is unreadable or says something impossible."""
 
 
@@ -53,36 +62,41 @@ class Settings:
         return replace(self, **{k: v for k, v in kw.items() if v is not None})
 
 
-def _positive(name: str, value: object) -> float | None:
-    if value is None:
-        return None
-    if not isinstance(value, int | float) or value <= 0:
-        raise SettingsError(f"{name} must be a positive number of seconds, not {value!r}")
-    return float(value)
+_SECONDS = number(0, above=True)
 
 
 def load_settings(path: str | Path | None) -> Settings:
-    """Settings from a TOML file; without a path, the defaults."""
+    """Settings from a TOML file; without a path, the defaults. Every field is checked; a bad
+    one is a :class:`SettingsError` naming the file, the field and what is allowed."""
     if path is None:
         return Settings()
     try:
-        doc = tomllib.loads(Path(path).read_text())
-    except OSError as e:
-        raise SettingsError(f"cannot read settings file {path}: {e}") from e
-    except tomllib.TOMLDecodeError as e:
-        raise SettingsError(f"{path}: not valid TOML: {e}") from e
-    att = doc.get("attribution", {})
-    slos = tuple(
-        Slo(model=str(s.get("model", "*")), ttft_s=_positive("ttft_s", s.get("ttft_s")),
-            tpot_s=_positive("tpot_s", s.get("tpot_s")), e2e_s=_positive("e2e_s", s.get("e2e_s")))
-        for s in doc.get("slo", []))
-    placement = []
-    for p in doc.get("placement", []):
-        if not p.get("host") or not p.get("gpu_uuids"):
-            raise SettingsError(f"{path}: each [[placement]] needs host and gpu_uuids")
-        placement += [(str(p["host"]), p.get("model"), str(g)) for g in p["gpu_uuids"]]
-    base = Settings()
-    return Settings(method=str(att.get("method", base.method)),
-                    prefill_token_weight=float(att.get("prefill_token_weight",
-                                                       base.prefill_token_weight)),
-                    placement=tuple(placement), slos=slos or base.slos)
+        doc = read_toml(path, "settings file")
+        att = table_of(doc, "attribution", str(path))
+        where = f"{path} [attribution]"
+        slos = []
+        for i, s in enumerate(tables_of(doc, "slo", str(path))):
+            w = f"{path} [[slo]] #{i + 1}"
+            slos.append(Slo(model=read_field(s, "model", text(), w, "*"),
+                            ttft_s=read_field(s, "ttft_s", _SECONDS, w, None),
+                            tpot_s=read_field(s, "tpot_s", _SECONDS, w, None),
+                            e2e_s=read_field(s, "e2e_s", _SECONDS, w, None)))
+        placement = []
+        for i, p in enumerate(tables_of(doc, "placement", str(path))):
+            w = f"{path} [[placement]] #{i + 1}"
+            host = read_field(p, "host", text(), w)
+            model = read_field(p, "model", text(), w, None)
+            uuids = p.get("gpu_uuids")
+            if not isinstance(uuids, list) or not uuids or not all(
+                    isinstance(g, str) and g for g in uuids):
+                raise SettingsError(f"{w} gpu_uuids = {uuids!r} is not allowed: expected a "
+                                    "non-empty list of GPU UUIDs")
+            placement += [(host, model, g) for g in uuids]
+        base = Settings()
+        return Settings(
+            method=read_field(att, "method", choice(*METHODS), where, base.method),
+            prefill_token_weight=read_field(att, "prefill_token_weight", number(0), where,
+                                       base.prefill_token_weight),
+            placement=tuple(placement), slos=tuple(slos) or base.slos)
+    except SettingError as e:
+        raise SettingsError(str(e)) from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from inferledger.errors import UserError
 from inferledger.store import DataDir, connect_readonly
 
 SUMMARY_SQL = """
@@ -47,11 +48,13 @@ SELECT r.*, g.*, q.*, l.*, c.* FROM r, g, q, l, c
 """
 
 
-class NoResults(LookupError):
+class NoResults(UserError):
     """The analytics have not run on this data directory yet."""
 
 
 def require_results(data: DataDir) -> None:
+    """A store with published results, or a one-line error saying which of the two it lacks."""
+    data.check_store()
     if not any(data.derived_table("cost_hourly").glob("*.parquet")):
         raise NoResults(f"no analytics results in {data.root} yet: run `inferledger analytics "
                         f"run --data {data.root}` (the scheduler does this on its interval)")

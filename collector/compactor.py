@@ -30,6 +30,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from inferledger.errors import UserError
 from inferledger.store import DataDir
 from inferledger.store.layout import fsync_dir, publish_durably
 from inferledger.store.raw_schema import RAW_TABLES, parquet_options
@@ -53,7 +54,7 @@ class Compactor:
     def __post_init__(self) -> None:
         unknown = set(self.retention_days) - set(RAW_TABLES)
         if unknown:
-            raise ValueError(f"retention for unknown table(s) {sorted(unknown)}; "
+            raise UserError(f"retention for unknown table(s) {sorted(unknown)}; "
                              f"raw tables are {sorted(RAW_TABLES)}")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -77,8 +78,11 @@ class Compactor:
             for part in sorted(self.data.raw_table(table).glob("day=*")):
                 if part.name.removeprefix("day=") < cutoff:
                     for f in part.iterdir():
-                        f.unlink()
-                    part.rmdir()
+                        f.unlink(missing_ok=True)
+                    try:
+                        part.rmdir()
+                    except OSError:  # a late segment for that day landed meanwhile: next pass
+                        continue
                     self.deleted_partitions += 1
                     log.info("retention: removed %s/%s (older than %d days)", table, part.name,
                              days)

@@ -15,6 +15,7 @@ from collector.receivers.otlp_http import OtlpHttpServer
 from collector.receivers.security import Security
 from collector.telemetry import Telemetry
 from collector.workers import InProcess, Pipeline, WorkerPool
+from inferledger.ports import ensure_free
 from inferledger.store import DataDir, write_catalog
 
 log = logging.getLogger("inferledger.collector")
@@ -33,6 +34,12 @@ class Collector:
     workers: int = 0  # worker processes decoding and writing; 0: in this process
 
     def start(self) -> Collector:
+        """Check the ports are free and take the store's collector lock (one writer per data
+        directory, refused in one line otherwise) before anything is created or started."""
+        ensure_free(self.host, [(self.grpc_port, "the collector's OTLP/gRPC"),
+                                (self.http_port, "the collector's OTLP/HTTP")])
+        self.lock = self.data.collector_lock().acquire(
+            hint="one collector per data directory; stop it or give another --data")
         write_catalog(self.data)
         recover(self.data)  # before any worker writes
         self.pipeline: Pipeline = (WorkerPool(self.data, self.workers) if self.workers
@@ -62,6 +69,7 @@ class Collector:
         self.telemetry.shutdown()  # its last export goes through the pipeline
         self.pipeline.close()
         self.compactor.stop()
+        self.lock.release()
         log.info("collector stopped")
 
     def serve_until(self, stop: threading.Event) -> None:

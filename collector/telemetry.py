@@ -29,6 +29,7 @@ from opentelemetry.sdk.resources import Resource
 
 from collector import jobs
 from inferledger.store import DataDir
+from inferledger.store.layout import file_sizes
 
 if TYPE_CHECKING:
     from collector.workers import Pipeline
@@ -122,8 +123,8 @@ class Telemetry:
     def _throttled(self, _: CallbackOptions) -> Sequence[Observation]:
         return [Observation(self.refused + self.http_throttled())]
 
-    def _segments(self) -> list:
-        return [p.stat().st_size for p in self.data.raw.glob("*/day=*/*.parquet")]
+    def _segments(self) -> list[int]:
+        return file_sizes(self.data.raw, "*/day=*/*.parquet")
 
     def _store_size(self, _: CallbackOptions) -> Sequence[Observation]:
         return [Observation(sum(self._segments()))]

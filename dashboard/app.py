@@ -13,10 +13,11 @@ import os
 import streamlit as st
 
 from analytics.filters import DEFAULT_RANGE, RANGES, Filters
-from analytics.summary import NoResults, require_results
+from analytics.summary import require_results
 from dashboard import ui
 from dashboard.context import Context, query, set_current
 from dashboard.queries import base
+from inferledger.errors import UserError
 from inferledger.store import DataDir
 
 PAGES = [
@@ -54,7 +55,7 @@ def main() -> None:
     page = st.navigation(PAGES)
     try:
         require_results(DataDir.at(data_root))
-    except NoResults as e:
+    except UserError as e:  # not a store, or no results yet: said plainly on the page
         st.title("InferLedger")
         ui.no_data_yet(f"{e}. ")
         return

@@ -14,18 +14,22 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
+from inferledger.config import choice, resolve, text
+from inferledger.errors import PRODUCT_ERROR_EXIT, USER_ERROR_EXIT, ProductError, UserError
+
 if TYPE_CHECKING:
     from analytics.report.config import ReportConfig
     from analytics.report.week import Week
 
 DEFAULT_DATA = "./inferledger-data"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+RUN_WAIT_S = 60.0  # a run by hand waits this long for a scheduled run to finish
 log = logging.getLogger("inferledger")
 
 
 def _data_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default=os.environ.get("INFERLEDGER_DATA", DEFAULT_DATA),
-                   metavar="DIR", help=f"data directory of the store (default {DEFAULT_DATA}, "
-                   "or $INFERLEDGER_DATA)")
+    p.add_argument("--data", metavar="DIR", help="data directory of the store (default "
+                   f"$INFERLEDGER_DATA, else {DEFAULT_DATA})")
 
 
 def _listen_args(p: argparse.ArgumentParser) -> None:
@@ -79,13 +83,13 @@ def cmd_collector(args: argparse.Namespace) -> int:
     from collector.service import Collector
     from inferledger.store import DataDir
 
-    stop = _stop_event()
     retention = {}
     for item in args.retain:
         table, _, days = item.partition("=")
         if not days.isdigit():
-            raise ValueError(f"--retain {item!r}: expected TABLE=DAYS, e.g. spans=30")
+            raise UserError(f"--retain {item!r}: expected TABLE=DAYS, e.g. spans=30")
         retention[table] = int(days)
+    stop = _stop_event()
     security = Security.from_files(args.auth_token_file, args.tls_cert, args.tls_key)
     workers = args.workers if args.workers is not None else _default_workers()
     Collector(DataDir.at(args.data), args.listen, args.grpc_port, args.http_port,
@@ -96,15 +100,15 @@ def cmd_collector(args: argparse.Namespace) -> int:
 
 def cmd_agent(args: argparse.Namespace) -> int:
     from agents.gpu import GpuError, open_backend
-    from agents.node_agent import NodeAgent
+    from agents.node_agent import NodeAgent, agent_lock
     from agents.vllm_metrics import EngineScraper, Target, local_locator
     from inferledger.otel import metric_exporter
 
+    agent_lock(args.gpu_backend).acquire()  # held until exit: one agent per node's GPUs
     try:
         backend = open_backend(args.gpu_backend)
     except GpuError as e:
-        log.error("%s", e)
-        return 2
+        raise UserError(str(e)) from None
     stop = _stop_event()
     agent = NodeAgent(backend, metric_exporter(args.otlp_endpoint, args.otlp_protocol),
                       host=args.host, interval_s=args.interval)
@@ -129,8 +133,8 @@ def cmd_analytics_run(args: argparse.Namespace) -> int:
     from analytics.pipeline import run
     from inferledger.store import DataDir
 
-    result = run(DataDir.at(args.data), args.pricing, _settings(args), reprice=args.reprice,
-                 lateness_s=args.lateness)
+    result = run(DataDir.at(args.data).check_store(), args.pricing, _settings(args),
+                 reprice=args.reprice, lateness_s=args.lateness, wait_s=RUN_WAIT_S)
     _report(result)
     return 0
 
@@ -157,55 +161,49 @@ def cmd_analytics_backfill(args: argparse.Namespace) -> int:
     from inferledger.store import DataDir
 
     if args.until < args.since:
-        log.error("--until is before --since")
-        return 2
+        raise UserError("--until is before --since")
+    data = DataDir.at(args.data).check_store()
 
     def bar(i: int, n: int, day: str) -> None:
         filled = round(30 * i / n)
         print(f"\r[{'#' * filled}{'.' * (30 - filled)}] {i}/{n} days  {day}", end="",
               file=sys.stderr, flush=True)
 
-    result = run(DataDir.at(args.data), args.pricing, _settings(args), reprice=args.reprice,
-                 since=args.since, until=args.until, progress=bar)
+    result = run(data, args.pricing, _settings(args), reprice=args.reprice,
+                 since=args.since, until=args.until, progress=bar, wait_s=RUN_WAIT_S)
     print(file=sys.stderr)
     _report(result)
     return 0
 
 
 def cmd_analytics_summary(args: argparse.Namespace) -> int:
-    from analytics.summary import NoResults, format_table, summary
+    from analytics.summary import format_table, summary
     from inferledger.store import DataDir
 
-    try:
-        s = summary(DataDir.at(args.data))
-    except NoResults as e:
-        log.error("%s", e)
-        return 1
+    s = summary(DataDir.at(args.data))
     print(json.dumps(s) if args.json else format_table(s))
     return 0
 
 
 def cmd_analytics_export(args: argparse.Namespace) -> int:
     from analytics.export import export_focus
-    from analytics.summary import NoResults
     from inferledger.store import DataDir
 
     fmt = args.format or ("parquet" if args.out.suffix == ".parquet" else "csv")
-    try:
-        n = export_focus(DataDir.at(args.data), args.out, fmt=fmt, grain=args.grain)
-    except NoResults as e:
-        log.error("%s", e)
-        return 1
+    n = export_focus(DataDir.at(args.data), args.out, fmt=fmt, grain=args.grain)
     print(f"{n} charge rows written to {args.out} ({fmt}, one row per {args.grain})")
     return 0
 
 
 def cmd_scheduler(args: argparse.Namespace) -> int:
+    from analytics.pricing import load_pricing
     from analytics.scheduler import run_scheduler
     from inferledger.store import DataDir
 
+    settings = _settings(args)
+    load_pricing(args.pricing)  # checked now, not at the first run
     run_scheduler(DataDir.at(args.data), interval_s=args.interval, pricing=args.pricing,
-                  settings=_settings(args), stop=_stop_event(), settings_path=args.config)
+                  settings=settings, stop=_stop_event(), settings_path=args.config)
     return 0
 
 
@@ -247,6 +245,9 @@ def cmd_report_send(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
+    from inferledger.ports import ensure_free
+
+    ensure_free(args.host, [(args.port, "the dashboard")])
     app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
     os.environ["INFERLEDGER_DATA"] = str(Path(args.data).resolve())
     # What every page imports, loaded before serving so the first visitor does not wait.
@@ -370,7 +371,7 @@ def cmd_sim_loadgen(args: argparse.Namespace) -> int:
     for t in args.target:
         model, _, url = t.partition("=")
         if not url:
-            raise SystemExit(f"--target {t!r} is not MODEL=URL")
+            raise UserError(f"--target {t!r} is not MODEL=URL")
         targets.setdefault(model, []).append(url.rstrip("/"))
 
     apps = load_scenario(args.scenario).apps
@@ -402,8 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="inferledger",
         description="What one LLM response really costs on your own GPUs, and why it was slow.")
-    p.add_argument("--log-level", default=os.environ.get("INFERLEDGER_LOG_LEVEL", "INFO"),
-                   choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    p.add_argument("--log-level", choices=LOG_LEVELS,
+                   help="default $INFERLEDGER_LOG_LEVEL, else INFO")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     d = sub.add_parser("demo", help="run the whole stack on simulated GPUs",
@@ -655,16 +656,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. What the user got wrong is one line and exit 2 (:class:`UserError`);
+    a broken invariant of ours is reported as a bug, exit 3 (:class:`ProductError`)."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+    try:
+        level = resolve(choice(*LOG_LEVELS), arg=args.log_level, flag="--log-level",
+                        var="INFERLEDGER_LOG_LEVEL", default="INFO")
+    except UserError as e:
+        print(f"inferledger: error: {e}", file=sys.stderr)
+        return USER_ERROR_EXIT
+    logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)-5s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
     for noisy in ("apscheduler", "httpx", "opentelemetry", "uvicorn"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
+        if hasattr(args, "data"):
+            args.data = resolve(text(), arg=args.data, flag="--data", var="INFERLEDGER_DATA",
+                                default=DEFAULT_DATA)
         return args.func(args) or 0
     except KeyboardInterrupt:
         return 130
-    except (ValueError, OSError, duckdb.Error) as e:  # bad settings, pricing, ports, SQL
+    except UserError as e:
         log.error("%s", e)
-        return 2
+        return USER_ERROR_EXIT
+    except ProductError as e:
+        log.error("internal error, a bug in InferLedger (please report it): %s", e)
+        return PRODUCT_ERROR_EXIT
+    except OSError as e:  # the machine refused something: a permission, a full disk
+        log.error("%s", e)
+        return 1

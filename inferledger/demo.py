@@ -17,11 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from analytics.pipeline import run as run_analytics
+from analytics.pricing import load_pricing
+from analytics.report.config import load_report_config
 from analytics.settings import load_settings
 from analytics.summary import format_table, summary
 from collector.exporters.parquet import wait_published
+from inferledger.ports import ensure_free
 from inferledger.procs import Supervisor, install_stop_handlers, wait_for_port
-from inferledger.store import DataDir, write_catalog
+from inferledger.store import DataDir, NotAStore
 from simulator.history.generate import generate_history, report_progress
 from simulator.scenario import DEFAULT_SCENARIO, Scenario, load_scenario
 
@@ -47,14 +50,40 @@ class DemoOptions:
     history_days: float = 0.0
 
 
-def _start(sup: Supervisor, o: DemoOptions, data: DataDir) -> None:
+def preflight(o: DemoOptions) -> tuple[Scenario, DataDir]:
+    """Everything the demo needs, checked before it creates or starts anything: the scenario,
+    the pricing and settings files, every port of every part, and that no collector,
+    scheduler or analytics run already writes the data directory. A second demo on the same
+    ports or store stops here with one line, before a child could reach the first one's."""
+    scenario = load_scenario(o.scenario)
+    load_pricing(o.pricing)
+    load_settings(o.config)
+    load_report_config(o.config)
+    ports = [(o.grpc_port, "the collector's OTLP/gRPC"),
+             (o.http_port, "the collector's OTLP/HTTP"),
+             (o.engine_port_base, "the gateway")]
+    ports += [(e.port, f"the simulated engine {e.model} on {node.name}")
+              for node in scenario.with_ports(o.engine_port_base) for e in node.engines]
+    if o.dashboard:
+        ports.append((o.dashboard_port, "the dashboard"))
+    ensure_free(o.listen, ports)
+    data = DataDir.at(o.data)
+    if data.root.exists() and not data.root.is_dir():
+        raise NotAStore(f"--data {data.root} is a file, not a data directory")
+    data.ensure()
+    for lock in (data.collector_lock(), data.scheduler_lock(), data.analytics_lock()):
+        lock.probe(hint="another demo or collector writes this store; stop it or give "
+                   "another --data")
+    return scenario, data
+
+
+def _start(sup: Supervisor, o: DemoOptions, data: DataDir, scenario: Scenario) -> None:
     host = o.listen
     collector = sup.spawn("collector", ["collector", "--data", str(data.root), "--listen", host,
                                         "--grpc-port", str(o.grpc_port),
                                         "--http-port", str(o.http_port)])
     wait_for_port(host, o.http_port, 30, collector)
     wait_for_port(host, o.grpc_port, 30, collector)
-    scenario = load_scenario(o.scenario)
     if o.history_days:
         _history(o, data, scenario)
     upstreams: list[str] = []
@@ -112,14 +141,13 @@ def _history(o: DemoOptions, data: DataDir, scenario: Scenario) -> None:
 
 
 def run_demo(o: DemoOptions) -> int:
-    data = DataDir.at(o.data).ensure()
-    write_catalog(data)
+    scenario, data = preflight(o)
     stop = threading.Event()
     install_stop_handlers(stop.set)
     sup = Supervisor()
     failed = False
     try:
-        _start(sup, o, data)
+        _start(sup, o, data, scenario)
         log.info("demo running (simulated GPUs). Store: %s", data.root)
         log.info("  OTLP/gRPC  %s:%d    OTLP/HTTP  http://%s:%d", o.listen, o.grpc_port,
                  o.listen, o.http_port)
@@ -151,7 +179,7 @@ def run_demo(o: DemoOptions) -> int:
         if collector is not None and not failed:
             time.sleep(1.0)  # let the last exports land
             try:
-                run_analytics(data, o.pricing, load_settings(o.config))
+                run_analytics(data, o.pricing, load_settings(o.config), wait_s=30)
                 print(format_table(summary(data)))
             except Exception:
                 log.exception("final analytics run failed")

@@ -12,6 +12,8 @@ from typing import Any
 from opentelemetry.sdk.metrics.export import MetricExporter
 from opentelemetry.sdk.trace.export import SpanExporter
 
+from inferledger.errors import UserError
+
 PROTOCOLS = ("grpc", "http/protobuf")
 _MODULES = {"grpc": "opentelemetry.exporter.otlp.proto.grpc.{}_exporter",
             "http/protobuf": "opentelemetry.exporter.otlp.proto.http.{}_exporter"}
@@ -19,7 +21,7 @@ _MODULES = {"grpc": "opentelemetry.exporter.otlp.proto.grpc.{}_exporter",
 
 def _exporter(signal: str, cls: str, endpoint: str | None, protocol: str) -> Any:
     if protocol not in PROTOCOLS:
-        raise ValueError(f"OTLP protocol {protocol!r} is not one of {PROTOCOLS}")
+        raise UserError(f"OTLP protocol {protocol!r} is not one of {PROTOCOLS}")
     exporter = getattr(importlib.import_module(_MODULES[protocol].format(signal)), cls)
     if protocol == "grpc":
         return exporter(endpoint=endpoint, insecure=True)

@@ -25,6 +25,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from inferledger.errors import UserError
 from simulator.arrivals import draw_request, hourly_share, lognormal
 from simulator.engine.profiles import MODEL_PROFILES
 from simulator.scenario import App
@@ -60,7 +61,7 @@ class LoadGenerator:
                  tracer_provider: TracerProvider | None = None) -> None:
         missing = {a.model for a in apps} - set(targets)
         if missing:
-            raise ValueError(f"no engine URL for model(s) {sorted(missing)}")
+            raise UserError(f"no engine URL for model(s) {sorted(missing)}")
         self.targets = {m: itertools.cycle(urls) for m, urls in targets.items()}
         self.rate = rate_per_s
         self.apps = apps

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agents.gpu import open_backend
-from agents.node_agent import NodeAgent
+from agents.node_agent import NodeAgent, agent_lock
 from agents.vllm_metrics import EngineScraper, Target
+from inferledger.errors import UserError
 from inferledger.otel import metric_exporter
 from inferledger.procs import Supervisor, wait_for_port
 from simulator import SIMULATED_RESOURCE
@@ -39,7 +40,7 @@ class EngineSpec:
         """``MODEL@GPU[+GPU…]:PORT``, e.g. ``qwen2.5-32b-instruct@0+1:8201`` (TP=2)."""
         m = _ENGINE_SPEC.match(text)
         if not m:
-            raise ValueError(f"engine spec {text!r} is not MODEL@GPU[+GPU...]:PORT")
+            raise UserError(f"engine spec {text!r} is not MODEL@GPU[+GPU...]:PORT")
         return cls(m["model"], tuple(int(g) for g in m["gpus"].split("+")), int(m["port"]))
 
     def __str__(self) -> str:
@@ -51,13 +52,16 @@ def run_node(*, name: str, gpu_models: list[str], engines: list[EngineSpec], sta
              stop: threading.Event) -> None:
     unknown = set(gpu_models) - set(GPU_MODELS)
     if unknown:
-        raise ValueError(f"unknown simulated GPU model(s) {sorted(unknown)}; "
+        raise UserError(f"unknown simulated GPU model(s) {sorted(unknown)}; "
                          f"known: {sorted(GPU_MODELS)}")
     for e in engines:
         if any(g >= len(gpu_models) for g in e.gpus):
-            raise ValueError(f"engine {e} uses a GPU this node does not have")
-    NodeGpus.create(state, name, gpu_models).close()
+            raise UserError(f"engine {e} uses a GPU this node does not have")
     backend_spec = f"sim:{state}"
+    # Before the state is (re)created: a second node on the same state would reset the
+    # first one's GPUs and report them again.
+    lock = agent_lock(backend_spec).acquire(hint="one simulated node per state file")
+    NodeGpus.create(state, name, gpu_models).close()
     # The agent first, as on a real node: it sees the engines load their models.
     agent = NodeAgent(open_backend(backend_spec), metric_exporter(collector_http),
                       host=name, interval_s=interval_s, resource_attributes=SIMULATED_RESOURCE)
@@ -89,4 +93,5 @@ def run_node(*, name: str, gpu_models: list[str], engines: list[EngineSpec], sta
     finally:
         stop_scraping.set()
         sup.stop_all()  # engines first, so their last spans are flushed
+        lock.release()
         agent.shutdown()

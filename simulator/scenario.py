@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from inferledger.errors import UserError
 from simulator.engine.profiles import MODEL_PROFILES
 from simulator.gpu_models import GPU_MODELS
 from simulator.node import EngineSpec
@@ -103,8 +104,8 @@ class Scenario:
         return tuple(nodes)
 
 
-class ScenarioError(ValueError):
-    pass
+class ScenarioError(UserError):
+    """The scenario named or its file is not usable; the message says where and why."""
 
 
 def available() -> list[str]:

@@ -16,7 +16,7 @@ from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult,
 from analytics.pipeline import compute
 from analytics.pricing import Pricing, load_pricing
 from analytics.settings import Settings
-from inferledger.store import DataDir, connect_readonly, write_parquet_atomic
+from inferledger.store import DataDir, connect_readonly, write_catalog, write_parquet_atomic
 from inferledger.store.catalog import staging_sql
 from inferledger.store.raw_schema import METRIC_POINTS, SPANS
 
@@ -167,6 +167,8 @@ class FlakyExporter(MetricExporter):
 
 def stored(data: DataDir, sql: str) -> list[tuple]:
     """Run ``sql`` on the store's views, as any reader would (no lock, read-only)."""
+    if not data.views_sql.exists():  # the test wrote segments itself, in a collector's place
+        write_catalog(data)
     con = connect_readonly(data)
     try:
         return con.execute(sql).fetchall()

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from inferledger.cli import build_parser, main
+from inferledger.store import DataDir, write_catalog
 
 
 def _commands(parser: argparse.ArgumentParser, prefix=()) -> list[tuple[str, ...]]:
@@ -47,9 +48,17 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=60)
 
 
+def _empty_store(path) -> str:
+    """A store as a collector leaves it when nothing has arrived yet."""
+    write_catalog(DataDir.at(path))
+    return str(path)
+
+
 def test_summary_json_on_an_empty_store(tmp_path) -> None:
+    _empty_store(tmp_path)
     out = _cli("analytics", "summary", "--json", "--data", str(tmp_path))
-    assert out.returncode == 1 and "inferledger analytics run" in out.stderr
+    assert out.returncode == 2 and "inferledger analytics run" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
     assert _cli("analytics", "run", "--data", str(tmp_path)).returncode == 0
     out = _cli("analytics", "summary", "--json", "--data", str(tmp_path))
     assert out.returncode == 0, out.stderr
@@ -58,6 +67,7 @@ def test_summary_json_on_an_empty_store(tmp_path) -> None:
 
 
 def test_backfill_command(tmp_path) -> None:
+    _empty_store(tmp_path)
     out = _cli("analytics", "backfill", "--data", str(tmp_path), "--since", "2026-11-01",
                "--until", "2026-11-03")
     assert out.returncode == 0, out.stderr
@@ -68,5 +78,6 @@ def test_backfill_command(tmp_path) -> None:
 
 
 def test_sql_errors_are_reported_not_raised(tmp_path, capsys) -> None:
+    _empty_store(tmp_path)
     assert main(["sql", "--data", str(tmp_path), "SELECT * FROM no_such_table"]) == 1
     assert "no_such_table" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import socket
 import threading
 import time
 from pathlib import Path
@@ -354,3 +355,67 @@ def test_worker_processes_share_the_load_and_a_dead_one_is_replaced(data) -> Non
     (dups,) = stored(data, "SELECT max(value) FROM stg_collector_metrics "
                            "WHERE metric_name = 'inferledger.collector.duplicate_spans'")[0]
     assert dups == 1
+
+
+def test_a_body_over_the_limit_gets_its_413_even_from_urllib(collector) -> None:
+    """urllib writes the whole body before it reads: the 413 must still reach it."""
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(f"http://127.0.0.1:{collector.http_port}/v1/traces",
+                                 data=b"\0" * (30 * 1024 * 1024), method="POST",
+                                 headers={"Content-Type": "application/x-protobuf"})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req, timeout=60)
+    assert e.value.code == 413
+    assert "exceeds" in status_pb2.Status.FromString(e.value.read()).message
+
+
+def test_expect_100_continue_over_the_limit_is_answered_before_the_body(collector) -> None:
+    with socket.create_connection(("127.0.0.1", collector.http_port), timeout=10) as s:
+        s.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf"
+                  b"\r\nContent-Length: 999999999\r\nExpect: 100-continue\r\n\r\n")
+        head = s.recv(4096)
+    assert head.startswith(b"HTTP/1.1 413") and b"100 Continue" not in head
+
+
+def test_a_client_that_hangs_up_costs_one_log_line(collector, caplog) -> None:
+    """Clients that give up before their reply (time-outs, resets) are normal: no traceback."""
+    import logging
+    import struct
+
+    caplog.set_level(logging.INFO, logger="collector.receivers.otlp_http")
+    for sent in (b"\x0a\x00", b"\0" * 4096):
+        s = socket.create_connection(("127.0.0.1", collector.http_port), timeout=10)
+        s.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf"
+                  b"\r\nContent-Length: 100000\r\n\r\n" + sent)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()  # RST: the collector's read or its reply fails
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not any(
+            "went away" in r.message or "ended" in r.message for r in caplog.records):
+        time.sleep(0.05)
+    ours = [r for r in caplog.records if r.name.startswith("collector")]
+    assert ours and not any(r.exc_info for r in ours), [r.getMessage() for r in ours]
+    r = httpx.post(f"http://127.0.0.1:{collector.http_port}/v1/traces", content=b"",
+                   headers={"content-type": "application/x-protobuf"})
+    assert r.status_code == 200  # and it goes on serving
+
+
+def test_store_size_metrics_skip_a_segment_compaction_just_deleted(data, monkeypatch) -> None:
+    import inferledger.store.layout as layout
+    from collector.telemetry import Telemetry
+
+    part = data.raw_table("spans") / "day=2026-11-25"
+    part.mkdir(parents=True)
+    (part / "a.parquet").write_bytes(b"x" * 10)
+    real = layout.glob.iglob
+    # As if compaction deleted b.parquet between the listing and the stat.
+    monkeypatch.setattr(layout.glob, "iglob",
+                        lambda pattern, **kw: [*real(pattern, **kw), str(part / "b.parquet")])
+    t = Telemetry(data, "h", interval_s=3600)
+    try:
+        assert [o.value for o in t._store_size(None)] == [10]
+        assert [o.value for o in t._store_files(None)] == [1]
+    finally:
+        t.shutdown()

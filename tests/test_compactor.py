@@ -11,6 +11,7 @@ import pytest
 
 from collector.compactor import Compactor
 from collector.exporters.parquet import ParquetSegmentSink
+from inferledger.errors import UserError
 from inferledger.store import DataDir
 from inferledger.store.raw_schema import SPANS
 from tests.builders import stored
@@ -98,7 +99,7 @@ def test_retention_drops_whole_old_days_only(data) -> None:
 
 
 def test_retention_for_an_unknown_table_is_refused(data) -> None:
-    with pytest.raises(ValueError, match="unknown table"):
+    with pytest.raises(UserError, match="unknown table"):
         Compactor(data, {"logs": 7})
 
 

@@ -116,7 +116,8 @@ def test_settings_file(tmp_path) -> None:
     with pytest.raises(SettingsError, match="fair"):
         load_settings(f)
     f.write_text('[[slo]]\nttft_s = -1\n')
-    with pytest.raises(SettingsError, match="positive"):
+    with pytest.raises(SettingsError, match=r"s.toml \[\[slo\]\] #1 ttft_s = -1 is not allowed: "
+                       "expected a number > 0"):
         load_settings(f)
 
 

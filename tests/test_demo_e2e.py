@@ -76,8 +76,8 @@ def _wait(proc: subprocess.Popen, err: _Reader, timeout_s: float) -> None:
 
 def test_demo_for_a_duration(tmp_path) -> None:
     data = tmp_path / "data"
-    proc = subprocess.Popen(_demo_args(data, "--duration", "30", "--no-dashboard"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    args = _demo_args(data, "--duration", "30", "--no-dashboard")
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     err = _Reader(proc.stderr)
     # While the demo writes, another process opens the store read-only and queries it.
     deadline = time.monotonic() + 60
@@ -95,6 +95,12 @@ def test_demo_for_a_duration(tmp_path) -> None:
         assert out.returncode == 0, out.stderr
         spans = int(out.stdout)
     assert proc.poll() is None  # the read happened while the collector was writing
+    # A second demo on the same ports and store refuses before it starts anything.
+    second = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    lines = second.stderr.strip().splitlines()
+    assert second.returncode == 2 and len(lines) == 1, second.stderr
+    assert "is taken by pid" in lines[0] and "demo running" not in second.stderr
+    assert proc.poll() is None
     out_reader = _Reader(proc.stdout)
     _wait(proc, err, 180)
     out_reader.join(5)
@@ -118,6 +124,17 @@ def test_demo_for_a_duration(tmp_path) -> None:
     import duckdb
 
     con = duckdb.connect(str(data / "inferledger.duckdb"), read_only=True)
+    # Nothing reached the first demo's store but its own agents: one host per GPU, and no
+    # interval whose energy implies more power than the GPU's limit.
+    one_host, worst = con.execute("""
+        WITH s AS (SELECT gpu_uuid, host_name, ts_s, energy_j, power_limit_w,
+                          lag(energy_j) OVER w AS e0, lag(ts_s) OVER w AS t0
+                   FROM stg_gpu_samples WINDOW w AS (PARTITION BY gpu_uuid ORDER BY ts_s))
+        SELECT (SELECT max(n) FROM (SELECT count(DISTINCT host_name) AS n FROM s
+                                    GROUP BY gpu_uuid)),
+               max((energy_j - e0) / (ts_s - t0) / power_limit_w)
+        FROM s WHERE ts_s > t0""").fetchone()
+    assert one_host == 1 and worst < 1.1, (one_host, worst)
     outcomes = dict(con.execute("SELECT outcome, count(*) FROM request_costs GROUP BY 1")
                     .fetchall())
     models = {r[0] for r in con.execute("SELECT DISTINCT model FROM request_costs").fetchall()}

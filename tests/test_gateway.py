@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from agents.gateway import Pool, build_gateway
 from agents.tracing import InferLedgerMiddleware
 from agents.tracing.config import MiddlewareConfig
+from inferledger.errors import UserError
 from simulator.gpu_state import NodeGpus
 from tests.engine_server import MODEL, make_engine, serving
 
@@ -246,7 +247,7 @@ def test_route_by_queue_reads_the_engines_metrics(fleet) -> None:
         assert waiting == 0 and kv > 0  # vLLM's names, parsed from the real exposition
         asyncio.run(_check(pool))
         assert [u.url for u in pool.candidates(MODEL)] == [u1, u0]
-    with pytest.raises(ValueError, match="route by"):
+    with pytest.raises(UserError, match="route by"):
         Pool([u0], route_by="random")
 
 

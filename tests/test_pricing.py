@@ -28,7 +28,9 @@ def test_longest_match_wins(tmp_path) -> None:
     ("version='v'\n[[gpu]]\nusd_per_hour=1\n", "match"),
     ("version='v'\n[[gpu]]\nmatch='x'\n", "usd_per_hour"),
     ("version='v'\n[energy]\npue=0.5\n", "pue"),
-    ("version='v'\n[idle]\npolicy='whatever'\n", "idle policy"),
+    ("version='v'\n[idle]\npolicy='whatever'\n", r"\[idle\] policy = 'whatever'"),
+    ("version='v'\n[[gpu]]\nmatch='x'\nusd_per_hour='cheap'\n",
+     r"p.toml \[\[gpu\]\] 'x' usd_per_hour = 'cheap' is not allowed: expected a number ≥ 0"),
     ("version = [", "TOML"),
 ])
 def test_bad_pricing_files_are_explained(tmp_path, text, message) -> None:

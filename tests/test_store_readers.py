@@ -34,9 +34,10 @@ def test_queries_keep_working_while_compaction_deletes_segments(data) -> None:
 
     from collector.compactor import Compactor
     from collector.exporters.parquet import ParquetSegmentSink
-    from inferledger.store import connect_readonly
+    from inferledger.store import connect_readonly, write_catalog
     from tests.test_compactor import _segment
 
+    write_catalog(data)  # as the collector does when it starts
     sink, compactor = ParquetSegmentSink(data), Compactor(data, min_segments=2, grace_s=0)
     stop, written = threading.Event(), []
 

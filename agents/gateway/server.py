@@ -11,6 +11,8 @@ from agents.gateway.proxy import build_gateway
 from agents.gateway.upstreams import Pool
 from agents.tracing.config import MiddlewareConfig
 from agents.tracing.middleware import InferLedgerMiddleware
+from inferledger.errors import UserError
+from inferledger.ports import ensure_free
 
 log = logging.getLogger("inferledger.gateway")
 
@@ -18,7 +20,7 @@ log = logging.getLogger("inferledger.gateway")
 def parse_listen(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     if not host or not port.isdigit():
-        raise ValueError(f"--listen {text!r}: expected HOST:PORT, e.g. 127.0.0.1:8080")
+        raise UserError(f"--listen {text!r}: expected HOST:PORT, e.g. 127.0.0.1:8080")
     return host, int(port)
 
 
@@ -26,6 +28,7 @@ def serve_gateway(listen: str, upstreams: list[str], *, otlp_endpoint: str | Non
                   otlp_protocol: str | None, timeout_s: float, health_interval_s: float,
                   route_by: str = "outstanding") -> None:
     host, port = parse_listen(listen)
+    ensure_free(host, [(port, "the gateway")])
     pool = Pool(upstreams, interval_s=health_interval_s, route_by=route_by)
     cfg = MiddlewareConfig.from_env()
     cfg = dataclasses.replace(cfg, endpoint=otlp_endpoint or cfg.endpoint,

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from inferledger.errors import UserError
+
 log = logging.getLogger("inferledger.gateway")
 
 
@@ -65,12 +67,12 @@ class Pool:
 
     def __post_init__(self) -> None:
         if not self.urls:
-            raise ValueError("the gateway needs at least one --upstream")
+            raise UserError("the gateway needs at least one --upstream")
         if self.route_by not in ROUTE_BY:
-            raise ValueError(f"route by {self.route_by!r}: expected one of {ROUTE_BY}")
+            raise UserError(f"route by {self.route_by!r}: expected one of {ROUTE_BY}")
         for u in self.urls:
             if not u.startswith(("http://", "https://")):
-                raise ValueError(f"upstream {u!r} is not an http(s):// URL")
+                raise UserError(f"upstream {u!r} is not an http(s):// URL")
         self.upstreams = [Upstream(u.rstrip("/")) for u in self.urls]
         self._turn = itertools.count()
 

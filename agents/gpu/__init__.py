@@ -17,6 +17,7 @@ from agents.gpu.backend import (
     MigInstance,
 )
 from agents.gpu.nvml import NvmlBackend
+from inferledger.errors import UserError
 
 __all__ = ["GpuBackend", "GpuError", "GpuLost", "GpuProcess", "GpuSample", "GpuUnavailable",
            "GpuUnsupported", "MigInstance", "NvmlBackend", "open_backend",
@@ -30,7 +31,7 @@ def open_backend(spec: str = "nvml") -> GpuBackend:
         from simulator.fake_nvml import SimulatedNvml
 
         return NvmlBackend(SimulatedNvml(spec[4:]))
-    raise ValueError(f"unknown GPU backend {spec!r}: use 'nvml' or 'sim:PATH'")
+    raise UserError(f"unknown GPU backend {spec!r}: use 'nvml' or 'sim:PATH'")
 
 
 def resolve_visible_devices(backend: GpuBackend, visible: str | None) -> list[str]:

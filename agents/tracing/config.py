@@ -20,10 +20,15 @@ import logging
 import os
 import socket
 from dataclasses import dataclass, field
+from typing import Any
+
+from inferledger.config import BOOLEAN, Kind, choice, resolve, text
+from inferledger.otel import PROTOCOLS
 
 log = logging.getLogger("inferledger.middleware")
 
 _DEFAULT_HASH_KEY = "inferledger-default-tenant-key"
+_TEXT = text()
 
 
 @dataclass(frozen=True)
@@ -44,15 +49,19 @@ class MiddlewareConfig:
         if key is None:
             log.warning("INFERLEDGER_TENANT_HASH_KEY is not set: API-key tenants are hashed "
                         "with a public default key")
+
+        def var(name: str, kind: Kind = _TEXT, default: object = None) -> Any:
+            return resolve(kind, env=e, var=name, default=default)
+
         return cls(
-            endpoint=e.get("INFERLEDGER_OTLP_ENDPOINT"),
-            protocol=e.get("INFERLEDGER_OTLP_PROTOCOL", "http/protobuf"),
-            tenant_header=e.get("INFERLEDGER_TENANT_HEADER", "x-tenant").lower(),
-            route_header=e.get("INFERLEDGER_ROUTE_HEADER", "x-route").lower(),
+            endpoint=var("INFERLEDGER_OTLP_ENDPOINT"),
+            protocol=var("INFERLEDGER_OTLP_PROTOCOL", choice(*PROTOCOLS), "http/protobuf"),
+            tenant_header=var("INFERLEDGER_TENANT_HEADER", default="x-tenant").lower(),
+            route_header=var("INFERLEDGER_ROUTE_HEADER", default="x-route").lower(),
             hash_key=(key or _DEFAULT_HASH_KEY).encode(),
-            host=e.get("INFERLEDGER_HOST") or socket.gethostname(),
-            gpu_backend=e.get("INFERLEDGER_GPU_BACKEND", "nvml"),
-            request_usage=e.get("INFERLEDGER_REQUEST_USAGE", "true").lower() != "false",
+            host=var("INFERLEDGER_HOST", default=None) or socket.gethostname(),
+            gpu_backend=var("INFERLEDGER_GPU_BACKEND", default="nvml"),
+            request_usage=var("INFERLEDGER_REQUEST_USAGE", BOOLEAN, True),
         )
 
     def tenant_from_api_key(self, api_key: str) -> str:

@@ -28,6 +28,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from agents.tracing.config import MiddlewareConfig
 from agents.tracing.sse import SseTap
+from inferledger.errors import UserError
 from inferledger.otel import span_exporter
 
 log = logging.getLogger("inferledger.middleware")
@@ -54,7 +55,7 @@ def _gpu_uuids(cfg: MiddlewareConfig) -> list[str]:
 
     try:
         backend = open_backend(cfg.gpu_backend)
-    except (GpuError, ValueError) as e:
+    except (GpuError, UserError) as e:
         log.warning("GPU placement unknown (%s); analytics will fall back to host/PID", e)
         return []
     try:

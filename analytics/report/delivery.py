@@ -27,6 +27,7 @@ from pathlib import Path
 
 from analytics.report import smtp
 from analytics.report.config import ReportConfig
+from inferledger.errors import UserError
 from inferledger.store import DataDir
 
 log = logging.getLogger("inferledger.report")
@@ -95,7 +96,7 @@ def deliver(data: DataDir, week: str, config: ReportConfig,
     sent already; retry failures with exponential back-off."""
     recipients = sorted(to or config.to)
     if not recipients:
-        raise ValueError("no recipients: set [report] to = [...] or INFERLEDGER_REPORT_TO")
+        raise UserError("no recipients: set [report] to = [...] or INFERLEDGER_REPORT_TO")
     key = delivery_key(week, recipients)
     with _locked(data):
         last = latest_states(data).get(key)

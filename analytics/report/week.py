@@ -7,6 +7,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from inferledger.errors import UserError
+
+
+class BadWeek(UserError, ValueError):
+    """``--week`` is not an ISO week."""
+
+
 _ISO_WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
 
 
@@ -20,11 +27,11 @@ class Week:
     def parse(cls, label: str, tz: str = "UTC") -> Week:
         m = _ISO_WEEK.match(label.strip())
         if not m:
-            raise ValueError(f"{label!r} is not an ISO week like 2026-W47")
+            raise BadWeek(f"--week {label!r} is not an ISO week like 2026-W47")
         try:
             monday = date.fromisocalendar(int(m[1]), int(m[2]), 1)
         except ValueError as e:
-            raise ValueError(f"{label!r}: {e}") from e
+            raise BadWeek(f"--week {label!r}: {e}") from None
         start = datetime.combine(monday, datetime.min.time(), ZoneInfo(tz))
         return cls(label.strip(), start, start + timedelta(days=7))
 

@@ -13,6 +13,7 @@ never acknowledged and is dropped.
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import threading
@@ -50,7 +51,7 @@ def wait_published(data: DataDir, timeout_s: float = 10.0) -> bool:
     """Wait until the write-ahead files that exist now are published, so a reader sees every
     row acknowledged so far (a collector publishes them within ``publish_s``). False if some
     were not by ``timeout_s``."""
-    pending = set(data.wal.glob("**/*.arrows"))
+    pending = {Path(p) for p in glob.iglob(str(data.wal / "**" / "*.arrows"), recursive=True)}
     deadline = time.monotonic() + timeout_s
     while any(p.exists() for p in pending):
         if time.monotonic() > deadline:

@@ -50,7 +50,10 @@ def start_grpc(address: str, pipeline: Pipeline, security: Security | None = Non
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=MAX_IN_FLIGHT, thread_name_prefix="otlp-grpc"),
         handlers=[_service(s, pipeline, telemetry) for s in (TRACES, METRICS)],
-        options=[("grpc.max_receive_message_length", jobs.MAX_BODY_BYTES)],
+        # No SO_REUSEPORT (gRPC's default on Linux): a second collector on this port must
+        # fail, not silently take half of the first one's traffic.
+        options=[("grpc.max_receive_message_length", jobs.MAX_BODY_BYTES),
+                 ("grpc.so_reuseport", 0)],
         # Past this, RESOURCE_EXHAUSTED at once (retryable for OTLP exporters), not a queue.
         maximum_concurrent_rpcs=2 * MAX_IN_FLIGHT,
         interceptors=security.grpc_interceptors(),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
@@ -29,6 +30,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT = 8  # requests being decoded and written at once; past it, 503 at once
+# A body over the limit is still read (and dropped) up to this size after the 413 is sent:
+# clients that write the whole body before reading (Python's urllib) would otherwise get a
+# broken pipe instead of the answer. Past it the connection is closed.
+MAX_DRAIN_BYTES = 64 * 1024 * 1024
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 # An outcome → HTTP status and google.rpc code (OTLP/HTTP specification).
@@ -53,7 +58,40 @@ class _Handler(BaseHTTPRequestHandler):
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.wfile.write(body)
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+            log.info("client %s went away before its %d reply", self.address_string(), code)
+
+    def handle_expect_100(self) -> bool:
+        """``Expect: 100-continue`` with a body over the limit: answer 413 before the client
+        sends it (curl does this for large bodies)."""
+        if self._too_large(self._length()):
+            self.close_connection = True
+            return False
+        return super().handle_expect_100()
+
+    def _length(self) -> int:
+        try:
+            return int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            return -1
+
+    def _too_large(self, length: int) -> bool:
+        """Answer 413 (and read the body away, up to a bound) if ``length`` is over the limit."""
+        if length <= jobs.MAX_BODY_BYTES:
+            return False
+        self.close_connection = True
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        self._status(413, code_pb2.INVALID_ARGUMENT,
+                     f"body of {length} bytes exceeds {jobs.MAX_BODY_BYTES}",
+                     JSON if ctype == JSON else PROTOBUF)
+        if length <= MAX_DRAIN_BYTES and "100-continue" not in (
+                self.headers.get("Expect") or "").lower():
+            self._discard(length)
+        return True
 
     def _status(self, http_code: int, rpc_code: int, message: str, content_type: str,
                 headers: dict[str, str] | None = None) -> None:
@@ -78,18 +116,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._status(411, code_pb2.INVALID_ARGUMENT,
                          "chunked bodies are not accepted; send Content-Length", reply_type)
             return
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
+        length = self._length()
         if length < 0:
             self.close_connection = True
             self._status(400, code_pb2.INVALID_ARGUMENT, "bad Content-Length", reply_type)
             return
-        if length > jobs.MAX_BODY_BYTES:
-            self.close_connection = True
-            self._status(413, code_pb2.INVALID_ARGUMENT,
-                         f"body of {length} bytes exceeds {jobs.MAX_BODY_BYTES}", reply_type)
+        if self._too_large(length):
             return
         if not self.server.security.authorized(self.headers.get("Authorization")):
             self._discard(length)
@@ -110,8 +142,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _discard(self, length: int) -> None:
         """Read a refused body away in small pieces: memory stays flat, the connection usable."""
-        while length > 0 and (chunk := self.rfile.read(min(length, 65536))):
-            length -= len(chunk)
+        try:
+            while length > 0 and (chunk := self.rfile.read(min(length, 65536))):
+                length -= len(chunk)
+        except (ConnectionResetError, TimeoutError):
+            self.close_connection = True
 
     def _handle(self, signal: Signal | None, ctype: str, reply_type: str, raw: bytes) -> None:
         if signal is None:
@@ -168,6 +203,14 @@ class OtlpHttpServer(ThreadingHTTPServer):
                 log.info("TLS handshake with %s failed: %s", client_address[0], e)
                 return
         super().finish_request(request, client_address)
+
+    def handle_error(self, request: object, client_address: tuple) -> None:
+        """A client that hangs up or stalls is normal: one line. Anything else is ours."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError | TimeoutError):
+            log.info("connection from %s ended: %s", client_address[0], exc)
+        else:
+            log.exception("OTLP/HTTP request from %s failed", client_address[0])
 
     def start(self) -> threading.Thread:
         t = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.2},

@@ -17,6 +17,8 @@ from typing import Any
 
 import grpc
 
+from inferledger.errors import UserError
+
 log = logging.getLogger("inferledger.collector")
 
 
@@ -28,9 +30,9 @@ class Security:
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
-            raise ValueError("TLS needs both a certificate and its key")
+            raise UserError("TLS needs both a certificate and its key")
         if self.token is not None and not self.token.strip():
-            raise ValueError("the bearer token is empty")
+            raise UserError("the bearer token is empty")
 
     @classmethod
     def from_files(cls, token_file: Path | None, tls_cert: Path | None,

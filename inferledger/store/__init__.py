@@ -6,7 +6,7 @@ or break ingest (DESIGN §4).
 """
 
 from inferledger.store.catalog import connect_readonly, read_df, retry_vanished, write_catalog
-from inferledger.store.layout import DataDir, write_parquet_atomic
+from inferledger.store.layout import DataDir, NotAStore, write_parquet_atomic
 
-__all__ = ["DataDir", "connect_readonly", "read_df", "retry_vanished", "write_catalog",
+__all__ = ["DataDir", "NotAStore", "connect_readonly", "read_df", "retry_vanished", "write_catalog",
            "write_parquet_atomic"]

@@ -137,7 +137,6 @@ def retry_vanished(fn: Callable[[], T], attempts: int = 6) -> T:
     raise AssertionError("unreachable")
 
 
-
 def read_df(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None
             ) -> pd.DataFrame:
     """A query's result as a DataFrame, on its own cursor (safe from any thread sharing
@@ -148,10 +147,11 @@ def read_df(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None
     finally:
         cur.close()
 
+
 def connect_readonly(data: DataDir) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with the store's views; takes no lock on anything."""
-    if not data.views_sql.exists():
-        write_catalog(data)
+    """An in-memory DuckDB connection with the store's views; takes no lock on anything and
+    writes nothing (:class:`~inferledger.store.layout.NotAStore` if ``data`` is no store)."""
+    data.check_store()
     con = duckdb.connect()
     text = data.views_sql.read_text()
     retry_vanished(lambda: con.execute(text).fetchall())

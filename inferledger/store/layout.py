@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import uuid
 from dataclasses import dataclass
@@ -9,6 +10,13 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from inferledger.errors import UserError
+from inferledger.locks import ProcessLock
+
+
+class NotAStore(UserError):
+    """The path given as a data directory is not an InferLedger store."""
 
 
 @dataclass(frozen=True)
@@ -79,10 +87,53 @@ class DataDir:
         """The pricing and settings the published results were computed with."""
         return self.derived / "_config.json"
 
+    # -- writers: one process per file set, each behind its lock ------------------------
+    def collector_lock(self) -> ProcessLock:
+        """Held by the collector for its lifetime: it alone writes ``raw/`` and ``wal/``."""
+        return ProcessLock(self.root / ".collector.lock", f"the collector of {self.root}")
+
+    def analytics_lock(self) -> ProcessLock:
+        """Held during each analytics run: it alone writes ``derived/``."""
+        return ProcessLock(self.root / ".analytics.lock", f"the analytics of {self.root}")
+
+    def scheduler_lock(self) -> ProcessLock:
+        """Held by the scheduler for its lifetime (one schedule, one weekly e-mail)."""
+        return ProcessLock(self.root / ".scheduler.lock", f"the scheduler of {self.root}")
+
+    def check_store(self) -> DataDir:
+        """This directory as a store to read, or :class:`NotAStore` saying plainly why not.
+
+        A store is what a collector created (it writes ``views.sql`` when it starts); a
+        reader never creates one, so a typo in ``--data`` is an error, not a new empty store.
+        """
+        if not self.root.exists():
+            raise NotAStore(f"{self.root}: no such directory; --data must be the data "
+                            "directory of a collector (default ./inferledger-data)")
+        if not self.root.is_dir():
+            raise NotAStore(f"{self.root} is a file, not a data directory")
+        if not self.views_sql.is_file():
+            raise NotAStore(f"{self.root} is not an InferLedger store (it has no views.sql); "
+                            f"a collector creates one: inferledger collector --data {self.root}")
+        return self
+
     def ensure(self) -> DataDir:
         for p in (self.root, self.raw, self.derived):
             p.mkdir(parents=True, exist_ok=True)
         return self
+
+
+def file_sizes(folder: Path, pattern: str) -> list[int]:
+    """Sizes of the files matching ``pattern`` under ``folder``. Compaction and retention
+    delete files at any moment: one that vanishes between listing and ``stat`` is skipped."""
+    sizes = []
+    # The glob module, not Path.glob: a folder removed while it is listed (retention drops
+    # whole day partitions) is skipped there, where Path.glob raises.
+    for path in glob.iglob(os.path.join(folder, pattern)):
+        try:
+            sizes.append(os.stat(path).st_size)
+        except FileNotFoundError:
+            continue
+    return sizes
 
 
 def fsync_dir(path: Path) -> None:

@@ -12,7 +12,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+from inferledger.errors import UserError
 from inferledger.otel import span_exporter
+from inferledger.ports import ensure_free
 from inferledger.procs import install_stop_handlers
 from simulator import SIMULATED_RESOURCE
 from simulator.engine.app import build_app
@@ -30,7 +32,7 @@ def visible_gpu_indices(count: int) -> list[int]:
         return list(range(count))
     out = [int(x) for x in raw.split(",") if x.strip()]
     if not out or any(not 0 <= i < count for i in out):
-        raise ValueError(f"CUDA_VISIBLE_DEVICES={raw!r} does not name GPUs 0..{count - 1}")
+        raise UserError(f"CUDA_VISIBLE_DEVICES={raw!r} does not name GPUs 0..{count - 1}")
     return out
 
 
@@ -42,7 +44,8 @@ def serve_engine(*, model: str, state: Path, host: str, port: int, otlp_endpoint
     per GPU), then answer HTTP."""
     profile = MODEL_PROFILES.get(model)
     if profile is None:
-        raise ValueError(f"unknown simulated model {model!r}; known: {sorted(MODEL_PROFILES)}")
+        raise UserError(f"unknown simulated model {model!r}; known: {sorted(MODEL_PROFILES)}")
+    ensure_free(host, [(port, f"the simulated engine of {model}")])
     gpus = NodeGpus(state)
     indices = visible_gpu_indices(len(gpus.gpus))
     core = EngineCore(profile, gpus, indices, max_num_seqs=max_num_seqs)

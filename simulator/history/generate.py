@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import httpx
 import numpy as np
 
+from inferledger.errors import UserError
 from simulator.arrivals import arrival_times, draw_request, lognormal
 from simulator.engine.profiles import MODEL_PROFILES
 from simulator.gpu_models import GPU_MODELS
@@ -229,7 +230,7 @@ def generate_history(scenario: Scenario, days: float, endpoint: str, *,
                      ) -> HistoryStats:
     """Send ``days`` of ``scenario`` ending at ``end`` (default now) to the collector."""
     if days <= 0:
-        raise ValueError("history must cover a positive number of days")
+        raise UserError("history must cover a positive number of days")
     wall = time.monotonic()
     end = math.floor((end or time.time()) / BIN_S) * BIN_S
     start = end - days * 86400
