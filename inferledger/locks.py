@@ -52,7 +52,7 @@ class ProcessLock:
                                + (f"; {hint}" if hint else "")) from None
                 time.sleep(0.2)
         os.ftruncate(fd, 0)
-        cmd = " ".join(["inferledger", *sys.argv[1:]])[:200]
+        cmd = " ".join(" ".join(["inferledger", *sys.argv[1:]]).split())[:200]
         os.write(fd, f"{os.getpid()} {cmd}\n".encode())
         self._fd = fd
         return self

@@ -37,7 +37,8 @@ def holder(port: int) -> str:
 
 
 def _short(cmd: str, limit: int = 120) -> str:
-    cmd = cmd.replace(" -m inferledger ", " inferledger ")
+    """A command line fit for one line of a message."""
+    cmd = " ".join(cmd.split()).replace(" -m inferledger ", " inferledger ")
     return cmd if len(cmd) <= limit else cmd[:limit - 1] + "…"
 
 

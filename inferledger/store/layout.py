@@ -35,6 +35,8 @@ class DataDir:
         inferledger.duckdb   the same views in a catalog file, to open read-only
         reports/send_log.jsonl  the weekly report's deliveries (exactly once per week/recipients)
         scheduler.db         the scheduler's persistent jobs (the weekly report's next run)
+        .collector.lock / .analytics.lock / .scheduler.lock  one writer each (``flock``,
+                             released when the holder exits; the file names its PID)
     """
 
     root: Path
