@@ -91,14 +91,14 @@ def load_pricing(path: str | Path | None = None) -> Pricing:
     try:
         doc = (tomllib.loads((resources.files("analytics") / "pricing_example.toml").read_text())
                if path is None else read_toml(path, "pricing file"))
-        energy = table_of(doc, "energy", source)
+        energy, at = table_of(doc, "energy", source), f"{source} [energy]"
         return Pricing(
-            version=str(read_field(doc, "version", text(), source)),
-            usd_per_kwh=read_field(energy, "usd_per_kwh", number(0), f"{source} [energy]", 0.0),
-            pue=read_field(energy, "pue", number(1.0), f"{source} [energy]", 1.0),
-            gco2e_per_kwh=read_field(energy, "gco2e_per_kwh", number(0), f"{source} [energy]", 0.0),
-            idle_policy=read_field(table_of(doc, "idle", source), "policy", choice(*IDLE_POLICIES),
-                              f"{source} [idle]", "separate"),
+            version=read_field(doc, "version", text(), source),
+            usd_per_kwh=read_field(energy, "usd_per_kwh", number(0), at, 0.0),
+            pue=read_field(energy, "pue", number(1.0), at, 1.0),
+            gco2e_per_kwh=read_field(energy, "gco2e_per_kwh", number(0), at, 0.0),
+            idle_policy=read_field(table_of(doc, "idle", source), "policy",
+                                   choice(*IDLE_POLICIES), f"{source} [idle]", "separate"),
             gpus=tuple(_gpu(e, i, source) for i, e in enumerate(tables_of(doc, "gpu", source))),
             api_prices=tuple(_api(e, i, source)
                              for i, e in enumerate(tables_of(doc, "api_price", source))),
