@@ -3,6 +3,7 @@
 -- request id. Requests seen by one side only are kept and flagged in `seen_by`. A gateway
 -- span whose child is a middleware span (gateway in front of engines that run the
 -- middleware) is the same request: the middleware's span, closer to the engine, stands.
+-- A request with n > 1 choices is one response: its choices' engine spans become one row.
 --
 -- Clocks: vLLM's queue/prefill/decode/inference come from the engine's monotonic clock and
 -- cannot be placed on the wall clock directly. We anchor them at the span's wall-clock end
@@ -16,7 +17,37 @@ WITH edge AS (
         WHERE m.edge_source = 'middleware' AND m.trace_id = g.trace_id
           AND m.parent_span_id = g.span_id)
 ),
-eng AS (SELECT * FROM stg_engine_spans),
+choices AS (
+    -- Each choice's phases on the wall clock (see Clocks above).
+    SELECT *, arrival_s + e2e_s AS end_s, arrival_s + e2e_s - inference_s AS sched_s,
+           arrival_s + e2e_s - inference_s + prefill_s AS first_s
+    FROM stg_engine_spans
+),
+eng AS (
+    -- One row per response: vLLM emits one llm_request span per choice (n > 1), each with
+    -- the request's id, under the same parent. The response starts with its first choice
+    -- and ends with its last; its prompt is one prompt, its output every choice's tokens.
+    SELECT
+        trace_id, parent_span_id, request_id, request_key, host_name, pid,
+        min(span_key)                                          AS span_key,
+        count(*)                                               AS choices,
+        min(arrival_s)                                         AS arrival_s,
+        min(queue_s)                                           AS queue_s,
+        min(ttft_s)                                            AS ttft_s,
+        min(first_s) - min(sched_s)                            AS prefill_s,
+        max(end_s) - min(first_s)                              AS decode_s,
+        max(end_s) - min(sched_s)                              AS inference_s,
+        max(end_s) - min(arrival_s)                            AS e2e_s,
+        max(prompt_tokens)                                     AS prompt_tokens,
+        sum(completion_tokens)                                 AS completion_tokens,
+        max(cached_tokens)                                     AS cached_tokens,
+        string_agg(DISTINCT finish_reasons, ',')               AS finish_reasons,
+        bool_or(simulated)                                     AS simulated
+    FROM choices
+    -- A span without a request id is its own response.
+    GROUP BY trace_id, parent_span_id, request_id, request_key, host_name, pid,
+             CASE WHEN request_id IS NULL THEN span_key END
+),
 by_parent AS (
     SELECT e.span_key AS edge_key, g.span_key AS engine_key
     FROM edge e JOIN eng g ON g.trace_id = e.trace_id AND g.parent_span_id = e.span_id
@@ -61,6 +92,7 @@ joined AS (
         coalesce(e.pid, g.pid)                                 AS pid,
         e.gpu_uuids                                            AS tagged_gpu_uuids,
         e.upstream,
+        coalesce(g.choices, 1)                                 AS choices,
         coalesce(e.simulated, false) OR coalesce(g.simulated, false) AS simulated,
         e.start_s                                              AS edge_start_s,
         e.end_s                                                AS edge_end_s,

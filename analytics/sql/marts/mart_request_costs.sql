@@ -72,7 +72,7 @@ SELECT
     r.tenant, r.model, r.route, r.host_name, r.outcome, r.work_class, r.stream, r.http_status,
     to_timestamp(r.started_s)                                      AS started_at,
     date_trunc('hour', to_timestamp(r.started_s))                  AS hour,
-    r.input_tokens, r.output_tokens, r.cached_tokens,
+    r.input_tokens, r.output_tokens, r.cached_tokens, r.choices,
     r.ttft_s, r.tpot_s, r.e2e_s, r.queue_s, r.prefill_s, r.decode_s, r.edge_overhead_s,
     r.other_spans_s,
     slo.slo_met,
