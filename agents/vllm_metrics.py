@@ -1,11 +1,13 @@
 """Scrapes each local vLLM engine's ``/metrics`` and exports the figures as OTLP metrics.
 
-What is kept (research/vllm.md §2): requests running and waiting, KV-cache usage, prefix-cache
-queries and hits, preemptions, prompt / generation / recomputed tokens and finished requests
-by reason — under vLLM's V1 names, with the older V0 names accepted and renamed. Each point
-keeps the exposition's labels (``engine``, ``model_name``, ``finished_reason``) and adds the
-engine's placement: ``inferledger.engine`` (the scrape URL), ``inferledger.pid`` and
-``inferledger.gpu_uuids``, which is how analytics puts recomputation on GPUs.
+What is kept: requests running and waiting, KV-cache usage and capacity, prefix-cache queries
+and hits, preemptions, prompt tokens (all, by source, and cached), generation tokens and
+finished requests by reason — under vLLM's V1 names (as vLLM 0.32 serves them), with the older
+V0 names accepted and renamed. Each point keeps the exposition's labels (``engine``,
+``model_name``, ``finished_reason``, ``source``; of ``vllm:cache_config_info``'s dozens, only
+the KV capacity) and adds the engine's placement: ``inferledger.engine`` (the scrape URL),
+``inferledger.pid`` and ``inferledger.gpu_uuids``, which is how analytics puts recomputation
+after preemption on GPUs.
 
 Points are built as SDK ``MetricsData`` and handed to the OTLP exporter directly: the metric
 names stay exactly vLLM's (the SDK's instruments would refuse the ``:``), and counters stay
@@ -54,11 +56,16 @@ KEPT: dict[str, tuple[str, str]] = {
     "vllm:num_preemptions_total": ("vllm:num_preemptions_total", "sum"),
     "vllm:prompt_tokens_total": ("vllm:prompt_tokens_total", "sum"),
     "vllm:generation_tokens_total": ("vllm:generation_tokens_total", "sum"),
-    "vllm:prompt_tokens_recomputed_total": ("vllm:prompt_tokens_recomputed_total", "sum"),
+    "vllm:prompt_tokens_by_source_total": ("vllm:prompt_tokens_by_source_total", "sum"),
+    "vllm:prompt_tokens_cached_total": ("vllm:prompt_tokens_cached_total", "sum"),
     "vllm:request_success_total": ("vllm:request_success_total", "sum"),
+    "vllm:cache_config_info": ("vllm:cache_config_info", "gauge"),
 }
 
 
+# Samples whose labels are mostly configuration: only these labels are kept.
+LABELS_KEPT = {"vllm:cache_config_info": {"engine", "kv_cache_size_tokens", "num_gpu_blocks",
+                                          "block_size"}}
 _SAMPLE_NAME = re.compile(r"[^{\s]+")
 
 
@@ -76,7 +83,9 @@ def parse(exposition: str) -> list[tuple[str, str, dict[str, str], float]]:
         for s in family.samples:
             kept = KEPT.get(s.name)
             if kept is not None:
-                out.append((kept[0], kept[1], dict(s.labels), float(s.value)))
+                only = LABELS_KEPT.get(s.name)
+                labels = {k: v for k, v in s.labels.items() if only is None or k in only}
+                out.append((kept[0], kept[1], labels, float(s.value)))
     return out
 
 

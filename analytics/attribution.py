@@ -1,37 +1,43 @@
-"""Splits every measured GPU interval among the requests active in it, in O((N + M) log M).
+"""Splits every measured GPU interval among the requests active in it, instant by instant.
 
 A request occupies its GPUs as *segments*, each with a constant weight rate ρ: under the
-``work`` method, its prefill phase at ρ = prompt tokens × prefill weight / prefill seconds and
-its decode phase at ρ = output tokens / decode seconds; under ``time_overlap`` and ``equal``,
-its whole [scheduled, finished) at ρ = 1. An interval's total weight is
-W_i = Σ ρ·|segment ∩ interval| and a segment receives ρ·|segment ∩ interval| / W_i of the
-interval's seconds and joules, so the shares of an interval sum to one and conservation holds
-by construction.
+``work`` method (default), its prefill phase at ρ = prompt tokens × prefill weight / prefill
+seconds and its decode phase at ρ = output tokens / decode seconds; under ``time_overlap``,
+its whole [scheduled, finished) at ρ = 1.
 
-Nothing materialises interval × request pairs: W comes from per-interval sums (partial
-intervals at segment ends) plus a difference array of the rates of segments that fully cover
-an interval; each segment's take is its two partial intervals plus a prefix-sum difference
-over the intervals it fully covers. Both passes are vectorised with numpy, per GPU.
+**Occupancy.** The boundaries of all segments and sample intervals cut a GPU's timeline into
+*pieces*; within a piece the set of active segments is constant. A piece with a request
+active is *occupied*, and its seconds go to the segments active in it in proportion to ρ.
+So a request never gets more GPU-seconds from an interval than it overlapped it: a 3 ms
+request alone in a 25 s interval gets 3 ms, and the 24.997 s nobody used are idle, model
+loading or unaccounted. Under ``work``, a piece where requests are active but none did
+measurable work (phases with no tokens, e.g. a failed request) is shared by time instead.
 
-``work`` falls back to time overlap in an interval where requests are active but none did
-measurable work (phases with no tokens, e.g. a failed request). ``equal`` gives each request
-overlapping an interval the same share. Segments shorter than 1 ms are widened to 1 ms so a
-phase of zero measured length (a prefix-cache hit) still carries its tokens. Segments are
-split at window (hour) boundaries so attribution can be summed per window: a window's
-useful, failed, aborted and timed-out buckets are the takes of its segments by the request's
-class, and the intervals with no request active are idle or unaccounted.
+**Energy.** An interval's joules are measured only as a whole. Its unoccupied part is
+charged the GPU's own idle power, measured as the median power of this run's intervals in
+which the GPU had nothing active and reported no work (never more than a time-proportional
+share of the interval's joules; time-proportional when the GPU was never seen idle, or when
+that part is model loading or unaccounted work, whose power is unknown). The rest of the
+interval's joules are spread evenly over its occupied seconds and go with them. Both sides
+are computed from the same interval totals, so Σ attributed + unattributed = measured
+exactly, per GPU and window, for seconds and joules.
 
-Two kinds of GPU work belong to no request. Prompt tokens an engine recomputed after
-preempting requests (vLLM's ``prompt_tokens_recomputed_total``) are a segment of prefill work
-over the scrape interval that counted them, sharing intervals like any request under ``work``
-and booked as *preempted*; the other methods share by presence, which recomputation has not.
-An engine starting up (process start until it served) holds its GPUs: the part of an interval
-with no request active that falls in a start-up window is *model loading*.
+Prompt tokens an engine recomputed after preempting requests are owner-less segments of
+prefill work over the scrape interval that counted them, booked as *preempted* (``work``
+only). They share the pieces where requests are active like a request; in a piece with none
+active they hold the share the GPU reported busy (its utilization), the rest being free.
+An engine starting up (process start until it served) holds its GPUs: the unoccupied part of
+a piece in a start-up window is *model loading*. Gaps between intervals (a quarantined or
+missing sample) attribute nothing.
+
+Cost: O((N + M) log(N + M)) per GPU for N segments and M intervals: takes are differences of
+per-window prefix sums over the pieces, vectorised with numpy. Segments shorter than 1 ms
+are widened to 1 ms so a phase of zero measured length (a prefix-cache hit) still carries its
+tokens; segments are cut at window (hour) boundaries so results sum per window.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,10 +45,12 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-METHODS = ("work", "time_overlap", "equal")
+METHODS = ("work", "time_overlap")
 CLASSES = ("useful", "failed", "aborted", "timed_out")  # a request's work_class
 PREEMPTED = len(CLASSES)  # the class index of recomputation segments (no owner)
 MIN_SEGMENT_S = 1e-3
+UNACCOUNTED_UTILIZATION = 0.05  # utilization above what requests explain: unaccounted work
+BUCKETS = (*CLASSES, "preempted", "model_loading", "idle", "unaccounted")
 
 
 @dataclass
@@ -65,89 +73,73 @@ class Segments:
                           for f in ("a", "b", "rho", "owner", "cls")))
 
 
-class Grid:
-    """The sample intervals of one GPU: boundaries t[0..M], durations, energies, windows.
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    out = np.zeros(np.broadcast(num, den).shape)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
+
+
+class Timeline:
+    """One GPU's sample intervals and the pieces every segment boundary cuts them into.
 
     Running sums restart at every window: segments never cross one, and a sum carried over
     a whole day would cancel away a small window's values (1e-16 of the day's total).
     """
 
-    def __init__(self, t0: np.ndarray, t1: np.ndarray, dt: np.ndarray, de: np.ndarray,
-                 window: np.ndarray) -> None:
-        self.t = np.append(t0, t1[-1])
-        self.dt, self.de = dt, de
-        self.m = len(dt)
-        self.window = window
-        self.bounds = np.r_[np.flatnonzero(np.r_[True, window[1:] != window[:-1]]), self.m]
-
-    def cumsum(self, x: np.ndarray) -> np.ndarray:
-        """np.cumsum of the first m values, restarting at each window's first interval."""
-        out = np.empty(self.m)
-        for lo, hi in itertools.pairwise(self.bounds):
-            np.cumsum(x[lo:hi], out=out[lo:hi])
-        return out
+    def __init__(self, g: dict[str, np.ndarray], cuts: list[np.ndarray]) -> None:
+        self.t0, self.t1 = g["t0"], g["t1"]
+        self.dt, self.de = g["measured_s"], g["measured_j"]
+        self.util = np.nan_to_num(g["utilization"])
+        self.window = g["window"]
+        self.m = len(self.t0)
+        starts = np.flatnonzero(np.r_[True, self.window[1:] != self.window[:-1]])
+        self.labels = self.window[starts]  # windows follow time: sorted
+        self.cuts = self.t0[starts[1:]]  # where a new window begins
+        self.lo, self.hi = self.t0[0], self.t1[-1]
+        self.e = np.unique(np.concatenate([self.t0, self.t1, *cuts]))
+        self.length = np.diff(self.e)
+        k = np.searchsorted(self.t0, self.e[:-1], "right") - 1
+        inside = self.e[:-1] < self.t1[k]  # False in a gap between intervals
+        self.iv = np.where(inside, k, -1)  # each piece's interval, -1 in a gap
+        self.len_in = np.where(inside, self.length, 0.0)
+        self.win_of_piece = np.searchsorted(self.cuts, self.e[:-1], "right")
+        self.win_bounds = np.r_[0, np.searchsorted(self.e[:-1], self.cuts), len(self.length)]
 
     def clip(self, s: Segments) -> tuple[Segments, np.ndarray, np.ndarray]:
-        """Drop what lies outside the sampled range, sort by start, locate the end intervals."""
-        a = np.clip(s.a, self.t[0], self.t[-1])
-        b = np.clip(s.b, self.t[0], self.t[-1])
+        """Segments inside the sampled range, and the pieces [ka, kb) each covers."""
+        a, b = np.clip(s.a, self.lo, self.hi), np.clip(s.b, self.lo, self.hi)
         keep = np.flatnonzero(b > a)
-        keep = keep[np.argsort(a[keep], kind="stable")]  # in time order: cache-friendly below
         s = Segments(a[keep], b[keep], s.rho[keep], s.owner[keep], s.cls[keep])
-        ia = np.clip(np.searchsorted(self.t, s.a, "right") - 1, 0, self.m - 1)
-        ib = np.clip(np.searchsorted(self.t, s.b, "left") - 1, 0, self.m - 1)
-        return s, ia, ib
+        return s, np.searchsorted(self.e, s.a), np.searchsorted(self.e, s.b)
 
-    def spread(self, s: Segments, ia: np.ndarray, ib: np.ndarray) -> np.ndarray:
-        """W[i] = Σ ρ·|segment ∩ interval i| over the segments, in one pass."""
-        m, t = self.m, self.t
-        same = ia == ib
-        x = ~same
-        w = np.bincount(ia[same], s.rho[same] * (s.b[same] - s.a[same]),
-                        minlength=m).astype(float)  # float even when there is nothing
-        w += np.bincount(ia[x], s.rho[x] * (t[ia[x] + 1] - s.a[x]), minlength=m)
-        w += np.bincount(ib[x], s.rho[x] * (s.b[x] - t[ib[x]]), minlength=m)
-        lo, hi = ia[x] + 1, ib[x]
-        d = np.bincount(lo, s.rho[x], minlength=m + 1) - np.bincount(hi, s.rho[x], minlength=m + 1)
-        # Rates of segments covering whole intervals. A running sum of +ρ and −ρ leaves
-        # rounding residue where nothing is left covering; an exact count zeroes it there.
-        n = np.bincount(lo, minlength=m + 1) - np.bincount(hi, minlength=m + 1)
-        full = np.where(np.cumsum(n)[:m] > 0, self.cumsum(d), 0.0)
-        return w + full * self.dt
+    def per_piece(self, ka: np.ndarray, kb: np.ndarray, w: np.ndarray | None = None
+                  ) -> np.ndarray:
+        """Σ w (or the count) of the segments covering each piece."""
+        n = len(self.length) + 1
+        if w is None:
+            d = np.bincount(ka, minlength=n) - np.bincount(kb, minlength=n)
+            return np.cumsum(d)[:-1].astype(float)
+        d = np.bincount(ka, w, minlength=n) - np.bincount(kb, w, minlength=n)
+        return np.cumsum(d)[:-1]
 
-    def collect(self, s: Segments, ia: np.ndarray, ib: np.ndarray, h: np.ndarray) -> np.ndarray:
-        """Σ ρ·|segment ∩ interval i|·h_i per segment (h = seconds or joules per weight).
+    def take(self, ka: np.ndarray, kb: np.ndarray, h: np.ndarray) -> np.ndarray:
+        """Σ h over the pieces [ka, kb) of each segment (each lies in one window)."""
+        c = np.empty(len(h))
+        for lo, hi in zip(self.win_bounds[:-1], self.win_bounds[1:], strict=True):
+            np.cumsum(h[lo:hi], out=c[lo:hi])
+        inside = ka < kb
+        last = np.where(inside, kb - 1, ka)
+        return np.where(inside, c[last] - c[ka] + h[ka], 0.0)
 
-        The prefix sum runs only over intervals some segment covers whole: only those are
-        ever summed, and an interval a segment merely grazes has a tiny weight, so a huge h,
-        whose rounding would swamp every difference taken after it in the window.
-        """
-        t = self.t
-        lo, hi = ia + 1, ib
-        inside = lo < hi
-        n = np.cumsum(np.bincount(lo[inside], minlength=self.m + 1)
-                      - np.bincount(hi[inside], minlength=self.m + 1))[:self.m]
-        prefix = np.r_[0.0, self.cumsum(np.where(n > 0, self.dt * h, 0.0))]
-        inner = prefix[np.maximum(ib, ia + 1)] - prefix[ia + 1]
-        same = ia == ib
-        one = (s.b - s.a) * h[ia]
-        ends = (t[ia + 1] - s.a) * h[ia] + (s.b - t[ib]) * h[ib]
-        return s.rho * np.where(same, one, ends + inner)
+    def by_interval(self, x: np.ndarray) -> np.ndarray:
+        """Σ of a per-piece quantity over each interval's pieces."""
+        ok = self.iv >= 0
+        return np.bincount(self.iv[ok], x[ok], minlength=self.m)
 
-    def count(self, ia: np.ndarray, ib: np.ndarray) -> np.ndarray:
-        """n[i] = segments overlapping interval i."""
-        d = np.bincount(ia, minlength=self.m + 1) - np.bincount(ib + 1, minlength=self.m + 1)
-        return np.cumsum(d)[:self.m].astype(float)
-
-    def collect_equal(self, ia: np.ndarray, ib: np.ndarray, h: np.ndarray) -> np.ndarray:
-        prefix = np.r_[0.0, self.cumsum(h)]
-        return h[ia] + prefix[ib + 1] - prefix[ia + 1]  # within the segment's window
-
-
-def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    out = np.zeros_like(num, dtype=float)
-    np.divide(num, den, out=out, where=den > 0)
-    return out
+    def by_window(self, x: np.ndarray) -> np.ndarray:
+        """Σ of a per-interval quantity over each window."""
+        return np.bincount(np.searchsorted(self.labels, self.window), x,
+                           minlength=len(self.labels))
 
 
 def _split_at(s: Segments, bounds: np.ndarray) -> Segments:
@@ -159,8 +151,7 @@ def _split_at(s: Segments, bounds: np.ndarray) -> Segments:
         k = np.searchsorted(bounds, s.a, "right")
         cut = np.where(k < len(bounds), bounds[np.minimum(k, len(bounds) - 1)], np.inf)
         crosses = s.b > cut
-        head = s.take(~crosses)
-        parts.append(head)
+        parts.append(s.take(~crosses))
         if not crosses.any():
             break
         first = s.take(crosses)
@@ -175,13 +166,13 @@ def _segments(req: dict[str, np.ndarray], rows: np.ndarray, method: str,
     """Weighted segments, and time segments (ρ = 1) for what is shared by time overlap.
 
     Under ``work`` the time segments are only the phases that did no measurable work, which
-    is what the fallback needs; under the other methods, each request's whole active span.
+    is what the fallback needs; under ``time_overlap``, each request's whole active span.
     """
     sched, fin = req["scheduled_s"][rows], req["finished_s"][rows]
     first = req["first_token_s"][rows]
     first = np.clip(np.where(np.isnan(first), sched, first), sched, fin)
     owner, cls = rows, req["cls"][rows]
-    if method != "work":
+    if method == "time_overlap":
         time = Segments(sched, np.maximum(fin, sched + MIN_SEGMENT_S), np.ones(len(rows)),
                         owner, cls)
         return time.take(np.zeros(len(rows), bool)), time
@@ -196,14 +187,19 @@ def _segments(req: dict[str, np.ndarray], rows: np.ndarray, method: str,
                                              idle.cls)
 
 
+def _overhead(rows: dict[str, np.ndarray], gpu: int, prefill_weight: float = 0.0,
+              cls: int = 0) -> Segments:
+    """Owner-less segments of one GPU: recomputed tokens at their rate, or start-up (ρ = 1)."""
+    on = rows["gpu_idx"] == gpu
+    a, b = rows["t0"][on], np.maximum(rows["t1"][on], rows["t0"][on] + MIN_SEGMENT_S)
+    rho = rows["tokens"][on] * prefill_weight / (b - a) if "tokens" in rows else np.ones(len(a))
+    return Segments(a, b, rho, np.full(len(a), -1), np.full(len(a), cls))
+
+
 @dataclass
 class Result:
     per_segment: pa.Table  # req_idx, gpu_idx, window, gpu_seconds, energy_j
     per_window: pa.Table  # gpu_idx, window, measured and bucketed seconds and joules
-
-
-BUCKETS = (*CLASSES, "preempted", "model_loading", "idle", "unaccounted")
-UNACCOUNTED_UTILIZATION = 0.05
 
 
 def attribute(intervals: pa.Table, requests: pa.Table, placements: pa.Table, *,
@@ -212,15 +208,16 @@ def attribute(intervals: pa.Table, requests: pa.Table, placements: pa.Table, *,
     """Split ``intervals`` among ``requests`` placed by ``placements`` (integer keys only).
 
     ``intervals``: gpu_idx (unsigned), t0, t1, measured_s, measured_j, utilization, window
-    (an integer label that never decreases with time, e.g. epoch hour); contiguous per GPU,
-    in any order. ``requests``: req_idx (0..N-1, in order), class_idx (index in CLASSES),
-    scheduled_s, first_token_s, finished_s, prefill_tokens, decode_tokens.
-    ``placements``: req_idx, gpu_idx. GPU keys are any unsigned integers (hashes).
+    (an integer label that never decreases with time, e.g. epoch hour); in any order, with
+    gaps allowed (nothing is attributed in a gap). ``requests``: req_idx (0..N-1, in order),
+    class_idx (index in CLASSES), scheduled_s, first_token_s, finished_s, prefill_tokens,
+    decode_tokens. ``placements``: req_idx, gpu_idx. GPU keys are any unsigned integers.
     ``recompute``: gpu_idx, t0, t1, tokens (prompt tokens recomputed in [t0, t1)).
     ``loading``: gpu_idx, t0, t1 (an engine on that GPU starting up).
     """
     if method not in METHODS:
         raise ValueError(f"attribution method {method!r} is not one of {METHODS}")
+
     def col(t: pa.Table, c: str, dtype: type = float) -> np.ndarray:
         return np.asarray(t[c].to_numpy(zero_copy_only=False), dtype=dtype)
 
@@ -246,22 +243,21 @@ def attribute(intervals: pa.Table, requests: pa.Table, placements: pa.Table, *,
         if np.any(np.diff(g["t0"]) < 0):  # put this GPU's intervals in time order
             by_time = np.argsort(g["t0"], kind="stable")
             g = {k: v[by_time] for k, v in g.items()}
-        w_idx = g["window"]
-        grid = Grid(g["t0"], g["t1"], g["measured_s"], g["measured_j"], w_idx)
-        cuts = grid.t[grid.bounds[1:-1]]
+        starts = np.flatnonzero(np.r_[True, g["window"][1:] != g["window"][:-1]])
+        cuts = g["t0"][starts[1:]]
         work, time = _segments(req, p_req[p_gpu == gpus[j]], method, prefill_weight)
-        if method == "work" and "recompute" in extra:
-            work = Segments.concat([work, _overhead(extra["recompute"], gpus[j],
-                                                    prefill_weight, PREEMPTED)])
-        seg, active = _one_gpu(grid, _split_at(work, cuts), _split_at(time, cuts), method)
+        over = _overhead(extra["recompute"], gpus[j], prefill_weight, PREEMPTED) \
+            if method == "work" and "recompute" in extra else work.take(np.zeros(0, int))
+        load = _overhead(extra["loading"], gpus[j]) if "loading" in extra \
+            else work.take(np.zeros(0, int))
+        work, time, over = (_split_at(s, cuts) for s in (work, time, over))
+        span = (g["t0"][0], g["t1"][-1])
+        ends = [np.clip(x, *span) for s in (work, time, over, load) for x in (s.a, s.b)]
+        line = Timeline(g, ends)
+        seg, win = _one_gpu(line, work, time, over, load)
         seg["gpu_idx"] = np.full(len(seg["req_idx"]), gpus[j])
-        seg["window"] = w_idx[seg.pop("start")]
-        loading = np.zeros(grid.m)
-        if "loading" in extra:
-            up, ua, ub = grid.clip(_overhead(extra["loading"], gpus[j]))
-            loading = np.clip(_ratio(grid.spread(up, ua, ub), grid.dt), 0.0, 1.0)
-        return seg, _windows(grid, np.nan_to_num(g["utilization"]), active, loading, seg,
-                             gpus[j])
+        win["gpu_idx"] = np.full(len(win["window"]), gpus[j])
+        return seg, win
 
     # GPUs are independent and numpy releases the GIL in its loops: use both cores.
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
@@ -270,72 +266,74 @@ def attribute(intervals: pa.Table, requests: pa.Table, placements: pa.Table, *,
     return Result(_table(segs, SEGMENT_SCHEMA), _table([d[1] for d in done], WINDOW_SCHEMA))
 
 
-def _overhead(rows: dict[str, np.ndarray], gpu: int, prefill_weight: float = 0.0,
-              cls: int = 0) -> Segments:
-    """Owner-less segments of one GPU: recomputed tokens at their rate, or start-up (ρ = 1)."""
-    on = rows["gpu_idx"] == gpu
-    a, b = rows["t0"][on], np.maximum(rows["t1"][on], rows["t0"][on] + MIN_SEGMENT_S)
-    rho = rows["tokens"][on] * prefill_weight / (b - a) if "tokens" in rows else np.ones(len(a))
-    return Segments(a, b, rho, np.full(len(a), -1), np.full(len(a), cls))
+def _one_gpu(line: Timeline, work: Segments, time: Segments, over: Segments, load: Segments
+             ) -> tuple[dict, dict]:
+    """Per-segment takes and per-window buckets of one GPU."""
+    work, wa, wb = line.clip(work)
+    time, ta, tb = line.clip(time)
+    over, oa, ob = line.clip(over.take(over.rho > 0))
+    load, la, lb = line.clip(load)
+    n_w, n_o, n_t = line.per_piece(wa, wb), line.per_piece(oa, ob), line.per_piece(ta, tb)
+    inside = line.iv >= 0
+    util = np.where(inside, line.util[np.maximum(line.iv, 0)], 0.0)
+    served = (n_w + n_t > 0) & inside
+    # Recomputation with no request active holds the share of the piece the GPU said it was
+    # busy (utilization), not the piece: it is GPU work, but not all of that interval's.
+    alone = ~served & (n_o > 0) & inside & (util > UNACCOUNTED_UTILIZATION)
+    occupied = served | alone
+    by_work = (served & (n_w + n_o > 0)) | alone
+    # Running sums of +ρ and −ρ leave rounding residue where nothing covers: the counts zero it.
+    rate = np.where(by_work, np.where(n_w > 0, line.per_piece(wa, wb, work.rho), 0.0)
+                    + np.where(n_o > 0, line.per_piece(oa, ob, over.rho), 0.0), 0.0)
+    busy = np.where(served, line.len_in, np.where(alone, line.len_in * np.minimum(util, 1.0),
+                                                  0.0))
+    loading = np.where(~occupied & (line.per_piece(la, lb) > 0), line.len_in, 0.0)
+
+    busy_s, load_s = line.by_interval(busy), line.by_interval(loading)
+    free_s = np.maximum(line.dt - busy_s - load_s, 0.0)
+    unacc = line.util > _ratio(busy_s, line.dt) + UNACCOUNTED_UTILIZATION
+    idle_s, unacc_s = np.where(unacc, 0.0, free_s), np.where(unacc, free_s, 0.0)
+    share = _ratio(line.de, line.dt)  # time-proportional joules per second
+    quiet = (busy_s == 0) & (load_s == 0) & ~unacc & (line.dt > 0)
+    idle_w = float(np.median(share[quiet])) if quiet.any() else np.inf
+    # An interval nobody occupied keeps all its joules in its free buckets.
+    idle_j = idle_s * np.where(busy_s > 0, np.minimum(share, idle_w), share)
+    load_j, unacc_j = load_s * share, unacc_s * share
+    busy_j = np.where(busy_s > 0, np.maximum(line.de - idle_j - load_j - unacc_j, 0.0), 0.0)
+    piece_j = np.where(occupied, _ratio(busy_j, busy_s)[np.maximum(line.iv, 0)], 0.0)
+    # Each occupied piece's seconds (and joules) go to its segments: by ρ where work was
+    # done, else equally among the time segments.
+    h_w = _ratio(busy, rate)
+    h_t = _ratio(np.where(by_work, 0.0, busy), n_t)
+    segs = Segments.concat([work, over, time])
+    ka, kb = np.r_[wa, oa, ta], np.r_[wb, ob, tb]
+    is_time = np.r_[np.zeros(len(wa) + len(oa), bool), np.ones(len(ta), bool)]
+    sec = np.where(is_time, line.take(ka, kb, h_t), segs.rho * line.take(ka, kb, h_w))
+    jou = np.where(is_time, line.take(ka, kb, h_t * piece_j),
+                   segs.rho * line.take(ka, kb, h_w * piece_j))
+    seg = {"req_idx": segs.owner, "cls": segs.cls, "gpu_seconds": sec, "energy_j": jou,
+           "window": line.labels[line.win_of_piece[ka]]}
+    return seg, _windows(line, seg, {
+        "model_loading": (load_s, load_j), "idle": (idle_s, idle_j),
+        "unaccounted": (unacc_s, unacc_j)})
 
 
-def _one_gpu(grid: Grid, work: Segments, time: Segments, method: str) -> tuple[dict, np.ndarray]:
-    """Per-segment takes and the mask of intervals with a request active."""
-    work, wa, wb = grid.clip(work)
-    time, ta, tb = grid.clip(time)
-    if method == "equal":
-        n = grid.count(ta, tb)
-        sec = grid.collect_equal(ta, tb, _ratio(grid.dt, n))
-        jou = grid.collect_equal(ta, tb, _ratio(grid.de, n))
-        return _seg(time, ta, sec, jou), n > 0
-    t_total = grid.spread(time, ta, tb)
-    if method == "time_overlap":
-        sec = grid.collect(time, ta, tb, _ratio(grid.dt, t_total))
-        jou = grid.collect(time, ta, tb, _ratio(grid.de, t_total))
-        return _seg(time, ta, sec, jou), t_total > 0
-    w_total = grid.spread(work, wa, wb)
-    by_work = w_total > 0
-    fallback = ~by_work & (t_total > 0)  # active requests, but no measurable work
-    t_dt, t_de = np.where(fallback, grid.dt, 0.0), np.where(fallback, grid.de, 0.0)
-    sec = np.concatenate([grid.collect(work, wa, wb, _ratio(grid.dt, w_total)),
-                          grid.collect(time, ta, tb, _ratio(t_dt, t_total))])
-    jou = np.concatenate([grid.collect(work, wa, wb, _ratio(grid.de, w_total)),
-                          grid.collect(time, ta, tb, _ratio(t_de, t_total))])
-    return (_seg(Segments.concat([work, time]), np.concatenate([wa, ta]), sec, jou),
-            by_work | fallback)
-
-
-def _seg(s: Segments, starts: np.ndarray, sec: np.ndarray, jou: np.ndarray) -> dict:
-    return {"req_idx": s.owner, "cls": s.cls, "start": starts, "gpu_seconds": sec,
-            "energy_j": jou}
-
-
-def _windows(grid: Grid, util: np.ndarray, active: np.ndarray, loading: np.ndarray, seg: dict,
-             gpu: int) -> dict:
-    """Every interval's seconds and joules in one bucket, per window.
-
-    Request classes and recomputation get the sum of their segments' takes; of an interval
-    with no request active, the fraction ``loading`` is model loading and the rest idle, or
-    unaccounted when the GPU reported work.
-    """
-    labels = grid.window[grid.bounds[:-1]]  # windows follow time: sorted
-    n, k = len(labels), PREEMPTED + 1
-    inverse = np.repeat(np.arange(n), np.diff(grid.bounds))
-    cell = np.searchsorted(labels, seg["window"]) * k + seg["cls"]
-    idle = ~active & (util <= UNACCOUNTED_UTILIZATION)
-    out = {"gpu_idx": np.full(n, gpu), "window": labels}
-    for unit, values, taken in (("s", grid.dt, seg["gpu_seconds"]),
-                                ("j", grid.de, seg["energy_j"])):
-        out[f"measured_{unit}"] = np.bincount(inverse, values, minlength=n)
+def _windows(line: Timeline, seg: dict, free: dict[str, tuple[np.ndarray, np.ndarray]]
+             ) -> dict:
+    """Every interval's seconds and joules in one bucket, per window: the request classes
+    and recomputation get the sum of their segments' takes, the rest its free buckets."""
+    n, k = len(line.labels), PREEMPTED + 1
+    cell = np.searchsorted(line.labels, seg["window"]) * k + seg["cls"]
+    out: dict[str, np.ndarray] = {"window": line.labels}
+    for u, (measured, taken) in enumerate(((line.dt, seg["gpu_seconds"]),
+                                           (line.de, seg["energy_j"]))):
+        unit = "sj"[u]
+        out[f"measured_{unit}"] = line.by_window(measured)
         by_class = np.bincount(cell, taken, minlength=n * k).reshape(n, k)
         for i, c in enumerate((*CLASSES, "preempted")):
             out[f"{c}_{unit}"] = by_class[:, i]
-        free = np.where(active, 0.0, values)
-        out[f"model_loading_{unit}"] = np.bincount(inverse, free * loading, minlength=n)
-        rest = free * (1.0 - loading)
-        out[f"idle_{unit}"] = np.bincount(inverse, np.where(idle, rest, 0.0), minlength=n)
-        out[f"unaccounted_{unit}"] = np.bincount(inverse, np.where(idle, 0.0, rest),
-                                                 minlength=n)
+        for name, pair in free.items():
+            out[f"{name}_{unit}"] = line.by_window(pair[u])
     return out
 
 

@@ -49,7 +49,7 @@ class Fleet:
                 gpus: list[str], input_tokens: int = 0, output_tokens: int = 1,
                 outcome: str = "ok", model: str = "m", tenant: str = "t", host: str = "node",
                 engine_span: bool = True, queue: float = 0.0,
-                ttft: float | None = None) -> str:
+                ttft: float | None = None, status: int = 200) -> str:
         """A request whose engine phases land exactly on the given wall-clock times."""
         trace, edge_id, eng_id = secrets.token_hex(16), secrets.token_hex(8), secrets.token_hex(8)
         arrival = scheduled - queue
@@ -57,7 +57,7 @@ class Fleet:
                                 finished + 0.001, {
             "inferledger.span.source": "middleware", "inferledger.tenant": tenant,
             "gen_ai.request.model": model, "inferledger.outcome": outcome,
-            "inferledger.request_id": eng_id, "http.response.status_code": 200,
+            "inferledger.request_id": eng_id, "http.response.status_code": status,
             "gen_ai.usage.input_tokens": input_tokens,
             "gen_ai.usage.output_tokens": output_tokens,
             "inferledger.host": host, "inferledger.pid": 42, "inferledger.gpu_uuids": gpus,
@@ -105,12 +105,25 @@ class Fleet:
                     {"hw.id": gpu, "process.pid": str(pid)}, host=host)
 
     def engine_counter(self, name: str, t: float, value: float, *, gpus: list[str],
-                       pid: int = 42, host: str = "node", model: str = "m") -> None:
-        """A vLLM counter as the agent scrapes it from an engine's /metrics."""
+                       pid: int = 42, host: str = "node", model: str = "m",
+                       kind: str = "sum", labels: dict | None = None) -> None:
+        """A vLLM counter (or, with ``kind="gauge"``, gauge) as the agent scrapes it from the
+        /metrics of the engine with process ``pid``."""
         self._point(name, t, value, {"model_name": model, "engine": "0",
-                                     "inferledger.engine": "http://127.0.0.1:8000/metrics",
-                                     "inferledger.pid": str(pid), "inferledger.gpu_uuids": gpus},
-                    host=host, kind="sum")
+                                     "inferledger.engine": f"http://127.0.0.1:{pid}/metrics",
+                                     "inferledger.pid": str(pid), "inferledger.gpu_uuids": gpus,
+                                     **(labels or {})},
+                    host=host, kind=kind)
+
+    def engine_scrape(self, t: float, *, preemptions: float, kv_usage: float, running: float,
+                      kv_cache_size_tokens: int, gpus: list[str], pid: int = 42) -> None:
+        """One scrape of the figures the preempted bucket is estimated from (vLLM 0.32)."""
+        self.engine_counter("vllm:num_preemptions_total", t, preemptions, gpus=gpus, pid=pid)
+        for name, value in (("vllm:kv_cache_usage_perc", kv_usage),
+                            ("vllm:num_requests_running", running)):
+            self.engine_counter(name, t, value, gpus=gpus, pid=pid, kind="gauge")
+        self.engine_counter("vllm:cache_config_info", t, 1.0, gpus=gpus, pid=pid, kind="gauge",
+                            labels={"kv_cache_size_tokens": str(kv_cache_size_tokens)})
 
     def startup(self, start: float, end: float, *, gpus: list[str], pid: int = 42,
                 host: str = "node") -> None:

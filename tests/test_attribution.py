@@ -36,12 +36,43 @@ def test_work_weighted_split_of_two_overlapping_requests() -> None:
     assert got[b] == pytest.approx((0.5, 100.0))
 
 
-def test_equal_and_time_overlap_modes() -> None:
+def test_time_overlap_mode_shares_every_instant_equally() -> None:
     f, a, b = two_overlapping()
-    for method in ("equal", "time_overlap"):
-        got = per_request(f.con(Settings(method=method)))
-        assert got[a] == pytest.approx((1.5, 200.0)), method
-        assert got[b] == pytest.approx((0.5, 100.0)), method
+    got = per_request(f.con(Settings(method="time_overlap")))
+    assert got[a] == pytest.approx((1.5, 200.0))
+    assert got[b] == pytest.approx((0.5, 100.0))
+
+
+def test_a_short_request_gets_its_overlap_not_the_interval() -> None:
+    """A 3 ms failed request alone in a 25 s sample interval: 3 ms of GPU time, and the
+    joules above what the GPU draws idle (40 W, measured in the interval before)."""
+    f, t = Fleet(), T0 + 100
+    r = f.request(scheduled=t + 10, first_token=t + 10.001, finished=t + 10.003, gpus=[G],
+                  input_tokens=10, output_tokens=0, outcome="error")
+    f.sample(G, t - 25, energy_j=0.0)
+    f.sample(G, t, energy_j=1000.0)  # idle: 40 W
+    f.sample(G, t + 25, energy_j=1000.0 + 40 * 24.997 + 0.9)
+    con = f.con()
+    assert per_request(con)[r] == pytest.approx((0.003, 0.9), rel=1e-4)
+    g = gpu_time(con)
+    assert g["failed_s"] == pytest.approx(0.003, rel=1e-4)
+    assert (g["idle_s"], g["idle_j"]) == pytest.approx((49.997, 1000.0 + 40 * 24.997))
+
+
+def test_a_request_turned_away_at_the_edge_holds_no_gpu_time() -> None:
+    """A 404 (unknown model) the middleware answered: no engine span, so no GPU time, even
+    with the engine's GPUs on its span; it is placed nowhere at zero cost, not unplaced."""
+    f = Fleet()
+    r = f.request(scheduled=T0 + 0.2, first_token=T0 + 0.2011, finished=T0 + 0.2011, gpus=[G],
+                  outcome="error", status=404, engine_span=False)
+    f.sample(G, T0, energy_j=0.0)
+    f.sample(G, T0 + 1, energy_j=60.0)
+    con = f.con()
+    [row] = rows(con, "SELECT * FROM mart_request_costs")
+    assert row["request_uid"] == r and not row["reached_engine"] and row["placed"]
+    assert (row["gpu_seconds"], row["cost_usd"], row["gpu_uuids"]) == (0, 0, [])
+    assert row["placement_source"] == "not_served"
+    assert (gpu_time(con)["idle_s"], gpu_time(con)["idle_j"]) == pytest.approx((1.0, 60.0))
 
 
 def test_prefill_tokens_are_weighted() -> None:
@@ -123,30 +154,42 @@ def gpu_time(con) -> dict:
     return rows(con, "SELECT * FROM mart_gpu_time")[0]
 
 
-def test_recomputed_prompt_tokens_are_booked_as_preempted() -> None:
+def test_recomputation_after_preemption_is_booked_as_preempted() -> None:
     f = Fleet()
-    # A decodes 100 tokens over [0,1); the engine recomputed 400 prompt tokens after a
-    # preemption in the same scrape interval: 400 × 0.25 = 100 units of work, as much as A.
+    # A decodes 100 tokens over [0,1). In the same scrape interval the engine preempted 2
+    # requests; at the closing scrape 50% of its 3200-token KV cache was in use by 4 running
+    # requests: 400 tokens each, 800 recomputed, × 0.25 = 200 units of work against A's 100.
     a = f.request(scheduled=T0, first_token=T0, finished=T0 + 1, gpus=[G], output_tokens=100)
-    f.engine_counter("vllm:prompt_tokens_recomputed_total", T0, 1000, gpus=[G])
-    f.engine_counter("vllm:prompt_tokens_recomputed_total", T0 + 1, 1400, gpus=[G])
+    f.engine_scrape(T0, preemptions=3, kv_usage=0.1, running=1, kv_cache_size_tokens=3200,
+                    gpus=[G])
+    f.engine_scrape(T0 + 1, preemptions=5, kv_usage=0.5, running=4, kv_cache_size_tokens=3200,
+                    gpus=[G])
     f.sample(G, T0, energy_j=0.0)
-    f.sample(G, T0 + 1, energy_j=80.0, utilization=1.0)
+    f.sample(G, T0 + 1, energy_j=90.0, utilization=1.0)
     con = f.con()
-    assert per_request(con)[a] == pytest.approx((0.5, 40.0))
+    assert per_request(con)[a] == pytest.approx((1 / 3, 30.0))
     g = gpu_time(con)
-    assert (g["useful_s"], g["preempted_s"], g["preempted_j"]) == pytest.approx((0.5, 0.5, 40.0))
+    assert (g["useful_s"], g["preempted_s"], g["preempted_j"]) == pytest.approx((1 / 3, 2 / 3,
+                                                                                60.0))
+    [r] = rows(con, "SELECT tokens FROM int_recompute")
+    assert r["tokens"] == pytest.approx(800)
 
 
-def test_a_restarted_engine_counts_its_new_counter_value() -> None:
+@pytest.mark.parametrize("utilization", [1.0, 0.6, 0.0])
+def test_recomputation_with_no_request_holds_what_the_gpu_reported_busy(utilization) -> None:
+    """With no request active (no tracing, say), recomputation holds the share of the time
+    the GPU reported busy; a restarted engine's counter counts from zero."""
     f = Fleet()
-    # The counter fell from 1000 to 400: the engine restarted and recomputed 400 tokens since.
-    for t, v in ((0, 1000), (1, 400)):
-        f.engine_counter("vllm:prompt_tokens_recomputed_total", T0 + t, v, gpus=[G])
+    for t, v in ((0, 1000), (1, 4)):  # restarted: 4 preemptions since
+        f.engine_scrape(T0 + t, preemptions=v, kv_usage=0.5, running=2,
+                        kv_cache_size_tokens=3200, gpus=[G])
     f.sample(G, T0, energy_j=0.0)
-    f.sample(G, T0 + 1, energy_j=80.0, utilization=1.0)
-    g = gpu_time(f.con())
-    assert (g["preempted_s"], g["unaccounted_s"]) == pytest.approx((1.0, 0.0))
+    f.sample(G, T0 + 1, energy_j=80.0, utilization=utilization)
+    con = f.con()
+    assert rows(con, "SELECT tokens FROM int_recompute") == [{"tokens": 3200.0}]
+    g = gpu_time(con)
+    assert (g["preempted_s"], g["idle_s"], g["unaccounted_s"]) == pytest.approx(
+        (utilization, 1.0 - utilization, 0.0))
 
 
 def test_engine_start_up_is_model_loading_and_placed_by_pid() -> None:
@@ -175,11 +218,13 @@ def test_request_placed_by_pid_when_its_span_has_no_gpus() -> None:
         {"placement_source": "process_match"}]
 
 
-@pytest.mark.parametrize("method", ["work", "time_overlap", "equal"])
+@pytest.mark.parametrize("method", ["work", "time_overlap"])
 def test_a_tiny_window_after_a_large_one_is_attributed_exactly(method) -> None:
     f = Fleet()
     # The hour turns at T0 + 40. A running sum over both hours would cancel the second
-    # hour's 1e-62 J against the first hour's 10 J; sums restart per window instead.
+    # hour's 1e-62 J against the first hour's 10 J; sums restart per window instead. The
+    # request occupies 25 of the first 40 s and 1 ms of the last second; never seen idle,
+    # the GPU's free seconds take their time-proportional joules.
     t0 = T0 - 40
     r = f.request(scheduled=t0 + 15, first_token=t0 + 20, finished=t0 + 40.001, gpus=[G],
                   output_tokens=5)
@@ -189,8 +234,10 @@ def test_a_tiny_window_after_a_large_one_is_attributed_exactly(method) -> None:
     con = f.con(Settings(method=method))
     hours = sorted(rows(con, "SELECT hour, energy_j FROM int_attribution"),
                    key=lambda x: x["hour"])
-    assert [h["energy_j"] for h in hours] == pytest.approx([10.0, 1e-62], rel=1e-9, abs=0)
-    assert per_request(con)[r][1] == pytest.approx(10.0)
+    assert hours[0]["energy_j"] == pytest.approx(6.25, rel=1e-9)
+    # 1 ms of a 1 s interval, the millisecond as exact as epoch seconds hold it (≈2e-7 s)
+    assert hours[1]["energy_j"] == pytest.approx(1e-65, rel=1e-3, abs=0)
+    assert per_request(con)[r][1] == pytest.approx(6.25)
 
 
 def test_a_grazed_interval_does_not_spoil_the_rest_of_its_window() -> None:

@@ -37,5 +37,6 @@ def test_a_full_kv_cache_preempts_and_recomputes(node) -> None:
 
     asyncio.run(go())
     assert all(r.generated == 600 and r.finish_reason == "length" for r in reqs)
-    assert core.stats.preemptions > 0 and core.stats.recomputed_prompt_tokens > 0
+    # vLLM counts preemptions; a prompt counts once however often it is recomputed
+    assert core.stats.preemptions > 0 and core.stats.prompt_tokens == 4 * 300
     assert core.stats.generation_tokens == 4 * 600  # recompute regenerates nothing

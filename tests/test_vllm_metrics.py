@@ -64,7 +64,10 @@ def test_scraped_engine_metrics_reach_the_store_with_their_placement(tmp_path, c
     by_name = {r[0]: r for r in rows}
     assert by_name["vllm:prompt_tokens_total"][1:] == (MODEL, 4242, gpus, 5.0)
     assert by_name["vllm:request_success_total"][4] == 1
-    assert by_name["vllm:prompt_tokens_recomputed_total"][4] == 0
+    assert by_name["vllm:num_preemptions_total"][4] == 0
+    config = stored(data, "SELECT kv_cache_size_tokens, block_size FROM stg_engine_config "
+                          "LIMIT 1")
+    assert config[0][0] > 0 and config[0][1] == 16
     gauges = stored(data, "SELECT DISTINCT metric_name FROM raw_metric_points "
                           "WHERE metric_type = 'gauge'")
     assert {g[0] for g in gauges} >= {"vllm:num_requests_running", "vllm:kv_cache_usage_perc"}
@@ -131,3 +134,42 @@ def test_recomputation_after_preemption_is_priced_as_preempted(tmp_path, collect
     (preempted_s, measured_s), = stored(data, "SELECT sum(preempted_s), sum(measured_s) "
                                               "FROM gpu_time")
     assert 0 < preempted_s < measured_s
+
+
+def _families(text: str) -> dict[str, tuple[str, frozenset[str]]]:
+    """vLLM sample name → (family type, label names), as an exposition serves them."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name.startswith("vllm:") and not s.name.endswith("_created"):
+                out[s.name] = (fam.type, frozenset(s.labels))
+    return out
+
+
+def test_the_simulated_engine_serves_vllm_032s_names_and_labels(tmp_path) -> None:
+    """Pinned to a real vLLM 0.32.0 /metrics: every family the simulator serves exists there
+    with the same type and labels, and every figure the agent keeps that 0.32 serves, the
+    simulator serves too."""
+    from pathlib import Path
+
+    from agents.vllm_metrics import KEPT
+    from simulator.engine.metrics import exposition
+
+    real = _families((Path(__file__).parent / "fixtures/vllm-0.32/metrics.txt").read_text())
+    state = tmp_path / "n.gpus"
+    NodeGpus.create(state, "node-s", ["h100"]).close()
+    core = make_engine(state, [0], None).state.core
+    sim = _families(exposition(core, MODEL).decode())
+    assert {n: sim[n] for n in sim if n not in real or real[n] != sim[n]} == {}
+    assert {n for n in KEPT if n in real} <= set(sim)
+    assert "vllm:prompt_tokens_recomputed_total" not in sim  # vLLM 0.32 has none
+    # The agent keeps what 0.32 serves, and only the capacity of cache_config_info's labels.
+    kept = parse((Path(__file__).parent / "fixtures/vllm-0.32/metrics.txt").read_text())
+    names = {k[0] for k in kept}
+    assert {"vllm:num_preemptions_total", "vllm:kv_cache_usage_perc",
+            "vllm:prompt_tokens_by_source_total", "vllm:cache_config_info"} <= names
+    [info] = [k for k in kept if k[0] == "vllm:cache_config_info"]
+    assert info[2] == {"engine": "0", "kv_cache_size_tokens": "524288", "num_gpu_blocks": "4096",
+                       "block_size": "128"}

@@ -2,7 +2,7 @@
 
 Each step admits waiting requests while the batch and KV cache allow, gives every running
 request either a chunk of prefill (from a per-step token budget, as chunked prefill does)
-or one decode token, sleeps for the modelled step time, and publishes the GPU's power and
+or one decode token, runs until the step's modelled deadline, and publishes the GPU's power and
 memory for that step to the node's shared GPU state. Timestamps follow vLLM: arrival on the
 frontend wall clock; queued / scheduled / first / last token on the engine's monotonic clock.
 """
@@ -30,11 +30,10 @@ BLOCK_TOKENS = 16
 class EngineStats:
     """What vLLM counts for its /metrics (simulator/engine/metrics.py exposes them)."""
 
-    prompt_tokens: int = 0
+    prompt_tokens: int = 0  # a prompt counts once, at its first scheduling (as in vLLM)
     generation_tokens: int = 0
     finished: dict[str, int] = field(default_factory=dict)  # finish reason → requests
-    preemptions: int = 0
-    recomputed_prompt_tokens: int = 0
+    preemptions: int = 0  # one per request preempted, as vLLM counts them
 
     def finish(self, reason: str) -> None:
         self.finished[reason] = self.finished.get(reason, 0) + 1
@@ -88,6 +87,7 @@ class EngineCore:
         self.max_num_seqs = max_num_seqs
         self.max_num_batched_tokens = max_num_batched_tokens
         self.max_waiting = max_waiting
+        self.gpu_memory_utilization = gpu_memory_utilization
         kv_bytes = (self.gpu_model.memory_total_bytes * gpu_memory_utilization * self.tp
                     - profile.weight_bytes)
         if kv_bytes <= 0:
@@ -185,17 +185,25 @@ class EngineCore:
         return plan, step_s, len(plan), prefill_tokens / max(tokens, 1)
 
     async def run(self) -> None:
+        """Steps back to back at the model's pace: each step ends at its deadline, the
+        previous one's plus its modelled time, so the Python work between steps (admitting,
+        planning, publishing, answering) is inside a step's time, not added to it."""
+        loop = asyncio.get_running_loop()
         self._publish(0, 0.0)
+        deadline: float | None = None
         while True:
             step = self.next_step()
             if step is None:
                 self._publish(0, 0.0)
                 self._wake.clear()
                 await self._wake.wait()
+                deadline = None  # idle: the next step starts when work arrives
                 continue
             plan, step_s, batch, prefill_share = step
             self._publish(batch, prefill_share)
-            await asyncio.sleep(step_s)
+            now = loop.time()
+            deadline = (now if deadline is None else max(deadline, now)) + step_s
+            await asyncio.sleep(max(0.0, deadline - loop.time()))
             self.advance(plan)
 
     def advance(self, plan: dict[int, int]) -> None:
@@ -206,9 +214,8 @@ class EngineCore:
                 continue
             if r.prefilled < r.prefill_target:
                 r.prefilled += n
-                self.stats.prompt_tokens += n
-                if r.recomputing:
-                    self.stats.recomputed_prompt_tokens += n
+                if not r.recomputing:
+                    self.stats.prompt_tokens += n
                 if r.prefilled < r.prefill_target:
                     continue  # more prefill chunks to go; no token yet
                 r.recomputing = False
@@ -230,7 +237,7 @@ class EngineCore:
     def _preempt_if_full(self) -> None:
         """KV cache full: preempt the latest-admitted requests, as vLLM V1 does by recompute —
         their blocks are freed, and when scheduled again they prefill prompt and output so far
-        anew (counted as recomputed prompt tokens)."""
+        anew (vLLM counts the preemption, not the tokens recomputed)."""
         used = sum(r.kv_blocks for r in self.running)
         while used > self.kv_blocks_total and len(self.running) > 1:
             victim = self.running.pop()

@@ -2,12 +2,13 @@
 -- 1) span tags (GPU UUIDs the middleware resolved from CUDA_VISIBLE_DEVICES),
 -- 2) else (host, PID) matched against the agent's per-GPU process samples during the request,
 -- 3) else the placement table from configuration (host + model → GPUs).
--- Requests with no row here are unplaced: reported, never guessed.
+-- Requests with no row here are unplaced (reported, never guessed), or never reached an
+-- engine (int_requests.reached_engine: they hold no GPU time).
 CREATE OR REPLACE TEMP TABLE int_request_gpus AS
 WITH tagged AS (
     SELECT request_uid, unnest(tagged_gpu_uuids) AS gpu_uuid, 'span_tag' AS placement_source
     FROM int_requests
-    WHERE len(tagged_gpu_uuids) > 0
+    WHERE len(tagged_gpu_uuids) > 0 AND reached_engine
 ),
 by_pid AS (
     SELECT DISTINCT r.request_uid, p.gpu_uuid, 'process_match' AS placement_source
@@ -15,13 +16,13 @@ by_pid AS (
     JOIN stg_gpu_processes p
       ON p.host_name = r.host_name AND p.pid = r.pid
      AND p.ts_s BETWEEN r.started_s - 60 AND r.finished_s + 60
-    WHERE r.request_uid NOT IN (SELECT request_uid FROM tagged)
+    WHERE r.request_uid NOT IN (SELECT request_uid FROM tagged) AND r.reached_engine
 ),
 by_config AS (
     SELECT DISTINCT r.request_uid, c.gpu_uuid, 'config' AS placement_source
     FROM int_requests r
     JOIN config_placement c ON c.host_name = r.host_name AND (c.model IS NULL OR c.model = r.model)
     WHERE r.request_uid NOT IN (SELECT request_uid FROM tagged)
-      AND r.request_uid NOT IN (SELECT request_uid FROM by_pid)
+      AND r.request_uid NOT IN (SELECT request_uid FROM by_pid) AND r.reached_engine
 )
 SELECT * FROM tagged UNION ALL SELECT * FROM by_pid UNION ALL SELECT * FROM by_config;

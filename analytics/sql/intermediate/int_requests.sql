@@ -135,6 +135,12 @@ assembled AS (
         coalesce(j.edge_e2e_s, j.engine_e2e_s)                                AS e2e_s,
         greatest(j.edge_e2e_s - j.engine_e2e_s, 0)                            AS edge_overhead_s,
         coalesce(o.other_spans_s, 0)                                          AS other_spans_s,
+        -- An engine saw it, or its answer does not say it was turned away: a 4xx (bad
+        -- request, unknown model) or a rejection (429/503, queue full) answered by the edge
+        -- never reached an engine and holds no GPU time.
+        j.seen_by <> 'edge_only' OR NOT (j.outcome = 'rejected'
+                                          OR coalesce(j.http_status BETWEEN 400 AND 499, false))
+                                                                              AS reached_engine,
         CASE j.outcome WHEN 'ok' THEN 'useful'
                        WHEN 'client_abort' THEN 'aborted'
                        WHEN 'timeout' THEN 'timed_out'

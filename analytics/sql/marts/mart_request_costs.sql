@@ -7,8 +7,10 @@
 --                   0 with the 'separate' policy
 --   total_cost_usd = cost_usd + idle_share_usd
 --   api_cost_usd  = the same tokens at the API list price set for the model (if any)
--- Unplaced requests keep NULL costs (visible, not guessed); placed requests that fell
--- between samples have zero attributed time until the next sample arrives.
+-- Unplaced requests keep NULL costs (visible, not guessed); a request that never reached
+-- an engine (turned away at the edge: 4xx, rejected) is placed nowhere at zero cost;
+-- placed requests that fell between samples have zero attributed time until the next
+-- sample arrives.
 CREATE OR REPLACE TEMP TABLE mart_request_costs AS
 WITH priced AS (
     SELECT a.request_uid, a.gpu_uuid, a.host_name, date_trunc('day', a.hour) AS day,
@@ -76,21 +78,23 @@ SELECT
     r.ttft_s, r.tpot_s, r.e2e_s, r.queue_s, r.prefill_s, r.decode_s, r.edge_overhead_s,
     r.other_spans_s,
     slo.slo_met,
-    pl.gpu_uuids,
-    pl.placement_source,
-    pl.request_uid IS NOT NULL                                     AS placed,
-    CASE WHEN pl.request_uid IS NOT NULL THEN coalesce(pr.gpu_seconds, 0) END AS gpu_seconds,
-    CASE WHEN pl.request_uid IS NOT NULL THEN coalesce(pr.energy_j, 0) END    AS energy_j,
-    CASE WHEN pl.request_uid IS NOT NULL THEN coalesce(pr.gpu_cost_usd, 0) END AS gpu_cost_usd,
-    CASE WHEN pl.request_uid IS NOT NULL THEN coalesce(pr.energy_cost_usd, 0) END
+    r.reached_engine,
+    coalesce(pl.gpu_uuids, CASE WHEN NOT r.reached_engine THEN []::VARCHAR[] END) AS gpu_uuids,
+    coalesce(pl.placement_source, CASE WHEN NOT r.reached_engine THEN 'not_served' END)
+                                                                   AS placement_source,
+    pl.request_uid IS NOT NULL OR NOT r.reached_engine             AS placed,
+    CASE WHEN pl.request_uid IS NOT NULL OR NOT r.reached_engine THEN coalesce(pr.gpu_seconds, 0) END AS gpu_seconds,
+    CASE WHEN pl.request_uid IS NOT NULL OR NOT r.reached_engine THEN coalesce(pr.energy_j, 0) END    AS energy_j,
+    CASE WHEN pl.request_uid IS NOT NULL OR NOT r.reached_engine THEN coalesce(pr.gpu_cost_usd, 0) END AS gpu_cost_usd,
+    CASE WHEN pl.request_uid IS NOT NULL OR NOT r.reached_engine THEN coalesce(pr.energy_cost_usd, 0) END
                                                                    AS energy_cost_usd,
-    CASE WHEN pl.request_uid IS NOT NULL
+    CASE WHEN pl.request_uid IS NOT NULL OR NOT r.reached_engine
          THEN coalesce(pr.gpu_cost_usd, 0) + coalesce(pr.energy_cost_usd, 0) END AS cost_usd,
-    CASE WHEN pl.request_uid IS NOT NULL THEN coalesce(i.idle_share_usd, 0) END AS idle_share_usd,
-    CASE WHEN pl.request_uid IS NOT NULL
+    CASE WHEN pl.request_uid IS NOT NULL OR NOT r.reached_engine THEN coalesce(i.idle_share_usd, 0) END AS idle_share_usd,
+    CASE WHEN pl.request_uid IS NOT NULL OR NOT r.reached_engine
          THEN coalesce(pr.gpu_cost_usd, 0) + coalesce(pr.energy_cost_usd, 0)
               + coalesce(i.idle_share_usd, 0) END                  AS total_cost_usd,
-    CASE WHEN pl.request_uid IS NOT NULL THEN coalesce(pr.energy_j, 0) / 3.6e6
+    CASE WHEN pl.request_uid IS NOT NULL OR NOT r.reached_engine THEN coalesce(pr.energy_j, 0) / 3.6e6
          * getvariable('pue') * getvariable('gco2e_per_kwh') END  AS carbon_g,
     r.input_tokens / 1e6 * api.usd_per_1m_input
         + r.output_tokens / 1e6 * api.usd_per_1m_output           AS api_cost_usd,

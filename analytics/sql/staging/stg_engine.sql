@@ -37,3 +37,17 @@ FROM raw_metric_points
 WHERE metric_name LIKE 'vllm:%' AND metric_type = 'gauge'
 QUALIFY row_number() OVER (PARTITION BY host_name, metric_name, attributes, time_unix_nano
                            ORDER BY received_at_unix_nano) = 1;
+
+-- stg_engine_config: each engine's KV-cache capacity per scrape, from vllm:cache_config_info
+-- (an info gauge whose labels carry the configuration; the agent keeps the capacity ones).
+CREATE OR REPLACE VIEW stg_engine_config AS
+SELECT
+    host_name,
+    attributes['inferledger.engine']                                  AS engine,
+    time_unix_nano / 1e9                                              AS ts_s,
+    max(TRY_CAST(attributes['kv_cache_size_tokens'] AS DOUBLE))       AS kv_cache_size_tokens,
+    max(TRY_CAST(attributes['num_gpu_blocks'] AS BIGINT))             AS num_gpu_blocks,
+    max(TRY_CAST(attributes['block_size'] AS BIGINT))                 AS block_size
+FROM raw_metric_points
+WHERE metric_name = 'vllm:cache_config_info'
+GROUP BY ALL;
