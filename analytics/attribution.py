@@ -50,7 +50,9 @@ CLASSES = ("useful", "failed", "aborted", "timed_out")  # a request's work_class
 PREEMPTED = len(CLASSES)  # the class index of recomputation segments (no owner)
 MIN_SEGMENT_S = 1e-3
 UNACCOUNTED_UTILIZATION = 0.05  # utilization above what requests explain: unaccounted work
-BUCKETS = (*CLASSES, "preempted", "model_loading", "idle", "unaccounted")
+BUCKETS = (*CLASSES, "preempted", "model_loading", "idle", "unaccounted")  # the kernel's
+# gpu_time's: the kernel's, and intervals quarantined by int_gpu_intervals' checks
+GPU_TIME_BUCKETS = (*BUCKETS, "unmeasured")
 
 
 @dataclass

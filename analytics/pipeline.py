@@ -94,6 +94,8 @@ def _register_config(con: duckdb.DuckDBPyConnection, pricing: Pricing, settings:
     for name, value in {
         "attribution_method": settings.method,
         "prefill_token_weight": float(settings.prefill_token_weight),
+        "power_limit_margin": float(settings.power_limit_margin),
+        "max_sample_gap_s": float(settings.max_sample_gap_s),
         "pue": pricing.pue,
         "usd_per_kwh": pricing.usd_per_kwh,
         "gco2e_per_kwh": pricing.gco2e_per_kwh,
@@ -138,7 +140,8 @@ def _register_gpu_prices(con: duckdb.DuckDBPyConnection, pricing: Pricing) -> No
 def _run_kernel(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
     intervals = con.sql(
         "SELECT hash(gpu_uuid) AS gpu_idx, t0, t1, measured_s, measured_j, utilization, "
-        "epoch(hour)::BIGINT AS window FROM int_gpu_intervals").to_arrow_table()
+        "epoch(hour)::BIGINT AS window FROM int_gpu_intervals "
+        "WHERE quarantine_reason IS NULL").to_arrow_table()
     requests = con.sql("SELECT req_idx, class_idx, scheduled_s, first_token_s, finished_s, "
                        "prefill_tokens, decode_tokens FROM int_request_work ORDER BY req_idx"
                        ).to_arrow_table()

@@ -49,6 +49,13 @@ class Settings:
 
     method: str = "work"
     prefill_token_weight: float = 0.25
+    # Input checks (int_gpu_intervals): an interval whose mean power exceeds the GPU's
+    # power limit × this margin is quarantined (NVML averages power over ~1 s and a GPU may
+    # briefly exceed its limit; 1.5× is beyond any reading of a healthy GPU) …
+    power_limit_margin: float = 1.5
+    # … and so is one longer than this many seconds between two samples (the agent was
+    # down: the energy is real, but who used it is not known).
+    max_sample_gap_s: float = 900.0
     placement: tuple[tuple[str, str | None, str], ...] = ()  # (host, model or None, gpu uuid)
     slos: tuple[Slo, ...] = field(default_factory=lambda: (Slo("*", 1.0, 0.1, 30.0),))
 
@@ -57,6 +64,10 @@ class Settings:
             raise SettingsError(f"attribution method {self.method!r} is not one of {METHODS}")
         if self.prefill_token_weight < 0:
             raise SettingsError("prefill_token_weight must be >= 0")
+        if self.power_limit_margin < 1:
+            raise SettingsError("power_limit_margin must be >= 1")
+        if self.max_sample_gap_s <= 0:
+            raise SettingsError("max_sample_gap_s must be > 0")
 
     def with_overrides(self, **kw: object) -> Settings:
         return replace(self, **{k: v for k, v in kw.items() if v is not None})
@@ -92,8 +103,14 @@ def load_settings(path: str | Path | None) -> Settings:
                 raise SettingsError(f"{w} gpu_uuids = {uuids!r} is not allowed: expected a "
                                     "non-empty list of GPU UUIDs")
             placement += [(host, model, g) for g in uuids]
+        checks = table_of(doc, "checks", str(path))
+        cw = f"{path} [checks]"
         base = Settings()
         return Settings(
+            power_limit_margin=read_field(checks, "power_limit_margin", number(1), cw,
+                                          base.power_limit_margin),
+            max_sample_gap_s=read_field(checks, "max_sample_gap_s", _SECONDS, cw,
+                                        base.max_sample_gap_s),
             method=read_field(att, "method", choice(*METHODS), where, base.method),
             prefill_token_weight=read_field(att, "prefill_token_weight", number(0), where,
                                        base.prefill_token_weight),

@@ -50,8 +50,9 @@ def _analytics_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, metavar="FILE",
                    help="analytics settings TOML: method, weights, SLOs, static placement "
                    "(example: analytics/settings_example.toml)")
-    p.add_argument("--method", choices=("work", "time_overlap", "equal"),
-                   help="how a GPU interval is shared among its active requests (default work)")
+    p.add_argument("--method", metavar="METHOD",
+                   help="how a GPU's busy time is shared among its active requests: work "
+                   "(default) or time_overlap")
     p.add_argument("--prefill-token-weight", type=float, metavar="W",
                    help="GPU work of one prompt token relative to one output token (default 0.25)")
 

@@ -49,8 +49,10 @@ class Fleet:
                 gpus: list[str], input_tokens: int = 0, output_tokens: int = 1,
                 outcome: str = "ok", model: str = "m", tenant: str = "t", host: str = "node",
                 engine_span: bool = True, queue: float = 0.0,
-                ttft: float | None = None, status: int = 200) -> str:
-        """A request whose engine phases land exactly on the given wall-clock times."""
+                ttft: float | None = None, status: int = 200, choices: int = 1) -> str:
+        """A request whose engine phases land exactly on the given wall-clock times; with
+        ``choices`` > 1, vLLM's one ``llm_request`` span per choice (same request id and
+        parent), each of ``output_tokens``, the edge counting them all."""
         trace, edge_id, eng_id = secrets.token_hex(16), secrets.token_hex(8), secrets.token_hex(8)
         arrival = scheduled - queue
         self.spans.append(_span(trace, edge_id, None, f"chat {model}", 2, arrival - 0.001,
@@ -59,13 +61,14 @@ class Fleet:
             "gen_ai.request.model": model, "inferledger.outcome": outcome,
             "inferledger.request_id": eng_id, "http.response.status_code": status,
             "gen_ai.usage.input_tokens": input_tokens,
-            "gen_ai.usage.output_tokens": output_tokens,
+            "gen_ai.usage.output_tokens": output_tokens * choices,
             "inferledger.host": host, "inferledger.pid": 42, "inferledger.gpu_uuids": gpus,
             "inferledger.stream": True,
             "inferledger.ttft_s": first_token - arrival if ttft is None else ttft,
         }, {"service.name": "inferledger-middleware", "host.name": host}))
-        if engine_span:
-            self.spans.append(_span(trace, eng_id, edge_id, "llm_request", 2, arrival, finished, {
+        for k in range(choices if engine_span else 0):
+            span_id = eng_id if k == 0 else secrets.token_hex(8)
+            self.spans.append(_span(trace, span_id, edge_id, "llm_request", 2, arrival, finished, {
                 "gen_ai.latency.time_in_queue": queue,
                 "gen_ai.latency.time_to_first_token": first_token - arrival,
                 "gen_ai.latency.time_in_model_prefill": first_token - scheduled,
@@ -79,25 +82,33 @@ class Fleet:
         return f"{trace}:{edge_id}"
 
     def _point(self, name: str, t: float, value: float, attrs: dict, *, host: str,
-               kind: str = "gauge") -> None:
+               kind: str = "gauge", source: str | None = None, received_at: int = 0) -> None:
+        resource = {"service.name": "inferledger-agent", "host.name": host}
+        if source is not None:
+            resource["service.instance.id"] = source
         self.points.append({
             "metric_name": name, "unit": None, "metric_type": kind,
             "is_monotonic": True if kind == "sum" else None,
             "time_unix_nano": int(t * 1e9), "start_time_unix_nano": None,
             "value": float(value), "count": None, "service_name": "inferledger-agent",
             "host_name": host, "scope_name": "test",
-            "resource_attributes": _attrs({"service.name": "inferledger-agent",
-                                           "host.name": host}),
-            "attributes": _attrs(attrs), "received_at_unix_nano": 0})
+            "resource_attributes": _attrs(resource),
+            "attributes": _attrs(attrs), "received_at_unix_nano": received_at})
 
     def sample(self, gpu: str, t: float, *, energy_j: float | None, power_w: float = 100.0,
-               utilization: float = 0.0, host: str = "node", model: str = H100) -> None:
+               utilization: float = 0.0, host: str = "node", model: str = H100,
+               power_limit_w: float | None = None, source: str | None = None,
+               received_at: int = 0) -> None:
+        """One agent sample of ``gpu`` at ``t``; ``source`` names the agent (its
+        service.instance.id), ``received_at`` when the collector got it."""
         attrs = {"hw.id": gpu, "hw.model": model, "hw.type": "gpu"}
         for name, value in (("hw.energy", energy_j), ("hw.power", power_w),
-                            ("hw.gpu.utilization", utilization)):
+                            ("hw.gpu.utilization", utilization),
+                            ("inferledger.gpu.power.limit", power_limit_w)):
             if value is not None:
                 self._point(name, t, value, attrs, host=host,
-                            kind="sum" if name == "hw.energy" else "gauge")
+                            kind="sum" if name == "hw.energy" else "gauge", source=source,
+                            received_at=received_at)
 
     def process(self, gpu: str, t: float, pid: int, *, host: str = "node") -> None:
         """The agent saw ``pid`` holding memory on ``gpu`` at ``t``."""

@@ -2,8 +2,9 @@
 
 Random overlaps, gaps between samples, missing samples, tensor-parallel groups, requests
 outside any sampled window, counter resets, recomputation after preemption, engines
-starting up: for every GPU and window,
-Σ attributed + unattributed = measured, for seconds and joules.
+starting up, and implausible inputs (a second agent reporting the same GPU, power above the
+limit, long gaps) that are quarantined: for every GPU and window,
+Σ attributed + unattributed + unmeasured = measured, for seconds and joules.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from analytics.attribution import GPU_TIME_BUCKETS
 from analytics.pipeline import CONSERVATION_TOLERANCE
 from analytics.settings import Settings
 from tests.builders import Fleet, rows
@@ -28,8 +30,9 @@ overhead = st.fixed_dictionaries({  # an engine's start-up, or a recompute count
     "start": st.floats(0, 60), "length": st.floats(0, 20), "tokens": st.integers(-500, 5000),
     "gpus": st.lists(st.sampled_from(GPUS), min_size=1, max_size=2, unique=True),
 })
-samples = st.lists(
-    st.tuples(st.floats(0, 80), st.floats(0, 1000), st.booleans()), min_size=0, max_size=25)
+samples = st.lists(  # time, energy delta, counter reset, sent by a second agent
+    st.tuples(st.floats(0, 80), st.floats(0, 1000), st.booleans(),
+              st.sampled_from([False] * 5 + [True])), min_size=0, max_size=25)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -52,18 +55,26 @@ def test_attributed_plus_idle_equals_measured(reqs, per_gpu, method, startups,
                             kv_cache_size_tokens=2000, gpus=c["gpus"], pid=100 + i)
     for gpu, pts in zip(GPUS, per_gpu, strict=True):
         energy = 0.0
-        for t, delta, reset in sorted(pts):
+        for t, delta, reset, other in sorted(pts):
             energy = 0.0 if reset else energy + delta  # a reset restarts the counter
-            f.sample(gpu, T0 + t, energy_j=energy, power_w=delta / 2)
-    con = f.con(Settings(method=method))
+            f.sample(gpu, T0 + t, energy_j=energy, power_w=delta / 2, power_limit_w=700,
+                     source="agent-b" if other else None)
+    con = f.con(Settings(method=method, max_sample_gap_s=30))
     worst = rows(con, "SELECT coalesce(max(greatest(rel_error_s, rel_error_j)), 0) AS w "
                       "FROM mart_conservation")[0]["w"]
     assert worst <= CONSERVATION_TOLERANCE
     # The same invariant from the other side: per GPU, the buckets add up to what was measured.
     for g in rows(con, "SELECT * FROM mart_gpu_time"):
-        buckets = (g["useful_s"] + g["failed_s"] + g["aborted_s"] + g["timed_out_s"]
-                   + g["preempted_s"] + g["model_loading_s"] + g["idle_s"] + g["unaccounted_s"])
-        assert abs(buckets - g["measured_s"]) <= 1e-9 * max(1.0, g["measured_s"])
+        for u in "sj":
+            buckets = sum(g[f"{b}_{u}"] for b in GPU_TIME_BUCKETS)
+            assert abs(buckets - g[f"measured_{u}"]) <= 1e-9 * max(1.0, g[f"measured_{u}"])
+    # Quarantined intervals are unmeasured, whole: none of their time reaches a request.
+    q = rows(con, "SELECT gpu_uuid, hour, sum(measured_s) AS s FROM int_gpu_intervals "
+                  "WHERE quarantine_reason IS NOT NULL GROUP BY ALL")
+    got = {(r["gpu_uuid"], r["hour"]): r["unmeasured_s"]
+           for r in rows(con, "SELECT * FROM mart_gpu_time")}
+    for r in q:
+        assert abs(got[(r["gpu_uuid"], r["hour"])] - r["s"]) <= 1e-9 * max(1.0, r["s"])
     # Nothing is attributed to a request that was not placed on that GPU.
     stray = rows(con, "SELECT a.request_uid FROM int_attribution a ANTI JOIN int_request_gpus g "
                       "USING (request_uid, gpu_uuid)")

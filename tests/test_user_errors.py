@@ -140,3 +140,8 @@ def test_the_middleware_checks_its_environment() -> None:
     cfg = MiddlewareConfig.from_env({"INFERLEDGER_REQUEST_USAGE": "false",
                                      "INFERLEDGER_TENANT_HASH_KEY": "k"})
     assert cfg.request_usage is False and cfg.protocol == "http/protobuf"
+
+
+def test_an_unknown_attribution_method(tmp_path) -> None:
+    _one_line(_cli("analytics", "run", "--data", _store(tmp_path), "--method", "equal"),
+              "'equal'", "work", "time_overlap")

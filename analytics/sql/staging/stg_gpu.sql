@@ -1,8 +1,12 @@
 -- stg_gpu_samples: one row per GPU (hw.id) per agent sample, metrics pivoted to columns.
 -- A field the GPU does not support is NULL (the agent does not send it), never 0.
+-- `source` is the agent that sent it (its OTel service.instance.id, else its host): two
+-- sources for one GPU is a measurement to question, not to add up.
 CREATE OR REPLACE VIEW stg_gpu_samples AS
 SELECT
     host_name,
+    coalesce(resource_attributes['service.instance.id'], host_name)           AS source,
+    min(received_at_unix_nano)                                                AS received_at_unix_nano,
     attributes['hw.id']                                                       AS gpu_uuid,
     any_value(attributes['hw.model'])                                         AS gpu_model,
     time_unix_nano / 1e9                                                      AS ts_s,
@@ -28,7 +32,8 @@ WHERE metric_name IN ('hw.energy', 'hw.power', 'hw.gpu.memory.usage', 'hw.gpu.me
                       'inferledger.gpu.sm.active', 'inferledger.gpu.sm.occupancy',
                       'inferledger.gpu.tensor.active', 'inferledger.gpu.dram.active')
   AND attributes['hw.id'] IS NOT NULL
-GROUP BY host_name, attributes['hw.id'], time_unix_nano;
+GROUP BY host_name, coalesce(resource_attributes['service.instance.id'], host_name),
+         attributes['hw.id'], time_unix_nano;
 
 -- stg_gpu_processes: which host PIDs held memory on which GPU at each sample (placement),
 -- with the container and Kubernetes pod the agent found them in (NULL outside one) and,
