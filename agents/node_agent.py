@@ -20,6 +20,7 @@ import socket
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
@@ -68,7 +69,10 @@ class NodeAgent:
         self._in_flight: dict[int, Future[GpuSample]] = {}
         self.late_samples: dict[int, int] = {}  # GPU index → samples missed by a slow call
         self.samples_taken = 0
+        # service.instance.id names this agent process: analytics quarantines the intervals
+        # of a GPU two agents report at once rather than adding their counters up.
         resource = Resource.create({"service.name": "inferledger-agent", "host.name": self.host,
+                                    "service.instance.id": uuid.uuid4().hex,
                                     **(resource_attributes or {})})
         self.exporter = BufferedExporter(exporter, max_bytes=buffer_bytes,
                                          max_age_s=buffer_age_s)

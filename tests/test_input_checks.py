@@ -72,3 +72,36 @@ def test_a_clock_stepping_back_and_a_long_gap_are_quarantined() -> None:
     assert gpu["unmeasured_reasons"] == "gap, time_backwards"
     assert gpu["unmeasured_s"] == pytest.approx(1001.0)
     assert gpu["useful_s"] == pytest.approx(1.0)
+
+
+def test_the_gpu_page_and_the_report_show_what_was_quarantined(tmp_path) -> None:
+    from datetime import UTC, datetime
+
+    from analytics.filters import Filters
+    from analytics.pipeline import run
+    from analytics.report.figures import weekly_figures
+    from analytics.report.render import html, text
+    from analytics.report.week import Week
+    from dashboard.queries.gpu import unmeasured
+    from inferledger.store import DataDir, connect_readonly
+
+    f = Fleet()
+    f.request(scheduled=T0, first_token=T0, finished=T0 + 2, gpus=[G], output_tokens=20)
+    f.sample(G, T0, energy_j=0.0, power_limit_w=700)
+    f.sample(G, T0 + 1, energy_j=500.0, power_limit_w=700)
+    f.sample(G, T0 + 2, energy_j=500.0 + 5000.0, power_limit_w=700)
+    data = f.write(DataDir.at(tmp_path / "store"))
+    run(data)
+    con = connect_readonly(data)
+    try:
+        page = unmeasured(con, Filters())
+        assert page["unmeasured_s"].tolist() == pytest.approx([1.0])
+        assert page["reasons"].tolist() == ["power_above_limit"]
+        day = datetime.fromtimestamp(T0, UTC)
+        iso = day.isocalendar()
+        figures = weekly_figures(con, Week.parse(f"{iso.year}-W{iso.week:02d}"))
+    finally:
+        con.close()
+    report = text(figures)
+    assert "Unmeasured GPU time (inputs failed a check; not attributed or priced):" in report
+    assert "power_above_limit" in report and "power_above_limit" in html(figures, {})

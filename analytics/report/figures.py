@@ -31,6 +31,7 @@ class WeeklyFigures:
     gpu_daily: pd.DataFrame  # day, useful, wasted, idle fractions
     opportunities: list[str] = field(default_factory=list)
     simulated: bool = False
+    unmeasured: pd.DataFrame | None = None  # gpu, gpu_hours, reasons: quarantined, unpriced
 
     @property
     def empty(self) -> bool:
@@ -133,10 +134,15 @@ def weekly_figures(con: duckdb.DuckDBPyConnection, week: Week, tz: str = "UTC"
                1 - sum(useful_s + idle_s) / nullif(sum(measured_s), 0) AS wasted
         FROM gpu_time WHERE hour >= ? AND hour < ? GROUP BY ALL ORDER BY 1""",
                     [tz, week.start, week.end])
+    unmeasured = _df(con, """
+        SELECT host_name || '/' || left(gpu_uuid, 12) AS gpu, sum(unmeasured_s) / 3600 AS gpu_hours,
+               string_agg(DISTINCT unmeasured_reasons, ', ') AS reasons
+        FROM gpu_time WHERE hour >= ? AND hour < ? AND unmeasured_s > 0
+        GROUP BY ALL ORDER BY gpu_hours DESC""", [week.start, week.end])
     simulated = _df(con, """
         SELECT coalesce(bool_or(simulated), false) AS s FROM gpu_time
         WHERE hour >= ? AND hour < ?""", [week.start, week.end])["s"].iloc[0]
     return WeeklyFigures(
         week, previous, kpis(con, this), kpis(con, last), _by(con, "model", week, previous),
         _by(con, "tenant", week, previous), _waste(con, week), daily, gpu_daily,
-        _opportunities(con, week, tz), bool(simulated))
+        _opportunities(con, week, tz), bool(simulated), unmeasured)

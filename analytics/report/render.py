@@ -108,10 +108,20 @@ def text(f: WeeklyFigures) -> str:
     lines += ["", "Waste by cause:"]
     lines += [f"  {r.cause:<15} {r.gpu_hours:>9.1f} GPU-hours  {_usd(r.usd):>12}"
               for r in f.waste.itertuples() if r.gpu_hours > 0]
+    lines += _unmeasured_lines(f)
     if f.opportunities:
         lines += ["", "Top opportunities:"] + [f"  - {o}" for o in f.opportunities]
     lines += ["", "Per-model and per-tenant costs are attached as CSV."]
     return "\n".join(lines) + "\n"
+
+
+def _unmeasured_lines(f: WeeklyFigures) -> list[str]:
+    """The week's quarantined GPU time, if any: a measurement problem to fix, not a cost."""
+    if f.unmeasured is None or f.unmeasured.empty:
+        return []
+    return ["", "Unmeasured GPU time (inputs failed a check; not attributed or priced):",
+            *(f"  {r.gpu:<28} {r.gpu_hours:>9.2f} GPU-hours  ({r.reasons})"
+              for r in f.unmeasured.itertuples())]
 
 
 def html(f: WeeklyFigures, chart_cids: dict[str, str]) -> str:
@@ -150,6 +160,10 @@ def html(f: WeeklyFigures, chart_cids: dict[str, str]) -> str:
     out.append(_table(["Cause", "GPU-hours", "Cost"], [
         [r.cause.replace("_", " "), f"{r.gpu_hours:,.1f}", _usd(r.usd)]
         for r in f.waste.itertuples() if r.gpu_hours > 0]))
+    if (lines := _unmeasured_lines(f)):
+        out.append(f'<h3 style="margin-bottom:4px">{escape(lines[1])}</h3>')
+        out.append(_table(["GPU", "GPU-hours", "Reasons"], [
+            [r.gpu, f"{r.gpu_hours:,.2f}", r.reasons] for r in f.unmeasured.itertuples()]))
     if f.opportunities:
         out.append('<h3 style="margin-bottom:4px">Top opportunities</h3><ul>')
         out += [f'<li style="margin-bottom:6px">{escape(o)}</li>' for o in f.opportunities]

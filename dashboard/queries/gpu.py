@@ -6,7 +6,7 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
-from analytics.attribution import BUCKETS
+from analytics.attribution import GPU_TIME_BUCKETS as BUCKETS
 from analytics.filters import Filters
 from dashboard.queries.overview import bucket
 from inferledger.store import read_df as df
@@ -29,6 +29,18 @@ def buckets_over_time(con: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFram
                         {", ".join(f"sum({b}_s) / 3600 AS {b}" for b in BUCKETS)}
                  FROM gpu_time WHERE {w} GROUP BY ALL)
         ON {", ".join(BUCKETS)} INTO NAME bucket VALUE gpu_hours ORDER BY time""", p)
+
+
+def unmeasured(con: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    """GPU time quarantined by the input checks, per GPU, with the reasons: shown, not
+    priced."""
+    w, p = f.gpu_where()
+    return df(con, f"""
+        SELECT {GPU_LABEL} AS gpu, sum(unmeasured_s) AS unmeasured_s,
+               sum(unmeasured_j) AS unmeasured_j,
+               sum(unmeasured_intervals) AS intervals,
+               string_agg(DISTINCT unmeasured_reasons, ', ') AS reasons
+        FROM gpu_time WHERE {w} AND unmeasured_s > 0 GROUP BY ALL ORDER BY gpu""", p)
 
 
 def activity(con: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:

@@ -8,7 +8,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from analytics.attribution import BUCKETS
+from analytics.attribution import GPU_TIME_BUCKETS as BUCKETS
 from dashboard import ui
 from dashboard.context import current, query
 from dashboard.queries import gpu as q
@@ -35,6 +35,12 @@ st.altair_chart(alt.Chart(over_time).mark_area().encode(
     color=alt.Color("bucket:N", sort=list(BUCKETS)),
     tooltip=["time:T", "bucket:N", "gpu_hours:Q"]), width="stretch")
 ui.table("GPU time by GPU (seconds)", by_gpu, "gpu_time_by_gpu")
+bad = query(q.unmeasured, f)
+if not bad.empty:
+    st.warning(f"{bad['unmeasured_s'].sum() / 3600:,.2f} GPU-hours are **unmeasured**: their "
+               "samples failed a check (two agents reporting one GPU, a clock stepping back, "
+               "power above the limit, a long gap), so they are not attributed or priced.")
+    ui.table("Unmeasured GPU time (quarantined inputs)", bad, "gpu_unmeasured")
 
 st.subheader("Busy is not the same as working: utilization vs SM activity")
 act = query(q.activity, f)

@@ -265,6 +265,7 @@ def gpu_metrics(node: str, samples: Iterable[tuple[Engine, int, list[GpuReading]
     req = ExportMetricsServiceRequest()
     rm = req.resource_metrics.add()
     rm.resource.attributes.extend(kvs(dict(_resource("inferledger-agent", node))))
+    rm.resource.attributes.append(kv("service.instance.id", f"history-agent-{node}"))
     sm_ = rm.scope_metrics.add()
     sm_.scope.name = "inferledger.agent"
     n = 0
