@@ -103,7 +103,10 @@ class Timeline:
         k = np.searchsorted(self.t0, self.e[:-1], "right") - 1
         inside = self.e[:-1] < self.t1[k]  # False in a gap between intervals
         self.iv = np.where(inside, k, -1)  # each piece's interval, -1 in a gap
-        self.len_in = np.where(inside, self.length, 0.0)
+        # Pieces measure the interval's own seconds: scaled so they sum to measured_s even
+        # where it is not exactly t1 − t0 in floating point (epoch seconds hold ~2e-7 s).
+        scale = _ratio(self.dt, self.t1 - self.t0)[np.maximum(k, 0)]
+        self.len_in = np.where(inside, self.length * scale, 0.0)
         self.win_of_piece = np.searchsorted(self.cuts, self.e[:-1], "right")
         self.win_bounds = np.r_[0, np.searchsorted(self.e[:-1], self.cuts), len(self.length)]
 

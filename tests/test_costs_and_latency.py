@@ -107,13 +107,18 @@ def test_percentiles_and_slo_attainment() -> None:
 
 def test_settings_file(tmp_path) -> None:
     f = tmp_path / "s.toml"
-    f.write_text('[attribution]\nmethod = "equal"\n[[slo]]\nmodel = "m"\nttft_s = 0.5\n'
-                 '[[placement]]\nhost = "h"\ngpu_uuids = ["GPU-1", "GPU-2"]\n')
+    f.write_text('[attribution]\nmethod = "time_overlap"\n[[slo]]\nmodel = "m"\nttft_s = 0.5\n'
+                 '[[placement]]\nhost = "h"\ngpu_uuids = ["GPU-1", "GPU-2"]\n'
+                 '[checks]\npower_limit_margin = 1.2\n')
     s = load_settings(f)
-    assert s.method == "equal" and s.slos == (Slo("m", 0.5, None, None),)
+    assert s.method == "time_overlap" and s.slos == (Slo("m", 0.5, None, None),)
+    assert (s.power_limit_margin, s.max_sample_gap_s) == (1.2, 900.0)
     assert s.placement == (("h", None, "GPU-1"), ("h", None, "GPU-2"))
     f.write_text('[attribution]\nmethod = "fair"\n')
     with pytest.raises(SettingsError, match="fair"):
+        load_settings(f)
+    f.write_text('[checks]\npower_limit_margin = 0.5\n')
+    with pytest.raises(SettingsError, match=r"\[checks\] power_limit_margin = 0.5 is not allowed"):
         load_settings(f)
     f.write_text('[[slo]]\nttft_s = -1\n')
     with pytest.raises(SettingsError, match=r"s.toml \[\[slo\]\] #1 ttft_s = -1 is not allowed: "

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from simulator.gpu_models import GpuModel
 
 BYTES_PER_PARAM = 2  # BF16
@@ -41,6 +43,20 @@ class ModelProfile:
         compute_s = 2 * self.params * tokens / (gpu.dense_flops * MFU * tp)
         comm_s = 0.0002 * (tp - 1)
         return CPU_OVERHEAD_S + CPU_PER_SEQ_S * seqs + max(memory_s, compute_s) + comm_s
+
+    def step_parts_s(self, gpu: GpuModel, tp: int, tokens: np.ndarray,
+                     context_tokens: np.ndarray) -> np.ndarray:
+        """Each sequence's part of one step, summing to :meth:`step_time_s` of the step: the
+        ground truth of who a step's time belongs to. The fixed overheads (CPU per step,
+        tensor-parallel communication) and the weights' read are shared equally by the
+        step's sequences; each pays its own CPU time, and, as the step is memory- or
+        compute-bound, its own KV read or its own tokens' compute."""
+        seqs = len(tokens)
+        bw = gpu.hbm_bytes_per_s * HBM_EFFICIENCY * tp
+        memory = (self.weight_bytes / seqs + context_tokens * self.kv_bytes_per_token) / bw
+        compute = 2 * self.params * tokens / (gpu.dense_flops * MFU * tp)
+        roof = memory if memory.sum() >= compute.sum() else compute
+        return (CPU_OVERHEAD_S + 0.0002 * (tp - 1)) / seqs + CPU_PER_SEQ_S + roof
 
 
 MODEL_PROFILES: dict[str, ModelProfile] = {

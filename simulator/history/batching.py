@@ -60,13 +60,15 @@ class Requests:
 
 @dataclass
 class Bins:
-    """Per-minute sums for the engine's GPUs: energy above idle and busy seconds."""
+    """Per-sample-period sums (a minute by default) for the engine's GPUs: energy above idle
+    and busy seconds."""
 
     start: float
     n: int
+    width_s: float = BIN_S
     extra_j: list[float] = field(init=False)
     busy_s: list[float] = field(init=False)
-    kv_tokens: list[float] = field(init=False)  # KV cache in use at the end of the minute
+    kv_tokens: list[float] = field(init=False)  # KV cache in use at the end of the period
 
     marks: list[tuple[float, float, float]] = field(init=False)  # (t, Σ extra_j, Σ busy_s)
 
@@ -85,8 +87,8 @@ class Bins:
         """Constant power ``extra_w`` above idle over [t0, t1), ``kv`` tokens cached."""
         self._extra += extra_w * (t1 - t0)
         self._busy += t1 - t0
-        i0 = int((t0 - self.start) // BIN_S)
-        i1 = min(self.n - 1, int((t1 - self.start) // BIN_S))
+        i0 = int((t0 - self.start) // self.width_s)
+        i1 = min(self.n - 1, int((t1 - self.start) // self.width_s))
         if i0 >= self.n:
             return
         if i0 == i1:
@@ -95,11 +97,31 @@ class Bins:
             self.kv_tokens[i0] = kv
             return
         for i in range(i0, i1 + 1):
-            a = max(t0, self.start + i * BIN_S)
-            b = min(t1, self.start + (i + 1) * BIN_S)
+            a = max(t0, self.start + i * self.width_s)
+            b = min(t1, self.start + (i + 1) * self.width_s)
             self.extra_j[i] += extra_w * (b - a)
             self.busy_s[i] += b - a
             self.kv_tokens[i] = kv
+
+
+@dataclass
+class Truth:
+    """The simulator's ground truth of each request's GPU use, per GPU of its engine (a
+    tensor-parallel engine's GPUs all step together): every step's seconds and joules split
+    by each sequence's part of the step (``ModelProfile.step_parts_s``). Clearly simulated:
+    kept apart from the store, for ``bench/attribution_accuracy.py``."""
+
+    gpu_s: np.ndarray
+    energy_j: np.ndarray
+
+    @classmethod
+    def empty(cls, n: int) -> Truth:
+        return cls(np.zeros(n), np.zeros(n))
+
+    def add(self, js: np.ndarray, parts: np.ndarray, seconds: float, power_w: float) -> None:
+        share = parts / parts.sum()
+        np.add.at(self.gpu_s, js, share * seconds)
+        np.add.at(self.energy_j, js, share * seconds * power_w)
 
 
 class FluidEngine:
@@ -116,8 +138,12 @@ class FluidEngine:
     def _step_s(self, tokens: int, context: float, seqs: int) -> float:
         return self.profile.step_time_s(self.gpu, self.tp, tokens, int(context), seqs)
 
-    def run(self, r: Requests, bins: Bins) -> None:
-        """Serve every request of ``r`` in arrival order, filling ``r``'s results and ``bins``."""
+    def _parts(self, tokens: np.ndarray, context: np.ndarray) -> np.ndarray:
+        return self.profile.step_parts_s(self.gpu, self.tp, tokens, context)
+
+    def run(self, r: Requests, bins: Bins, truth: Truth | None = None) -> None:
+        """Serve every request of ``r`` in arrival order, filling ``r``'s results and ``bins``
+        (and, if given, ``truth``: each request's true share of every step)."""
         arrival, n = r.arrival, len(r.arrival)
         prompt, target = r.prompt.tolist(), np.minimum(r.output, r.stop_after).tolist()
         deadline = r.deadline.tolist()
@@ -127,6 +153,8 @@ class FluidEngine:
         i = 0
         waiting: deque[int] = deque()
         running: list[tuple[int, int]] = []  # (decode step at which it finishes, request)
+        live: dict[int, int] = {}  # running request → its finishing step
+        gives_up: list[tuple[float, int]] = []  # (deadline, request) of running requests
         steps = 0  # decode steps so far; a running request's context grows by one per step
         sum_prompt = sum_admit = kv_blocks = 0
         blocks: dict[int, int] = {}
@@ -158,10 +186,20 @@ class FluidEngine:
             if new:  # prefill the new prompts, chunked, while the running requests decode
                 todo = sum(prompt[j] for j in new)
                 chunks = max(1, math.ceil((todo + b) / self.max_batched))
-                dt = sum(self._step_s(min(self.max_batched, todo + b - k * self.max_batched),
-                                      context, b + len(new)) for k in range(chunks))
+                sizes = [min(self.max_batched, todo + b - k * self.max_batched)
+                         for k in range(chunks)]
+                steps_dt = [self._step_s(x, context, b + len(new)) for x in sizes]
+                dt = sum(steps_dt)
                 share = todo / (todo + b)
-                bins.add(t, t + dt, power(b + len(new), share) - idle_w, context + todo)
+                p_w = power(b + len(new), share)
+                bins.add(t, t + dt, p_w - idle_w, context + todo)
+                if truth is not None:  # each chunk carries every sequence's tokens pro rata
+                    js = np.array([j for _, j in running] + new, dtype=np.int64)
+                    own = np.array([1.0] * b + [float(prompt[j]) for j in new])
+                    ctx = np.array([prompt[j] + 1 + steps - (d - target[j] + 1)
+                                    for d, j in running] + [0.0] * len(new), dtype=float)
+                    for x, x_dt in zip(sizes, steps_dt, strict=True):
+                        truth.add(js, self._parts(own * x / (todo + b), ctx), x_dt, p_w)
                 t += dt
                 steps += chunks if b else 0
                 for j in new:
@@ -172,6 +210,9 @@ class FluidEngine:
                         kv_blocks -= blocks.pop(j)
                         continue
                     heapq.heappush(running, (steps + target[j] - 1, j))
+                    live[j] = steps + target[j] - 1
+                    if deadline[j] < math.inf:
+                        heapq.heappush(gives_up, (deadline[j], j))
                     sum_prompt += prompt[j] + 1
                     sum_admit += steps
                 continue
@@ -184,22 +225,48 @@ class FluidEngine:
                     bins.mark(nxt)
                 t = max(t, nxt)
                 continue
-            # Decode until the next finish, or the next arrival if a seat or queue slot is free.
-            tau = self._step_s(b, context, b)
+            # Decode until the next finish, the next arrival if a seat or queue slot is free,
+            # or the next client of a running request giving up (the engine aborts it then).
             k = running[0][0] - steps
             tau = self._step_s(b, context + b * k / 2, b)
             if i < n and arrival[i] < t + k * tau:
                 k = max(1, math.ceil((arrival[i] - t) / tau))
+            while gives_up and gives_up[0][1] not in live:
+                heapq.heappop(gives_up)
+            if gives_up and gives_up[0][0] < t + k * tau:
+                k = max(1, math.ceil((gives_up[0][0] - t) / tau))
             bins.add(t, t + k * tau, power(b) - idle_w, context)
+            if truth is not None:  # contexts at the middle of the k steps, as tau's
+                js = np.array([j for _, j in running], dtype=np.int64)
+                ctx = np.array([prompt[j] + 1 + steps + k / 2 - (d - target[j] + 1)
+                                for d, j in running], dtype=float)
+                truth.add(js, self._parts(np.ones(b), ctx), k * tau, power(b))
             t += k * tau
             steps += k
             while running and running[0][0] <= steps:
                 done_at, j = heapq.heappop(running)
                 end = t - (steps - done_at) * tau
                 self._finish(r, j, end, target[j])
+                del live[j]
                 kv_blocks -= blocks.pop(j)
                 sum_prompt -= prompt[j] + 1
                 sum_admit -= done_at - target[j] + 1
+            gone = []
+            while gives_up and gives_up[0][0] <= t:
+                j = heapq.heappop(gives_up)[1]
+                if j in live:
+                    gone.append(j)
+            for j in gone:  # timed out mid-reply: aborted with the tokens it had
+                admitted = live.pop(j) - target[j] + 1
+                r.generated[j] = min(target[j], steps - admitted + 1)
+                r.finished[j] = deadline[j]
+                r.outcome[j] = TIMED_OUT
+                kv_blocks -= blocks.pop(j)
+                sum_prompt -= prompt[j] + 1
+                sum_admit -= admitted
+            if gone:
+                running = [x for x in running if x[1] in live]
+                heapq.heapify(running)
 
     @staticmethod
     def _finish(r: Requests, j: int, end: float, generated: int) -> None:

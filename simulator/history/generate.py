@@ -29,7 +29,7 @@ from simulator.arrivals import arrival_times, draw_request, lognormal
 from simulator.engine.profiles import MODEL_PROFILES
 from simulator.gpu_models import GPU_MODELS
 from simulator.gpu_state import sim_uuid
-from simulator.history.batching import BIN_S, Bins, FluidEngine, Requests
+from simulator.history.batching import BIN_S, Bins, FluidEngine, Requests, Truth
 from simulator.history.telemetry import (
     Engine,
     GpuReading,
@@ -133,7 +133,8 @@ def _draw(scenario: Scenario, engines: list[Engine], start: float, end: float,
     return traffic
 
 
-def _serve(tr: _Traffic, start: float, n_bins: int) -> tuple[Requests, Bins]:
+def _serve(tr: _Traffic, start: float, n_bins: int, bin_s: float = BIN_S,
+           truth: list[Truth] | None = None) -> tuple[Requests, Bins]:
     order = np.argsort(np.asarray(tr.arrival), kind="stable")
     for name in ("app_of", "arrival", "prompt", "output", "stop_after", "deadline",
                  "max_tokens", "stream", "retrieval_s"):
@@ -142,23 +143,26 @@ def _serve(tr: _Traffic, start: float, n_bins: int) -> tuple[Requests, Bins]:
     req = Requests(np.asarray(tr.arrival, dtype=float), np.asarray(tr.prompt, dtype=np.int64),
                    np.asarray(tr.output, dtype=np.int64),
                    np.asarray(tr.stop_after, dtype=np.int64), np.asarray(tr.deadline))
-    bins = Bins(start, n_bins)
+    bins = Bins(start, n_bins, bin_s)
     bins.add(start, start + LOAD_S, 0.2 * tr.engine.gpu.idle_w, 0)  # loading the weights
     tp = len(tr.engine.gpu_uuids)
+    oracle = Truth.empty(len(req.arrival)) if truth is not None else None
     if len(req.arrival):
-        FluidEngine(MODEL_PROFILES[tr.engine.model], tr.engine.gpu, tp).run(req, bins)
+        FluidEngine(MODEL_PROFILES[tr.engine.model], tr.engine.gpu, tp).run(req, bins, oracle)
+    if truth is not None:
+        truth.append(oracle)
     return req, bins
 
 
 def _gpu_samples(e: Engine, bins: Bins, start: float) -> list[GpuReading]:
-    """A sample at each minute's end and at each edge of an idle stretch; the energy counter
+    """A sample at each period's end and at each edge of an idle stretch; the energy counter
     starts at zero when the history starts, as after a driver load."""
     profile = MODEL_PROFILES[e.model]
     tp = len(e.gpu_uuids)
     idle = e.gpu.idle_w
     extra = np.cumsum(bins.extra_j).tolist()
     busy = np.cumsum(bins.busy_s).tolist()
-    points = [(start + (i + 1) * BIN_S, extra[i], busy[i], bins.kv_tokens[i])
+    points = [(start + (i + 1) * bins.width_s, extra[i], busy[i], bins.kv_tokens[i])
               for i in range(bins.n)]
     points += [(t, x, b, 0.0) for t, x, b in bins.marks]
     points.sort()
@@ -224,21 +228,36 @@ class _Poster:
         self.client.close()
 
 
+@dataclass(frozen=True)
+class TrueUse:
+    """The simulator's ground truth for one served request (``generate_history(oracle=)``):
+    its GPU-seconds and joules on each of its engine's GPUs."""
+
+    request_uid: str
+    outcome: str
+    gpu_uuids: tuple[str, ...]
+    gpu_s: float  # per GPU
+    energy_j: float  # per GPU
+
+
 def generate_history(scenario: Scenario, days: float, endpoint: str, *,
-                     end: float | None = None, seed: int = 7,
-                     progress: Callable[[HistoryStats, float], None] | None = None
-                     ) -> HistoryStats:
-    """Send ``days`` of ``scenario`` ending at ``end`` (default now) to the collector."""
+                     end: float | None = None, seed: int = 7, sample_s: float = BIN_S,
+                     progress: Callable[[HistoryStats, float], None] | None = None,
+                     oracle: list[TrueUse] | None = None) -> HistoryStats:
+    """Send ``days`` of ``scenario`` ending at ``end`` (default now) to the collector, GPUs
+    sampled every ``sample_s``. With ``oracle``, also append every served request's true
+    GPU use there (simulated ground truth; it never goes to the store)."""
     if days <= 0:
         raise UserError("history must cover a positive number of days")
     wall = time.monotonic()
     end = math.floor((end or time.time()) / BIN_S) * BIN_S
     start = end - days * 86400
-    n_bins = int((end - start) // BIN_S)
+    n_bins = int((end - start) // sample_s)
     rng = random.Random(seed)
     engines = fleet_engines(scenario)
     traffic = _draw(scenario, engines, start + LOAD_S, end, rng)
-    served = [_serve(tr, start, n_bins) for tr in traffic]
+    truths: list[Truth] | None = [] if oracle is not None else None
+    served = [_serve(tr, start, n_bins, sample_s, truths) for tr in traffic]
     stats = HistoryStats(days, scenario.gpu_count)
     samples = [_gpu_samples(tr.engine, bins, start)
                for tr, (_, bins) in zip(traffic, served, strict=True)]
@@ -271,7 +290,11 @@ def generate_history(scenario: Scenario, days: float, endpoint: str, *,
             for t_idx, (tr, (req, _)) in enumerate(zip(traffic, served, strict=True)):
                 j = cursors[t_idx]
                 while j < len(tr.arrival) and tr.arrival[j] < hour_end:
-                    factory.request(batch, tr.engine, _reply(tr, req, j))
+                    uid = factory.request(batch, tr.engine, _reply(tr, req, j))
+                    if truths is not None:
+                        oracle.append(TrueUse(uid, req.outcome[j], tr.engine.gpu_uuids,
+                                              float(truths[t_idx].gpu_s[j]),
+                                              float(truths[t_idx].energy_j[j])))
                     j += 1
                 stats.requests += j - cursors[t_idx]
                 cursors[t_idx] = j

@@ -150,8 +150,9 @@ class SpanFactory:
                 "inferledger.route": app.name, **e.placement, "gen_ai.request.model": e.model})
         return c
 
-    def request(self, batch: SpanBatch, e: Engine, r: Reply) -> None:
-        """The spans of one request: [app root, retrieval,] edge, [llm_request]."""
+    def request(self, batch: SpanBatch, e: Engine, r: Reply) -> str:
+        """The spans of one request: [app root, retrieval,] edge, [llm_request]; returns the
+        request's key in the store (its edge span's ``trace_id:span_id``)."""
         trace_id = self._id(128)
         start, end = r.arrival - 0.0004, r.finished + 0.0006
         app = r.app
@@ -201,8 +202,9 @@ class SpanFactory:
         if r.outcome == "bad":
             s.status.code = Status.STATUS_CODE_ERROR
             s.status.message = f"HTTP {status}"
-        if r.scheduled is None or r.outcome not in ("ok", "client_abort"):
-            return
+        # vLLM traces what it served, a reply cut short by a client going away included.
+        if r.scheduled is None or r.outcome not in ("ok", "client_abort", "timeout"):
+            return f"{trace_id.hex()}:{key}"
         first = r.first_token if r.first_token is not None else r.finished
         vllm = {
             "gen_ai.latency.time_to_first_token": first - r.arrival,
@@ -221,6 +223,7 @@ class SpanFactory:
                    span_id=self._id(64), parent_span_id=edge_id, name="llm_request",
                    kind=Span.SPAN_KIND_SERVER, start_time_unix_nano=int(r.arrival * _NS),
                    end_time_unix_nano=int(r.finished * _NS), attributes=kvs(vllm))
+        return f"{trace_id.hex()}:{key}"
 
 
 @dataclass
