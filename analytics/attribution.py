@@ -1,17 +1,29 @@
 """Splits every measured GPU interval among the requests active in it, instant by instant.
 
-A request occupies its GPUs as *segments*, each with a constant weight rate ρ: under the
-``work`` method (default), its prefill phase at ρ = prompt tokens × prefill weight / prefill
-seconds and its decode phase at ρ = output tokens / decode seconds; under ``time_overlap``,
-its whole [scheduled, finished) at ρ = 1.
+A request occupies its GPUs as *segments*: its prefill phase [scheduled, first token) and its
+decode phase [first token, finished), each with a constant rate ρ. The methods:
+
+- ``gpu_time`` (default): each phase weighted by the share of the GPU it is estimated to
+  hold. A prefill holds c × prompt tokens / prefill seconds of the GPU, c being the GPU's
+  compute time per prompt token, estimated from the run's own requests (a low quantile of
+  prefill seconds per token: the fastest prefills ran nearly alone, compute-bound); prefills
+  share the GPU among them when they claim all of it or nothing decodes. What prefills leave
+  goes to the decoding requests equally: in a decode step every sequence costs about the
+  same, the weights being read once for the batch, however fast its own reply went.
+- ``work``: prompt tokens × prefill weight per prefill second and output tokens per decode
+  second, both in output-token units, sharing each instant in proportion.
+- ``time_overlap``: ρ = 1 over [scheduled, finished): every active request equally.
+
+bench/attribution_accuracy.py measures them against the simulator's step-by-step truth
+(bench/RESULTS.md): ``gpu_time`` is the most accurate and the default.
 
 **Occupancy.** The boundaries of all segments and sample intervals cut a GPU's timeline into
 *pieces*; within a piece the set of active segments is constant. A piece with a request
-active is *occupied*, and its seconds go to the segments active in it in proportion to ρ.
+active is *occupied*, and its seconds go to the segments active in it by their rates.
 So a request never gets more GPU-seconds from an interval than it overlapped it: a 3 ms
 request alone in a 25 s interval gets 3 ms, and the 24.997 s nobody used are idle, model
-loading or unaccounted. Under ``work``, a piece where requests are active but none did
-measurable work (phases with no tokens, e.g. a failed request) is shared by time instead.
+loading or unaccounted. A piece where requests are active but none did measurable work
+(phases with no tokens, e.g. a failed request) is shared by time instead.
 
 **Energy.** An interval's joules are measured only as a whole. Its unoccupied part is
 charged the GPU's own idle power, measured as the median power of this run's intervals in
@@ -23,9 +35,10 @@ are computed from the same interval totals, so Σ attributed + unattributed = me
 exactly, per GPU and window, for seconds and joules.
 
 Prompt tokens an engine recomputed after preempting requests are owner-less segments of
-prefill work over the scrape interval that counted them, booked as *preempted* (``work``
-only). They share the pieces where requests are active like a request; in a piece with none
-active they hold the share the GPU reported busy (its utilization), the rest being free.
+prefill work over the scrape interval that counted them, booked as *preempted* (not under
+``time_overlap``). They share the pieces where requests are active like a prefill; in a
+piece with none active they hold the share the GPU reported busy (its utilization), the
+rest being free.
 An engine starting up (process start until it served) holds its GPUs: the unoccupied part of
 a piece in a start-up window is *model loading*. Gaps between intervals (a quarantined or
 missing sample) attribute nothing.
@@ -45,7 +58,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-METHODS = ("work", "time_overlap")
+METHODS = ("gpu_time", "work", "time_overlap")
 CLASSES = ("useful", "failed", "aborted", "timed_out")  # a request's work_class
 PREEMPTED = len(CLASSES)  # the class index of recomputation segments (no owner)
 MIN_SEGMENT_S = 1e-3
@@ -167,37 +180,75 @@ def _split_at(s: Segments, bounds: np.ndarray) -> Segments:
 
 
 def _segments(req: dict[str, np.ndarray], rows: np.ndarray, method: str,
-              prefill_weight: float) -> tuple[Segments, Segments]:
-    """Weighted segments, and time segments (ρ = 1) for what is shared by time overlap.
+              prefill_weight: float, cost_per_token: float | None
+              ) -> tuple[Segments, Segments, Segments]:
+    """Prefill and decode segments with their rates, and time segments (ρ = 1) for what is
+    shared by time overlap.
 
-    Under ``work`` the time segments are only the phases that did no measurable work, which
-    is what the fallback needs; under ``time_overlap``, each request's whole active span.
+    Under ``work`` and ``gpu_time`` the time segments are only the phases that did no
+    measurable work, which is what the fallback needs; under ``time_overlap``, each request's
+    whole active span.
     """
     sched, fin = req["scheduled_s"][rows], req["finished_s"][rows]
     first = req["first_token_s"][rows]
     first = np.clip(np.where(np.isnan(first), sched, first), sched, fin)
     owner, cls = rows, req["cls"][rows]
+    none = Segments(*(np.zeros(0, dtype=x) for x in (float, float, float, np.int64, np.int64)))
     if method == "time_overlap":
-        time = Segments(sched, np.maximum(fin, sched + MIN_SEGMENT_S), np.ones(len(rows)),
-                        owner, cls)
-        return time.take(np.zeros(len(rows), bool)), time
+        return none, none, Segments(sched, np.maximum(fin, sched + MIN_SEGMENT_S),
+                                    np.ones(len(rows)), owner, cls)
     pf_b = np.maximum(first, sched + MIN_SEGMENT_S)
     dc_b = np.maximum(fin, first + MIN_SEGMENT_S)
-    pf = Segments(sched, pf_b, req["prefill_tokens"][rows] * prefill_weight / (pf_b - sched),
-                  owner, cls)
-    dc = Segments(first, dc_b, req["decode_tokens"][rows] / (dc_b - first), owner, cls)
-    work = Segments.concat([pf, dc])
-    idle = work.take(work.rho <= 0)
-    return work.take(work.rho > 0), Segments(idle.a, idle.b, np.ones(len(idle.a)), idle.owner,
-                                             idle.cls)
+    tokens = req["prefill_tokens"][rows]
+    pf_rate = _prefill_rate(tokens, pf_b - sched, method, prefill_weight, cost_per_token)
+    pf = Segments(sched, pf_b, pf_rate, owner, cls)
+    out = req["decode_tokens"][rows]
+    # gpu_time: every sequence in a decode step costs about the same (the weights are read
+    # once for the batch), however fast its own reply went on average.
+    dc_rate = np.where(out > 0, 1.0, 0.0) if method == "gpu_time" else out / (dc_b - first)
+    dc = Segments(first, dc_b, dc_rate, owner, cls)
+    idle = Segments.concat([pf.take(pf.rho <= 0), dc.take(dc.rho <= 0)])
+    return pf.take(pf.rho > 0), dc.take(dc.rho > 0), Segments(
+        idle.a, idle.b, np.ones(len(idle.a)), idle.owner, idle.cls)
 
 
-def _overhead(rows: dict[str, np.ndarray], gpu: int, prefill_weight: float = 0.0,
+def _prefill_rate(tokens: np.ndarray, seconds: np.ndarray, method: str, prefill_weight: float,
+                  cost_per_token: float | None) -> np.ndarray:
+    """``work``: prompt tokens × weight per second, in output-token units. ``gpu_time``: the
+    share of the GPU the prefill held, its tokens' compute time over its duration (≤ 1; a
+    whole GPU when the compute time per token is unknown)."""
+    if method == "work":
+        return tokens * prefill_weight / seconds
+    if cost_per_token is None:
+        return np.where(tokens > 0, 1.0, 0.0)
+    return np.minimum(1.0, cost_per_token * tokens / seconds)
+
+
+PREFILL_SAMPLE_TOKENS = 64  # prompts at least this long estimate a GPU's compute per token
+PREFILL_QUANTILE = 0.05
+
+
+def prefill_cost_per_token(tokens: np.ndarray, seconds: np.ndarray) -> float | None:
+    """GPU-seconds one prompt token costs, from the requests themselves: a low quantile of
+    prefill seconds per prompt token over prompts of 64 tokens or more. A prefill batched
+    with others, or waiting on decodes in its steps, takes longer per token than its own
+    compute; the fastest ones are (nearly) alone, compute-bound. ``None`` with fewer than
+    ten such prompts."""
+    ok = (tokens >= PREFILL_SAMPLE_TOKENS) & (seconds > 0)
+    if ok.sum() < 10:
+        return None
+    return float(np.quantile(seconds[ok] / tokens[ok], PREFILL_QUANTILE))
+
+
+def _overhead(rows: dict[str, np.ndarray], gpu: int, method: str = "work",
+              prefill_weight: float = 0.0, cost_per_token: float | None = None,
               cls: int = 0) -> Segments:
-    """Owner-less segments of one GPU: recomputed tokens at their rate, or start-up (ρ = 1)."""
+    """Owner-less segments of one GPU: recomputed tokens at their prefill rate, or start-up
+    (ρ = 1)."""
     on = rows["gpu_idx"] == gpu
     a, b = rows["t0"][on], np.maximum(rows["t1"][on], rows["t0"][on] + MIN_SEGMENT_S)
-    rho = rows["tokens"][on] * prefill_weight / (b - a) if "tokens" in rows else np.ones(len(a))
+    rho = _prefill_rate(rows["tokens"][on], b - a, method, prefill_weight, cost_per_token) \
+        if "tokens" in rows else np.ones(len(a))
     return Segments(a, b, rho, np.full(len(a), -1), np.full(len(a), cls))
 
 
@@ -234,6 +285,8 @@ def attribute(intervals: pa.Table, requests: pa.Table, placements: pa.Table, *,
              for name, t in (("recompute", recompute), ("loading", loading)) if t is not None}
     iv = {c: col(intervals, c) for c in ("t0", "t1", "measured_s", "measured_j", "utilization")}
     iv["window"] = col(intervals, "window", np.int64)
+    pooled = prefill_cost_per_token(*_prefill_samples(req, np.unique(p_req))) \
+        if method == "gpu_time" else None
     # Group intervals by GPU without sorting 64-bit keys: the few distinct keys (found at the
     # places the key changes) get dense numbers, which numpy's stable sort radix-sorts.
     keys = col(intervals, "gpu_idx", np.uint64)
@@ -250,16 +303,21 @@ def attribute(intervals: pa.Table, requests: pa.Table, placements: pa.Table, *,
             g = {k: v[by_time] for k, v in g.items()}
         starts = np.flatnonzero(np.r_[True, g["window"][1:] != g["window"][:-1]])
         cuts = g["t0"][starts[1:]]
-        work, time = _segments(req, p_req[p_gpu == gpus[j]], method, prefill_weight)
-        over = _overhead(extra["recompute"], gpus[j], prefill_weight, PREEMPTED) \
-            if method == "work" and "recompute" in extra else work.take(np.zeros(0, int))
+        mine = p_req[p_gpu == gpus[j]]
+        cost = None
+        if method == "gpu_time":
+            cost = prefill_cost_per_token(*_prefill_samples(req, mine))
+            cost = pooled if cost is None else cost
+        pf, dc, time = _segments(req, mine, method, prefill_weight, cost)
+        over = _overhead(extra["recompute"], gpus[j], method, prefill_weight, cost, PREEMPTED) \
+            if method != "time_overlap" and "recompute" in extra else pf.take(np.zeros(0, int))
         load = _overhead(extra["loading"], gpus[j]) if "loading" in extra \
-            else work.take(np.zeros(0, int))
-        work, time, over = (_split_at(s, cuts) for s in (work, time, over))
+            else pf.take(np.zeros(0, int))
+        pf, dc, time, over = (_split_at(x, cuts) for x in (pf, dc, time, over))
         span = (g["t0"][0], g["t1"][-1])
-        ends = [np.clip(x, *span) for s in (work, time, over, load) for x in (s.a, s.b)]
+        ends = [np.clip(x, *span) for z in (pf, dc, time, over, load) for x in (z.a, z.b)]
         line = Timeline(g, ends)
-        seg, win = _one_gpu(line, work, time, over, load)
+        seg, win = _one_gpu(line, pf, dc, time, over, load, method)
         seg["gpu_idx"] = np.full(len(seg["req_idx"]), gpus[j])
         win["gpu_idx"] = np.full(len(win["window"]), gpus[j])
         return seg, win
@@ -271,25 +329,40 @@ def attribute(intervals: pa.Table, requests: pa.Table, placements: pa.Table, *,
     return Result(_table(segs, SEGMENT_SCHEMA), _table([d[1] for d in done], WINDOW_SCHEMA))
 
 
-def _one_gpu(line: Timeline, work: Segments, time: Segments, over: Segments, load: Segments
-             ) -> tuple[dict, dict]:
+def _prefill_samples(req: dict[str, np.ndarray], rows: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Prompt tokens and prefill seconds of the requests ``rows``."""
+    first = np.where(np.isnan(req["first_token_s"][rows]), req["scheduled_s"][rows],
+                     req["first_token_s"][rows])
+    return req["prefill_tokens"][rows], first - req["scheduled_s"][rows]
+
+
+def _one_gpu(line: Timeline, pf: Segments, dc: Segments, time: Segments, over: Segments,
+             load: Segments, method: str) -> tuple[dict, dict]:
     """Per-segment takes and per-window buckets of one GPU."""
-    work, wa, wb = line.clip(work)
+    pf, pa_, pb = line.clip(pf)
+    dc, da, db = line.clip(dc)
     time, ta, tb = line.clip(time)
     over, oa, ob = line.clip(over.take(over.rho > 0))
     load, la, lb = line.clip(load)
-    n_w, n_o, n_t = line.per_piece(wa, wb), line.per_piece(oa, ob), line.per_piece(ta, tb)
+    n_p, n_d, n_t, n_o = (line.per_piece(a, b) for a, b in ((pa_, pb), (da, db), (ta, tb),
+                                                            (oa, ob)))
     inside = line.iv >= 0
     util = np.where(inside, line.util[np.maximum(line.iv, 0)], 0.0)
-    served = (n_w + n_t > 0) & inside
+    served = (n_p + n_d + n_t > 0) & inside
     # Recomputation with no request active holds the share of the piece the GPU said it was
     # busy (utilization), not the piece: it is GPU work, but not all of that interval's.
     alone = ~served & (n_o > 0) & inside & (util > UNACCOUNTED_UTILIZATION)
     occupied = served | alone
-    by_work = (served & (n_w + n_o > 0)) | alone
-    # Running sums of +ρ and −ρ leave rounding residue where nothing covers: the counts zero it.
-    rate = np.where(by_work, np.where(n_w > 0, line.per_piece(wa, wb, work.rho), 0.0)
-                    + np.where(n_o > 0, line.per_piece(oa, ob, over.rho), 0.0), 0.0)
+
+    def rate(n: np.ndarray, a: np.ndarray, b: np.ndarray, s: Segments) -> np.ndarray:
+        # Running sums of +ρ and −ρ leave rounding residue where nothing covers: the count
+        # zeroes it.
+        return np.where(occupied & (n > 0), line.per_piece(a, b, s.rho), 0.0)
+
+    p_rate = rate(n_p, pa_, pb, pf) + rate(n_o, oa, ob, over)
+    d_rate = rate(n_d, da, db, dc)
+    by_work = occupied & (p_rate + d_rate > 0)
     busy = np.where(served, line.len_in, np.where(alone, line.len_in * np.minimum(util, 1.0),
                                                   0.0))
     loading = np.where(~occupied & (line.per_piece(la, lb) > 0), line.len_in, 0.0)
@@ -306,16 +379,22 @@ def _one_gpu(line: Timeline, work: Segments, time: Segments, over: Segments, loa
     load_j, unacc_j = load_s * share, unacc_s * share
     busy_j = np.where(busy_s > 0, np.maximum(line.de - idle_j - load_j - unacc_j, 0.0), 0.0)
     piece_j = np.where(occupied, _ratio(busy_j, busy_s)[np.maximum(line.iv, 0)], 0.0)
-    # Each occupied piece's seconds (and joules) go to its segments: by ρ where work was
-    # done, else equally among the time segments.
-    h_w = _ratio(busy, rate)
+    # Each occupied piece's seconds (and joules) go to its segments: by rate where work was
+    # done, else equally among the time segments. Under ``work`` one rate shares the piece;
+    # under ``gpu_time`` prefills hold their share of the GPU (all of it between them when
+    # they claim more, or when nothing decodes) and decodes share the rest by token rate.
+    if method == "gpu_time":
+        h_p = _ratio(busy, np.where(d_rate > 0, np.maximum(p_rate, 1.0), p_rate))
+        h_d = _ratio(busy * np.maximum(1.0 - p_rate, 0.0), d_rate)
+    else:
+        h_p = h_d = _ratio(busy, p_rate + d_rate)
     h_t = _ratio(np.where(by_work, 0.0, busy), n_t)
-    segs = Segments.concat([work, over, time])
-    ka, kb = np.r_[wa, oa, ta], np.r_[wb, ob, tb]
-    is_time = np.r_[np.zeros(len(wa) + len(oa), bool), np.ones(len(ta), bool)]
-    sec = np.where(is_time, line.take(ka, kb, h_t), segs.rho * line.take(ka, kb, h_w))
-    jou = np.where(is_time, line.take(ka, kb, h_t * piece_j),
-                   segs.rho * line.take(ka, kb, h_w * piece_j))
+    segs = Segments.concat([pf, over, dc, time])
+    parts = ((pa_, pb, h_p, pf.rho), (oa, ob, h_p, over.rho), (da, db, h_d, dc.rho),
+             (ta, tb, h_t, np.ones(len(ta))))
+    sec = np.concatenate([rho * line.take(a, b, h) for a, b, h, rho in parts])
+    jou = np.concatenate([rho * line.take(a, b, h * piece_j) for a, b, h, rho in parts])
+    ka = np.concatenate([a for a, *_ in parts])
     seg = {"req_idx": segs.owner, "cls": segs.cls, "gpu_seconds": sec, "energy_j": jou,
            "window": line.labels[line.win_of_piece[ka]]}
     return seg, _windows(line, seg, {

@@ -43,11 +43,12 @@ class Slo:
 
 @dataclass(frozen=True)
 class Settings:
-    """How to attribute. ``prefill_token_weight`` is the GPU work of one prompt token relative
-    to one output token: prefill runs compute-bound at roughly 4× the tokens/s of batched
-    decode on the same GPU (research/nvml.md §6), hence 0.25 by default."""
+    """How to attribute (``method``: analytics/attribution.py says what each does).
+    ``prefill_token_weight`` (``work`` only) is the GPU work of one prompt token relative to
+    one output token: prefill runs compute-bound at roughly 4× the tokens/s of batched
+    decode on the same GPU, hence 0.25 by default."""
 
-    method: str = "work"
+    method: str = "gpu_time"
     prefill_token_weight: float = 0.25
     # Input checks (int_gpu_intervals): an interval whose mean power exceeds the GPU's
     # power limit × this margin is quarantined (NVML averages power over ~1 s and a GPU may

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from analytics.attribution import METHODS
 from analytics.settings import Settings
 from tests.builders import Fleet, rows
 
@@ -83,10 +84,29 @@ def test_prefill_tokens_are_weighted() -> None:
     b = f.request(scheduled=T0, first_token=T0, finished=T0 + 1, gpus=[G], output_tokens=100)
     f.sample(G, T0, energy_j=0.0)
     f.sample(G, T0 + 1, energy_j=50.0)
-    got = per_request(f.con(Settings(prefill_token_weight=0.25)))
+    got = per_request(f.con(Settings(method="work", prefill_token_weight=0.25)))
     # work: A = 400 × 0.25 = 100, B = 100 → half each.
     assert got[a] == pytest.approx((0.5, 25.0))
     assert got[b] == pytest.approx((0.5, 25.0))
+
+
+def test_gpu_time_gives_a_prefill_its_share_of_the_gpu_and_decodes_the_rest() -> None:
+    """Ten lone prefills elsewhere show this GPU model computes a prompt token in 0.1 ms. B
+    prefills 2,000 tokens over [0, 0.5): 0.2 s of compute, 40% of the GPU; A, decoding
+    from 0 to 1, has the other 60% of [0, 0.5) and all of [0.5, 1)."""
+    f = Fleet()
+    for k in range(10):
+        s = T0 + 10 + k
+        f.request(scheduled=s, first_token=s + 0.1, finished=s + 0.1, gpus=[G2],
+                  input_tokens=1000, output_tokens=0)
+    a = f.request(scheduled=T0, first_token=T0, finished=T0 + 1, gpus=[G], output_tokens=100)
+    b = f.request(scheduled=T0, first_token=T0 + 0.5, finished=T0 + 0.5, gpus=[G],
+                  input_tokens=2000, output_tokens=0)
+    f.sample(G, T0, energy_j=0.0)
+    f.sample(G, T0 + 1, energy_j=100.0)
+    got = per_request(f.con(Settings(method="gpu_time")))
+    assert got[a] == pytest.approx((0.8, 80.0))
+    assert got[b] == pytest.approx((0.2, 20.0))
 
 
 def test_tensor_parallel_request_spans_both_gpus_and_idle_is_booked() -> None:
@@ -147,7 +167,7 @@ def test_cost_is_priced_from_the_pricing_file() -> None:
     assert row["cost_usd"] == pytest.approx(1.5 * per_hour / 3600 + energy_usd)
     assert row["carbon_g"] == pytest.approx(200.0 / 3.6e6 * 1.3 * 380)
     assert row["pricing_version"] == "example-2026-11"
-    assert row["attribution_method"] == "work"
+    assert row["attribution_method"] == "gpu_time"
 
 
 def gpu_time(con) -> dict:
@@ -166,7 +186,7 @@ def test_recomputation_after_preemption_is_booked_as_preempted() -> None:
                     gpus=[G])
     f.sample(G, T0, energy_j=0.0)
     f.sample(G, T0 + 1, energy_j=90.0, utilization=1.0)
-    con = f.con()
+    con = f.con(Settings(method="work"))
     assert per_request(con)[a] == pytest.approx((1 / 3, 30.0))
     g = gpu_time(con)
     assert (g["useful_s"], g["preempted_s"], g["preempted_j"]) == pytest.approx((1 / 3, 2 / 3,
@@ -218,7 +238,7 @@ def test_request_placed_by_pid_when_its_span_has_no_gpus() -> None:
         {"placement_source": "process_match"}]
 
 
-@pytest.mark.parametrize("method", ["work", "time_overlap"])
+@pytest.mark.parametrize("method", METHODS)
 def test_a_tiny_window_after_a_large_one_is_attributed_exactly(method) -> None:
     f = Fleet()
     # The hour turns at T0 + 40. A running sum over both hours would cancel the second

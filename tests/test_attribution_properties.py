@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analytics.attribution import BUCKETS, MIN_SEGMENT_S, attribute
+from analytics.attribution import BUCKETS, METHODS, MIN_SEGMENT_S, attribute
 from tests.builders import Fleet, rows
 
 GPUS = (11, 22)
@@ -45,7 +45,7 @@ def _overlap(spans: list[tuple[float, float]], a: float, b: float) -> float:
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(reqs=st.lists(req, max_size=10), per_gpu=st.lists(grid, min_size=2, max_size=2),
-       method=st.sampled_from(["work", "time_overlap"]))
+       method=st.sampled_from(METHODS))
 def test_no_request_gets_more_than_its_overlap_with_an_interval(reqs, per_gpu, method) -> None:
     iv = {k: [] for k in ("gpu_idx", "t0", "t1", "measured_s", "measured_j", "utilization",
                           "window")}

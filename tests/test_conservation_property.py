@@ -12,7 +12,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analytics.attribution import GPU_TIME_BUCKETS
+from analytics.attribution import GPU_TIME_BUCKETS, METHODS
 from analytics.pipeline import CONSERVATION_TOLERANCE
 from analytics.settings import Settings
 from tests.builders import Fleet, rows
@@ -37,7 +37,7 @@ samples = st.lists(  # time, energy delta, counter reset, sent by a second agent
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(reqs=st.lists(request, max_size=12), per_gpu=st.lists(samples, min_size=3, max_size=3),
-       method=st.sampled_from(["work", "time_overlap"]),
+       method=st.sampled_from(METHODS),
        startups=st.lists(overhead, max_size=2), recomputes=st.lists(overhead, max_size=3))
 def test_attributed_plus_idle_equals_measured(reqs, per_gpu, method, startups,
                                               recomputes) -> None:

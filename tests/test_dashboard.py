@@ -83,7 +83,7 @@ def test_every_page_shows_demo_data(monkeypatch, demo_store, page) -> None:
         assert (parts["gpu_seconds"] > 0).all() and (parts["gpu_cost_usd"] > 0).all()
     elif page == "settings":
         m = {x.label: x.value for x in at.metric}
-        assert m["Attribution"] == "work" and m["PUE"]
+        assert m["Attribution"] == "gpu_time" and m["PUE"]
 
 
 def test_change_against_the_previous_period(monkeypatch, demo_store) -> None:

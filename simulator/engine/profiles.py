@@ -49,13 +49,17 @@ class ModelProfile:
         """Each sequence's part of one step, summing to :meth:`step_time_s` of the step: the
         ground truth of who a step's time belongs to. The fixed overheads (CPU per step,
         tensor-parallel communication) and the weights' read are shared equally by the
-        step's sequences; each pays its own CPU time, and, as the step is memory- or
-        compute-bound, its own KV read or its own tokens' compute."""
+        step's sequences; each pays its own CPU time, and the step's bound (the larger of its
+        memory and compute times) is split by what each sequence asks of both: its part of
+        the reads (weights, its own KV) and its own tokens' compute. (Giving a memory-bound
+        step's time to the reads alone would make a prefill hidden under the reads free, and
+        flip to all-compute one token later.)"""
         seqs = len(tokens)
         bw = gpu.hbm_bytes_per_s * HBM_EFFICIENCY * tp
         memory = (self.weight_bytes / seqs + context_tokens * self.kv_bytes_per_token) / bw
         compute = 2 * self.params * tokens / (gpu.dense_flops * MFU * tp)
-        roof = memory if memory.sum() >= compute.sum() else compute
+        demand = memory + compute
+        roof = demand * max(memory.sum(), compute.sum()) / demand.sum()
         return (CPU_OVERHEAD_S + 0.0002 * (tp - 1)) / seqs + CPU_PER_SEQ_S + roof
 
 

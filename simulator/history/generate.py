@@ -43,6 +43,7 @@ from simulator.scenario import App, Scenario
 log = logging.getLogger("inferledger.sim.history")
 LOAD_S = 90.0  # each engine loads its model at the start of the history
 SPAN_BATCH = 8192
+READINGS_PER_POST = 900  # GPU readings per GPU in one metrics POST
 HISTORY_PID_BASE = 3_000_000  # above any live PID on a default Linux (pid_max 4194304)
 
 
@@ -268,6 +269,12 @@ def generate_history(scenario: Scenario, days: float, endpoint: str, *,
     poster = _Poster(endpoint)
     factory = SpanFactory(seed)
     batch = SpanBatch()
+
+    def flush(full: SpanBatch) -> SpanBatch:
+        poster.send("traces", full.message.SerializeToString())
+        stats.spans += full.count
+        return SpanBatch()
+
     try:
         for e in engines:
             factory.startup(batch, e, start, start + LOAD_S)
@@ -284,9 +291,13 @@ def generate_history(scenario: Scenario, days: float, endpoint: str, *,
                 for k in range(len(e.gpu_uuids)):
                     by_node.setdefault(e.node, []).append((e, k, hour))
             for node, readings_of_node in by_node.items():
-                message, points = gpu_metrics(node, readings_of_node)
-                poster.send("metrics", message.SerializeToString())
-                stats.points += points
+                # A node's hour in messages of at most READINGS_PER_POST readings per GPU
+                # (a 1 Hz hour of a node would exceed the collector's body limit).
+                for lo in range(0, max(len(x[2]) for x in readings_of_node), READINGS_PER_POST):
+                    part = [(e, k, h[lo:lo + READINGS_PER_POST]) for e, k, h in readings_of_node]
+                    message, points = gpu_metrics(node, part)
+                    poster.send("metrics", message.SerializeToString())
+                    stats.points += points
             for t_idx, (tr, (req, _)) in enumerate(zip(traffic, served, strict=True)):
                 j = cursors[t_idx]
                 while j < len(tr.arrival) and tr.arrival[j] < hour_end:
@@ -296,6 +307,8 @@ def generate_history(scenario: Scenario, days: float, endpoint: str, *,
                                               float(truths[t_idx].gpu_s[j]),
                                               float(truths[t_idx].energy_j[j])))
                     j += 1
+                    if batch.count >= SPAN_BATCH:
+                        batch = flush(batch)
                 stats.requests += j - cursors[t_idx]
                 cursors[t_idx] = j
                 b = bad_cursors[t_idx]
@@ -308,15 +321,12 @@ def generate_history(scenario: Scenario, days: float, endpoint: str, *,
                 stats.requests += b - bad_cursors[t_idx]
                 bad_cursors[t_idx] = b
                 if batch.count >= SPAN_BATCH:
-                    poster.send("traces", batch.message.SerializeToString())
-                    stats.spans += batch.count
-                    batch = SpanBatch()
+                    batch = flush(batch)
             if progress is not None:
                 stats.wall_s = time.monotonic() - wall
                 progress(stats, (hour_end - start) / (end - start))
         if batch.count:
-            poster.send("traces", batch.message.SerializeToString())
-            stats.spans += batch.count
+            flush(batch)
         poster.wait()
     finally:
         poster.close()

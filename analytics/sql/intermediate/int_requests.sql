@@ -135,12 +135,15 @@ assembled AS (
         coalesce(j.edge_e2e_s, j.engine_e2e_s)                                AS e2e_s,
         greatest(j.edge_e2e_s - j.engine_e2e_s, 0)                            AS edge_overhead_s,
         coalesce(o.other_spans_s, 0)                                          AS other_spans_s,
-        -- An engine saw it, or its answer does not say it was turned away: a 4xx (bad
-        -- request, unknown model) or a rejection (429/503, queue full) answered by the edge
-        -- never reached an engine and holds no GPU time.
-        j.seen_by <> 'edge_only' OR NOT (j.outcome = 'rejected'
-                                          OR coalesce(j.http_status BETWEEN 400 AND 499, false))
-                                                                              AS reached_engine,
+        -- Evidence that an engine worked on it: its engine span, or, seen by the edge only,
+        -- an answer that was not turned away (a 4xx such as an unknown model, or a 429/503
+        -- rejection, never reached an engine) and that succeeded or produced a token. A
+        -- request that timed out or was hung up on before its first token waited in the
+        -- queue as far as anyone can tell: it holds no GPU time.
+        j.seen_by <> 'edge_only'
+            OR (NOT (j.outcome = 'rejected' OR coalesce(j.http_status BETWEEN 400 AND 499, false))
+                AND (j.outcome = 'ok' OR coalesce(j.output_tokens, 0) > 0
+                     OR j.edge_ttft_s IS NOT NULL))                           AS reached_engine,
         CASE j.outcome WHEN 'ok' THEN 'useful'
                        WHEN 'client_abort' THEN 'aborted'
                        WHEN 'timeout' THEN 'timed_out'
