@@ -39,7 +39,7 @@ from inferledger.store import DataDir, connect_readonly
 from simulator.history.generate import TrueUse, generate_history
 from simulator.scenario import load_scenario
 
-DEFAULT = "work"
+DEFAULT = Settings().method
 GOAL_P95, GOAL_MISATTRIBUTED = 0.05, 0.02
 END = 1_796_655_600.0  # a Wednesday, 15:00 UTC: business hours for every app
 RATES = {"1Hz": 1.0, "0.1Hz": 10.0}  # name → seconds between GPU samples
@@ -104,15 +104,14 @@ def _scenario(name: str, work: Path):
     return load_scenario(path)
 
 
-def _estimates(data: DataDir) -> tuple[dict[str, tuple[float, float]], float]:
+def _estimates(data: DataDir) -> dict[str, tuple[float, float]]:
+    """Each request's attributed GPU-seconds and joules, as the store publishes them."""
     con = connect_readonly(data)
     try:
-        est = {uid: (s or 0.0, j or 0.0) for uid, s, j in con.execute(
+        return {uid: (s or 0.0, j or 0.0) for uid, s, j in con.execute(
             "SELECT request_uid, gpu_seconds, energy_j FROM request_costs").fetchall()}
-        [(measured,)] = con.execute("SELECT sum(measured_s) FROM gpu_time").fetchall()
     finally:
         con.close()
-    return est, measured or 0.0
 
 
 def _compare(truth: list[TrueUse], est: dict[str, tuple[float, float]]) -> dict:
@@ -155,7 +154,7 @@ def one(name: str, rate: str, hours: float, work: Path) -> dict[str, dict]:
     out = {}
     for k, method in enumerate(METHODS):
         run_analytics(data, settings=Settings(method=method), reprice=k > 0)
-        est, _ = _estimates(data)
+        est = _estimates(data)
         late = _finished_late(data, END - 60)
         kept = [u for u in truth if u.request_uid not in late]
         out[method] = _compare(kept, est) | {"history_s": round(generated, 1)}

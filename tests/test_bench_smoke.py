@@ -17,3 +17,20 @@ def test_attribution_bench_runs_and_conserves() -> None:
     figures = json.loads(out.stdout.strip().splitlines()[-1])
     assert figures["requests"] == 1000 and figures["samples"] == 10_000
     assert figures["conservation_max_rel_error"] <= 1e-9
+
+
+def test_attribution_accuracy_bench_runs_against_the_oracle() -> None:
+    """A few simulated minutes of one scenario, through a real collector and the pipeline:
+    every served request is found in the store and compared with its simulated truth."""
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "attribution_accuracy.py"),
+                          "--hours", "0.1", "--scenarios", "tensor_parallel", "--rates", "1Hz"],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    assert figures["method"] == "gpu_time" and figures["rate"] == "1Hz"
+    run = figures["runs"]["tensor_parallel"]["1Hz"]
+    assert set(run) == {"gpu_time", "work", "time_overlap"}
+    for r in run.values():
+        assert r["missing"] == 0 and r["successful"] > 0
+        assert 0 <= r["p50_rel_error"] <= r["p95_rel_error"] <= r["max_rel_error"]
+        assert 0 <= r["misattributed_share"] <= 1
