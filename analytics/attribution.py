@@ -111,9 +111,16 @@ class Timeline:
         self.labels = self.window[starts]  # windows follow time: sorted
         self.cuts = self.t0[starts[1:]]  # where a new window begins
         self.lo, self.hi = self.t0[0], self.t1[-1]
-        self.e = np.unique(np.concatenate([self.t0, self.t1, *cuts]))
+        # Every boundary once: the starts, the ends that are not the next start (a gap), and
+        # the segments'.
+        gap_ends = self.t1[np.r_[self.t1[:-1] < self.t0[1:], True]]
+        self.e = np.unique(np.concatenate([self.t0, gap_ends, *cuts]))
         self.length = np.diff(self.e)
-        k = np.searchsorted(self.t0, self.e[:-1], "right") - 1
+        # Each piece's interval: the last interval start at or before it (every t0 is an
+        # event, so a running count of the starts finds it without a search per piece).
+        starts_at = np.zeros(len(self.e), dtype=np.int64)
+        np.add.at(starts_at, np.searchsorted(self.e, self.t0), 1)
+        k = np.cumsum(starts_at)[:-1] - 1
         inside = self.e[:-1] < self.t1[k]  # False in a gap between intervals
         self.iv = np.where(inside, k, -1)  # each piece's interval, -1 in a gap
         # Pieces measure the interval's own seconds: scaled so they sum to measured_s even
@@ -122,11 +129,13 @@ class Timeline:
         self.len_in = np.where(inside, self.length * scale, 0.0)
         self.win_of_piece = np.searchsorted(self.cuts, self.e[:-1], "right")
         self.win_bounds = np.r_[0, np.searchsorted(self.e[:-1], self.cuts), len(self.length)]
+        self.win_of_interval = np.searchsorted(self.labels, self.window)
 
     def clip(self, s: Segments) -> tuple[Segments, np.ndarray, np.ndarray]:
         """Segments inside the sampled range, and the pieces [ka, kb) each covers."""
         a, b = np.clip(s.a, self.lo, self.hi), np.clip(s.b, self.lo, self.hi)
         keep = np.flatnonzero(b > a)
+        keep = keep[np.argsort(a[keep], kind="stable")]  # searches in time order: cache-friendly
         s = Segments(a[keep], b[keep], s.rho[keep], s.owner[keep], s.cls[keep])
         return s, np.searchsorted(self.e, s.a), np.searchsorted(self.e, s.b)
 
@@ -156,8 +165,7 @@ class Timeline:
 
     def by_window(self, x: np.ndarray) -> np.ndarray:
         """Σ of a per-interval quantity over each window."""
-        return np.bincount(np.searchsorted(self.labels, self.window), x,
-                           minlength=len(self.labels))
+        return np.bincount(self.win_of_interval, x, minlength=len(self.labels))
 
 
 def _split_at(s: Segments, bounds: np.ndarray) -> Segments:

@@ -66,7 +66,8 @@ def build(con: duckdb.DuckDBPyConnection, requests: int, samples: int) -> None:
                (200 + (i * 7919) % 3000)::BIGINT AS input_tokens,
                (20 + (i * 104729) % 500)::BIGINT AS output_tokens, 0::BIGINT AS cached_tokens,
                s AS started_s, s AS scheduled_s, s + pf AS first_token_s,
-               s + pf + dc AS finished_s, pf AS ttft_s, pf + dc AS e2e_s, false AS simulated
+               s + pf + dc AS finished_s, pf AS ttft_s, pf + dc AS e2e_s, false AS simulated,
+               true AS reached_engine
         FROM base""").fetchall()
     con.execute(f"""
         INSERT INTO int_request_gpus BY NAME
