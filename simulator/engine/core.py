@@ -202,7 +202,10 @@ class EngineCore:
             plan, step_s, batch, prefill_share = step
             self._publish(batch, prefill_share)
             now = loop.time()
-            deadline = (now if deadline is None else max(deadline, now)) + step_s
+            # Late by less than a step (a timer wakes a little after its time): the next
+            # deadline still follows the last one, so lateness does not add up.
+            behind = deadline is None or now - deadline >= step_s
+            deadline = (now if behind else deadline) + step_s
             await asyncio.sleep(max(0.0, deadline - loop.time()))
             self.advance(plan)
 
