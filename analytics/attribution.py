@@ -95,11 +95,7 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 
 class Timeline:
-    """One GPU's sample intervals and the pieces every segment boundary cuts them into.
-
-    Running sums restart at every window: segments never cross one, and a sum carried over
-    a whole day would cancel away a small window's values (1e-16 of the day's total).
-    """
+    """One GPU's sample intervals and the pieces every segment boundary cuts them into."""
 
     def __init__(self, g: dict[str, np.ndarray], cuts: list[np.ndarray]) -> None:
         self.t0, self.t1 = g["t0"], g["t1"]
@@ -128,7 +124,6 @@ class Timeline:
         scale = _ratio(self.dt, self.t1 - self.t0)[np.maximum(k, 0)]
         self.len_in = np.where(inside, self.length * scale, 0.0)
         self.win_of_piece = np.searchsorted(self.cuts, self.e[:-1], "right")
-        self.win_bounds = np.r_[0, np.searchsorted(self.e[:-1], self.cuts), len(self.length)]
         self.win_of_interval = np.searchsorted(self.labels, self.window)
 
     def clip(self, s: Segments) -> tuple[Segments, np.ndarray, np.ndarray]:
@@ -150,13 +145,23 @@ class Timeline:
         return np.cumsum(d)[:-1]
 
     def take(self, ka: np.ndarray, kb: np.ndarray, h: np.ndarray) -> np.ndarray:
-        """Σ h over the pieces [ka, kb) of each segment (each lies in one window)."""
-        c = np.empty(len(h))
-        for lo, hi in zip(self.win_bounds[:-1], self.win_bounds[1:], strict=True):
-            np.cumsum(h[lo:hi], out=c[lo:hi])
-        inside = ka < kb
-        last = np.where(inside, kb - 1, ka)
-        return np.where(inside, c[last] - c[ka] + h[ka], 0.0)
+        """Σ h over the pieces [ka, kb) of each segment, summed piece by piece.
+
+        Not as differences of running sums: a piece whose segments have a tiny rate has a
+        huge h, and its rounding would swamp every later difference in its window. Segments
+        in order of their first piece make the sums between them (reduceat's odd results,
+        thrown away) cover each piece at most once, so this costs O(pieces + Σ segment
+        lengths in pieces).
+        """
+        out = np.zeros(len(ka))
+        rows = np.flatnonzero(ka < kb)
+        if len(rows) == 0:
+            return out
+        rows = rows[np.argsort(ka[rows], kind="stable")]
+        bounds = np.empty(2 * len(rows), dtype=np.intp)
+        bounds[0::2], bounds[1::2] = ka[rows], kb[rows]
+        out[rows] = np.add.reduceat(np.r_[h, 0.0], bounds)[0::2]
+        return out
 
     def by_interval(self, x: np.ndarray) -> np.ndarray:
         """Σ of a per-piece quantity over each interval's pieces."""

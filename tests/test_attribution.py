@@ -279,3 +279,22 @@ def test_a_grazed_interval_does_not_spoil_the_rest_of_its_window() -> None:
     con = f.con()
     [c] = rows(con, "SELECT max(greatest(rel_error_s, rel_error_j)) AS e FROM mart_conservation")
     assert c["e"] < 1e-13
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_tiny_rate_does_not_spoil_the_rest_of_its_window(method) -> None:
+    """A reply of 2 tokens over 20 minutes decodes at 0.0017 tokens/s, alone: its pieces'
+    seconds per unit of rate are huge. A prefill of 8,000 tokens over 0.9 s later in the same
+    hour, across a sample boundary, has a rate a million times larger; differences of a
+    running sum over the window would lose its digits."""
+    f, t0 = Fleet(), T0 + 60
+    f.request(scheduled=t0, first_token=t0 + 0.01, finished=t0 + 1200, gpus=[G],
+              input_tokens=10, output_tokens=2)
+    late = f.request(scheduled=t0 + 1300, first_token=t0 + 1300.9, finished=t0 + 1300.95,
+                     gpus=[G], input_tokens=8000, output_tokens=1)
+    for k in [*range(0, 1400, 50), 1300.5]:
+        f.sample(G, t0 + k, energy_j=300.0 * k)
+    con = f.con(Settings(method=method))
+    [c] = rows(con, "SELECT max(greatest(rel_error_s, rel_error_j)) AS e FROM mart_conservation")
+    assert c["e"] < 1e-13
+    assert per_request(con)[late][0] == pytest.approx(0.95, rel=1e-6)  # as epoch floats hold it
