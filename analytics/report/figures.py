@@ -10,7 +10,7 @@ import duckdb
 import pandas as pd
 
 from analytics.filters import Filters
-from analytics.kpis import kpis
+from analytics.kpis import WASTE, kpis
 from analytics.report.week import Week
 from inferledger.store import read_df as _df
 
@@ -127,11 +127,11 @@ def weekly_figures(con: duckdb.DuckDBPyConnection, week: Week, tz: str = "UTC"
         SELECT date_trunc('day', timezone(?, hour)) AS day, model, sum(cost_usd) AS cost_usd
         FROM cost_hourly WHERE hour >= ? AND hour < ? GROUP BY ALL ORDER BY 1""",
                 [tz, week.start, week.end])
-    gpu_daily = _df(con, """
+    gpu_daily = _df(con, f"""
         SELECT date_trunc('day', timezone(?, hour)) AS day,
                sum(useful_s) / nullif(sum(measured_s), 0) AS useful,
                sum(idle_s) / nullif(sum(measured_s), 0) AS idle,
-               1 - sum(useful_s + idle_s) / nullif(sum(measured_s), 0) AS wasted
+               sum({WASTE}) / nullif(sum(measured_s), 0) AS wasted
         FROM gpu_time WHERE hour >= ? AND hour < ? GROUP BY ALL ORDER BY 1""",
                     [tz, week.start, week.end])
     unmeasured = _df(con, """
