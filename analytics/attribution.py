@@ -70,22 +70,33 @@ GPU_TIME_BUCKETS = (*BUCKETS, "unmeasured")
 
 @dataclass
 class Segments:
-    """Per-GPU segments: start, end, rate, owner (row in the request table), class index."""
+    """Per-GPU segments: start, end, rate, owner (row in the request table), class index,
+    and (decodes under ``gpu_time``) the KV context read per step, in units of the model's
+    weights (0: not known, or not a decode)."""
 
     a: np.ndarray
     b: np.ndarray
     rho: np.ndarray
     owner: np.ndarray
     cls: np.ndarray
+    ctx: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.ctx is None:
+            self.ctx = np.zeros(len(self.a))
 
     def take(self, mask: np.ndarray) -> Segments:
         return Segments(self.a[mask], self.b[mask], self.rho[mask], self.owner[mask],
-                        self.cls[mask])
+                        self.cls[mask], self.ctx[mask])
+
+    def between(self, a: np.ndarray, b: np.ndarray) -> Segments:
+        """The same segments over other bounds."""
+        return Segments(a, b, self.rho, self.owner, self.cls, self.ctx)
 
     @staticmethod
     def concat(parts: list[Segments]) -> Segments:
         return Segments(*(np.concatenate([getattr(p, f) for p in parts])
-                          for f in ("a", "b", "rho", "owner", "cls")))
+                          for f in ("a", "b", "rho", "owner", "cls", "ctx")))
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -131,7 +142,7 @@ class Timeline:
         a, b = np.clip(s.a, self.lo, self.hi), np.clip(s.b, self.lo, self.hi)
         keep = np.flatnonzero(b > a)
         keep = keep[np.argsort(a[keep], kind="stable")]  # searches in time order: cache-friendly
-        s = Segments(a[keep], b[keep], s.rho[keep], s.owner[keep], s.cls[keep])
+        s = s.take(keep).between(a[keep], b[keep])
         return s, np.searchsorted(self.e, s.a), np.searchsorted(self.e, s.b)
 
     def per_piece(self, ka: np.ndarray, kb: np.ndarray, w: np.ndarray | None = None
@@ -187,8 +198,8 @@ def _split_at(s: Segments, bounds: np.ndarray) -> Segments:
             break
         first = s.take(crosses)
         c = cut[crosses]
-        parts.append(Segments(first.a, c, first.rho, first.owner, first.cls))
-        s = Segments(c, first.b, first.rho, first.owner, first.cls)
+        parts.append(first.between(first.a, c))
+        s = first.between(c, first.b)
     return Segments.concat(parts)
 
 
@@ -216,10 +227,14 @@ def _segments(req: dict[str, np.ndarray], rows: np.ndarray, method: str,
     pf_rate = _prefill_rate(tokens, pf_b - sched, method, prefill_weight, cost_per_token)
     pf = Segments(sched, pf_b, pf_rate, owner, cls)
     out = req["decode_tokens"][rows]
-    # gpu_time: every sequence in a decode step costs about the same (the weights are read
-    # once for the batch), however fast its own reply went on average.
-    dc_rate = np.where(out > 0, 1.0, 0.0) if method == "gpu_time" else out / (dc_b - first)
-    dc = Segments(first, dc_b, dc_rate, owner, cls)
+    # gpu_time: ρ is the decode's steps per second (one token each after the first); ctx its
+    # mean KV context over the reply, in weights.
+    if method == "gpu_time":
+        steps = np.maximum(out - 1, 1) / (dc_b - first)
+        dc = Segments(first, dc_b, np.where(out > 0, steps, 0.0), owner, cls,
+                      req["context"][rows])
+    else:
+        dc = Segments(first, dc_b, out / (dc_b - first), owner, cls)
     idle = Segments.concat([pf.take(pf.rho <= 0), dc.take(dc.rho <= 0)])
     return pf.take(pf.rho > 0), dc.take(dc.rho > 0), Segments(
         idle.a, idle.b, np.ones(len(idle.a)), idle.owner, idle.cls)
@@ -241,12 +256,15 @@ PREFILL_SAMPLE_TOKENS = 64  # prompts at least this long estimate a GPU's comput
 PREFILL_QUANTILE = 0.05
 
 
-def prefill_cost_per_token(tokens: np.ndarray, seconds: np.ndarray) -> float | None:
-    """GPU-seconds one prompt token costs, from the requests themselves: a low quantile of
-    prefill seconds per prompt token over prompts of 64 tokens or more. A prefill batched
-    with others, or waiting on decodes in its steps, takes longer per token than its own
-    compute; the fastest ones are (nearly) alone, compute-bound. ``None`` with fewer than
-    ten such prompts."""
+def prefill_cost_per_token(req: dict[str, np.ndarray], rows: np.ndarray) -> float | None:
+    """GPU-seconds one prompt token costs, from the requests ``rows`` themselves: a low
+    quantile of prefill seconds per prompt token over prompts of 64 tokens or more. A prefill
+    batched with others, or waiting on decodes in its steps, takes longer per token than its
+    own compute; the fastest ones are (nearly) alone, compute-bound. ``None`` with fewer
+    than ten such prompts."""
+    sched = req["scheduled_s"][rows]
+    first = np.where(np.isnan(req["first_token_s"][rows]), sched, req["first_token_s"][rows])
+    tokens, seconds = req["prefill_tokens"][rows], first - sched
     ok = (tokens >= PREFILL_SAMPLE_TOKENS) & (seconds > 0)
     if ok.sum() < 10:
         return None
@@ -292,14 +310,15 @@ def attribute(intervals: pa.Table, requests: pa.Table, placements: pa.Table, *,
 
     req = {c: col(requests, c) for c in (
         "scheduled_s", "first_token_s", "finished_s", "prefill_tokens", "decode_tokens")}
+    req["context"] = col(requests, "context") if "context" in requests.column_names \
+        else np.zeros(requests.num_rows)
     req["cls"] = col(requests, "class_idx", np.int64)
     p_req, p_gpu = col(placements, "req_idx", np.int64), col(placements, "gpu_idx", np.uint64)
     extra = {name: {c: col(t, c, np.uint64 if c == "gpu_idx" else float) for c in t.column_names}
              for name, t in (("recompute", recompute), ("loading", loading)) if t is not None}
     iv = {c: col(intervals, c) for c in ("t0", "t1", "measured_s", "measured_j", "utilization")}
     iv["window"] = col(intervals, "window", np.int64)
-    pooled = prefill_cost_per_token(*_prefill_samples(req, np.unique(p_req))) \
-        if method == "gpu_time" else None
+    pooled = prefill_cost_per_token(req, np.unique(p_req)) if method == "gpu_time" else None
     # Group intervals by GPU without sorting 64-bit keys: the few distinct keys (found at the
     # places the key changes) get dense numbers, which numpy's stable sort radix-sorts.
     keys = col(intervals, "gpu_idx", np.uint64)
@@ -319,7 +338,7 @@ def attribute(intervals: pa.Table, requests: pa.Table, placements: pa.Table, *,
         mine = p_req[p_gpu == gpus[j]]
         cost = None
         if method == "gpu_time":
-            cost = prefill_cost_per_token(*_prefill_samples(req, mine))
+            cost = prefill_cost_per_token(req, mine)
             cost = pooled if cost is None else cost
         pf, dc, time = _segments(req, mine, method, prefill_weight, cost)
         over = _overhead(extra["recompute"], gpus[j], method, prefill_weight, cost, PREEMPTED) \
@@ -342,14 +361,6 @@ def attribute(intervals: pa.Table, requests: pa.Table, placements: pa.Table, *,
     return Result(_table(segs, SEGMENT_SCHEMA), _table([d[1] for d in done], WINDOW_SCHEMA))
 
 
-def _prefill_samples(req: dict[str, np.ndarray], rows: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """Prompt tokens and prefill seconds of the requests ``rows``."""
-    first = np.where(np.isnan(req["first_token_s"][rows]), req["scheduled_s"][rows],
-                     req["first_token_s"][rows])
-    return req["prefill_tokens"][rows], first - req["scheduled_s"][rows]
-
-
 def _one_gpu(line: Timeline, pf: Segments, dc: Segments, time: Segments, over: Segments,
              load: Segments, method: str) -> tuple[dict, dict]:
     """Per-segment takes and per-window buckets of one GPU."""
@@ -368,13 +379,13 @@ def _one_gpu(line: Timeline, pf: Segments, dc: Segments, time: Segments, over: S
     alone = ~served & (n_o > 0) & inside & (util > UNACCOUNTED_UTILIZATION)
     occupied = served | alone
 
-    def rate(n: np.ndarray, a: np.ndarray, b: np.ndarray, s: Segments) -> np.ndarray:
-        # Running sums of +ρ and −ρ leave rounding residue where nothing covers: the count
+    def rate(n: np.ndarray, a: np.ndarray, b: np.ndarray, w: np.ndarray) -> np.ndarray:
+        # Running sums of +w and −w leave rounding residue where nothing covers: the count
         # zeroes it.
-        return np.where(occupied & (n > 0), line.per_piece(a, b, s.rho), 0.0)
+        return np.where(occupied & (n > 0), line.per_piece(a, b, w), 0.0)
 
-    p_rate = rate(n_p, pa_, pb, pf) + rate(n_o, oa, ob, over)
-    d_rate = rate(n_d, da, db, dc)
+    p_rate = rate(n_p, pa_, pb, pf.rho) + rate(n_o, oa, ob, over.rho)
+    d_rate = rate(n_d, da, db, dc.rho)
     by_work = occupied & (p_rate + d_rate > 0)
     busy = np.where(served, line.len_in, np.where(alone, line.len_in * np.minimum(util, 1.0),
                                                   0.0))
@@ -393,26 +404,93 @@ def _one_gpu(line: Timeline, pf: Segments, dc: Segments, time: Segments, over: S
     busy_j = np.where(busy_s > 0, np.maximum(line.de - idle_j - load_j - unacc_j, 0.0), 0.0)
     piece_j = np.where(occupied, _ratio(busy_j, busy_s)[np.maximum(line.iv, 0)], 0.0)
     # Each occupied piece's seconds (and joules) go to its segments: by rate where work was
-    # done, else equally among the time segments. Under ``work`` one rate shares the piece;
-    # under ``gpu_time`` prefills hold their share of the GPU (all of it between them when
-    # they claim more, or when nothing decodes) and decodes share the rest by token rate.
+    # done, else equally among the time segments. Under ``work`` one rate shares the piece.
+    h_ctx = np.zeros(len(busy))
     if method == "gpu_time":
-        h_p = _ratio(busy, np.where(d_rate > 0, np.maximum(p_rate, 1.0), p_rate))
-        h_d = _ratio(busy * np.maximum(1.0 - p_rate, 0.0), d_rate)
+        # An instant is split as a step's time is, by what each phase asks of the GPU: the
+        # prefills their compute (ρ, a share of the instant), the decodes together what is
+        # left of the step they would run alone (``_decode_asks``). Decodes share theirs as
+        # that step's time divides.
+        ctx = rate(n_d, da, db, dc.ctx)
+        step = _decode_step_model(line, dc, da, db, n_d, ctx, p_rate)
+        if step is None:  # too few decodes to tell: prefills hold their share, decodes the rest
+            alone, fixed, per_seq, per_ctx = np.ones(len(busy)), 1.0, 0.0, 0.0
+            asks = np.where(n_d > 0, np.maximum(1.0 - p_rate, 0.0), 0.0)
+        else:
+            fixed, per_seq, per_ctx = step
+            alone = fixed + per_seq * n_d + per_ctx * ctx
+            asks = _decode_asks(alone, max(fixed - per_ctx, 0.0) + per_seq * n_d, n_d, p_rate)
+        h_p = _ratio(busy, p_rate + asks)
+        decode = _ratio(busy * _ratio(asks, p_rate + asks), alone)
+        h_d, h_ctx = decode * (_ratio(fixed, n_d) + per_seq), decode * per_ctx
     else:
         h_p = h_d = _ratio(busy, p_rate + d_rate)
     h_t = _ratio(np.where(by_work, 0.0, busy), n_t)
     segs = Segments.concat([pf, over, dc, time])
-    parts = ((pa_, pb, h_p, pf.rho), (oa, ob, h_p, over.rho), (da, db, h_d, dc.rho),
-             (ta, tb, h_t, np.ones(len(ta))))
-    sec = np.concatenate([rho * line.take(a, b, h) for a, b, h, rho in parts])
-    jou = np.concatenate([rho * line.take(a, b, h * piece_j) for a, b, h, rho in parts])
+    # Each segment's take: Σ over its pieces of h per unit of rate (ρ), and of h_ctx per unit
+    # of context for decodes.
+    parts = ((pa_, pb, ((h_p, pf.rho),)), (oa, ob, ((h_p, over.rho),)),
+             (da, db, ((h_d, dc.rho if method != "gpu_time" else np.ones(len(da))),
+                       (h_ctx, dc.ctx))), (ta, tb, ((h_t, np.ones(len(ta))),)))
+    sec = np.concatenate([sum(rho * line.take(a, b, h) for h, rho in hs) for a, b, hs in parts])
+    jou = np.concatenate([sum(rho * line.take(a, b, h * piece_j) for h, rho in hs)
+                          for a, b, hs in parts])
     ka = np.concatenate([a for a, *_ in parts])
     seg = {"req_idx": segs.owner, "cls": segs.cls, "gpu_seconds": sec, "energy_j": jou,
            "window": line.labels[line.win_of_piece[ka]]}
     return seg, _windows(line, seg, {
         "model_loading": (load_s, load_j), "idle": (idle_s, idle_j),
         "unaccounted": (unacc_s, unacc_j)})
+
+
+DECODE_SAMPLE_STEPS = 8  # decodes of at least this many steps fit the decode step
+PREFILL_FREE = 0.05  # … those with prefills asking less than this share of their time
+STEP_FIT_MIN = 20
+
+
+def _decode_step_model(line: Timeline, dc: Segments, da: np.ndarray, db: np.ndarray,
+                       n_d: np.ndarray, ctx: np.ndarray, p_rate: np.ndarray
+                       ) -> tuple[float, float, float] | None:
+    """A decode step's seconds on this GPU as ``fixed + per_seq × sequences + per_ctx ×
+    Σ context`` (context in weights, so ``per_ctx`` is the weights' read and ``fixed −
+    per_ctx`` the step's CPU time), fitted by least squares to the decodes' own mean step
+    times against their mean company. Decodes that met prefills are left out (their steps
+    are longer for another reason), unless too few are left; a term fitted negative is
+    dropped. ``None`` with fewer than 20 decodes of 8 steps or more."""
+    seg = dc.b - dc.a
+    steps = dc.rho * seg
+    ok = steps >= DECODE_SAMPLE_STEPS
+    if ok.sum() < STEP_FIT_MIN:
+        return None
+    mean = [line.take(da[ok], db[ok], v * line.length) / seg[ok] for v in (n_d, ctx, p_rate)]
+    quiet = mean[2] < PREFILL_FREE
+    rows = quiet if quiet.sum() >= STEP_FIT_MIN else np.ones(ok.sum(), dtype=bool)
+    x = np.column_stack([np.ones(ok.sum()), mean[0], mean[1]])[rows]
+    y = 1.0 / dc.rho[ok][rows]
+    terms = [0, 1, 2]
+    while True:
+        coef, *_ = np.linalg.lstsq(x[:, terms], y, rcond=None)
+        negative = [t for t, c in zip(terms, coef, strict=True) if c < 0 and t > 0]
+        if not negative:
+            break
+        terms = [t for t in terms if t not in negative]
+    fit = dict(zip(terms, coef.tolist(), strict=True))
+    if fit[0] <= 0:
+        return None
+    return fit[0], fit.get(1, 0.0), fit.get(2, 0.0)
+
+
+def _decode_asks(alone: np.ndarray, cpu: np.ndarray, n_d: np.ndarray, p_rate: np.ndarray
+                 ) -> np.ndarray:
+    """What the decoding batch asks of an instant beside prefills asking ``p_rate`` of it
+    (their compute). A step is bound by the larger of its memory reads and its compute, plus
+    its CPU time: while the prefills' compute hides under the decodes' reads, the decodes
+    ask for their whole step (1); once it exceeds them the step is compute-bound, it grows
+    to ``cpu / (1 − p_rate)``, and the decodes ask their step's time over it: at most 1,
+    falling to 0 as the prefills claim the whole GPU."""
+    asks = np.where(cpu > 0, np.minimum(_ratio((1.0 - p_rate) * alone, cpu), 1.0),
+                    np.where(p_rate < 1.0, 1.0, 0.0))
+    return np.where(n_d > 0, np.maximum(asks, 0.0), 0.0)
 
 
 def _windows(line: Timeline, seg: dict, free: dict[str, tuple[np.ndarray, np.ndarray]]

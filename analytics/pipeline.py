@@ -113,6 +113,10 @@ def _register_config(con: duckdb.DuckDBPyConnection, pricing: Pricing, settings:
         "model": pa.array([s.model for s in settings.slos], pa.string()),
         **{k: pa.array([getattr(s, k) for s in settings.slos], pa.float64())
            for k in ("ttft_s", "tpot_s", "e2e_s")}}))
+    con.register("config_models", pa.table({
+        "model": pa.array([m.model.lower() for m in settings.models], pa.string()),
+        "weights_in_kv_tokens": pa.array([m.weights_in_kv_tokens for m in settings.models],
+                                         pa.float64())}))
     con.register("pricing_api", pa.table({
         "model": pa.array([a.model for a in pricing.api_prices], pa.string()),
         "usd_per_1m_input": pa.array([a.usd_per_1m_input for a in pricing.api_prices],
@@ -143,8 +147,8 @@ def _run_kernel(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
         "epoch(hour)::BIGINT AS window FROM int_gpu_intervals "
         "WHERE quarantine_reason IS NULL").to_arrow_table()
     requests = con.sql("SELECT req_idx, class_idx, scheduled_s, first_token_s, finished_s, "
-                       "prefill_tokens, decode_tokens FROM int_request_work ORDER BY req_idx"
-                       ).to_arrow_table()
+                       "prefill_tokens, decode_tokens, context FROM int_request_work "
+                       "ORDER BY req_idx").to_arrow_table()
     placements = con.sql("SELECT req_idx, gpu_idx FROM int_placements").to_arrow_table()
     recompute = con.sql("SELECT hash(gpu_uuid) AS gpu_idx, t0, t1, tokens FROM int_recompute"
                         ).to_arrow_table()

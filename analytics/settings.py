@@ -42,6 +42,37 @@ class Slo:
 
 
 @dataclass(frozen=True)
+class ModelShape:
+    """What a decode step of a served model reads from GPU memory: its weights once for the
+    batch, and each sequence's KV cache (``kv_bytes_per_token`` × its context). ``gpu_time``
+    shares a decode instant by these reads; tensor parallelism divides both alike, so only
+    their ratio matters. From the model's config: weights = parameters × bytes per parameter;
+    KV per token = 2 (K and V) × layers × KV heads × head dimension × bytes per value.
+    ``model`` matches a request's model case-insensitively, whole or after its last ``/``
+    (``meta-llama/Llama-3.1-8B-Instruct`` matches ``llama-3.1-8b-instruct``)."""
+
+    model: str
+    weight_bytes: float
+    kv_bytes_per_token: float
+
+    @property
+    def weights_in_kv_tokens(self) -> float:
+        """The context length whose KV read costs as much as reading the weights."""
+        return self.weight_bytes / self.kv_bytes_per_token
+
+
+# BF16 weights and KV cache, from each model's published config (parameters; layers × KV
+# heads × head dimension): a model not listed (or set in [[model]]) shares decodes equally.
+MODEL_SHAPES = (
+    ModelShape("llama-3.1-8b-instruct", 8.03e9 * 2, 2 * 32 * 8 * 128 * 2),
+    ModelShape("llama-3.1-70b-instruct", 70.6e9 * 2, 2 * 80 * 8 * 128 * 2),
+    ModelShape("mistral-7b-instruct", 7.24e9 * 2, 2 * 32 * 8 * 128 * 2),
+    ModelShape("qwen2.5-7b-instruct", 7.62e9 * 2, 2 * 28 * 4 * 128 * 2),
+    ModelShape("qwen2.5-32b-instruct", 32.8e9 * 2, 2 * 64 * 8 * 128 * 2),
+)
+
+
+@dataclass(frozen=True)
 class Settings:
     """How to attribute (``method``: analytics/attribution.py says what each does).
     ``prefill_token_weight`` (``work`` only) is the GPU work of one prompt token relative to
@@ -59,6 +90,7 @@ class Settings:
     max_sample_gap_s: float = 900.0
     placement: tuple[tuple[str, str | None, str], ...] = ()  # (host, model or None, gpu uuid)
     slos: tuple[Slo, ...] = field(default_factory=lambda: (Slo("*", 1.0, 0.1, 30.0),))
+    models: tuple[ModelShape, ...] = MODEL_SHAPES
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -75,6 +107,7 @@ class Settings:
 
 
 _SECONDS = number(0, above=True)
+_BYTES = number(0, above=True)
 
 
 def load_settings(path: str | Path | None) -> Settings:
@@ -104,6 +137,12 @@ def load_settings(path: str | Path | None) -> Settings:
                 raise SettingsError(f"{w} gpu_uuids = {uuids!r} is not allowed: expected a "
                                     "non-empty list of GPU UUIDs")
             placement += [(host, model, g) for g in uuids]
+        shapes = {m.model: m for m in MODEL_SHAPES}
+        for i, m in enumerate(tables_of(doc, "model", str(path))):
+            w = f"{path} [[model]] #{i + 1}"
+            name = read_field(m, "model", text(), w).lower()
+            shapes[name] = ModelShape(name, read_field(m, "weight_bytes", _BYTES, w),
+                                      read_field(m, "kv_bytes_per_token", _BYTES, w))
         checks = table_of(doc, "checks", str(path))
         cw = f"{path} [checks]"
         base = Settings()
@@ -115,6 +154,7 @@ def load_settings(path: str | Path | None) -> Settings:
             method=read_field(att, "method", choice(*METHODS), where, base.method),
             prefill_token_weight=read_field(att, "prefill_token_weight", number(0), where,
                                        base.prefill_token_weight),
-            placement=tuple(placement), slos=tuple(slos) or base.slos)
+            placement=tuple(placement), slos=tuple(slos) or base.slos,
+            models=tuple(shapes.values()))
     except SettingError as e:
         raise SettingsError(str(e)) from None

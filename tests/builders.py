@@ -49,10 +49,12 @@ class Fleet:
                 gpus: list[str], input_tokens: int = 0, output_tokens: int = 1,
                 outcome: str = "ok", model: str = "m", tenant: str = "t", host: str = "node",
                 engine_span: bool = True, queue: float = 0.0,
-                ttft: float | None = None, status: int = 200, choices: int = 1) -> str:
+                ttft: float | None = None, status: int = 200, choices: int = 1,
+                cached_tokens: int = 0) -> str:
         """A request whose engine phases land exactly on the given wall-clock times; with
         ``choices`` > 1, vLLM's one ``llm_request`` span per choice (same request id and
-        parent), each of ``output_tokens``, the edge counting them all."""
+        parent), each of ``output_tokens``, the edge counting them all. ``cached_tokens`` of
+        the prompt were prefix-cache hits (not prefilled)."""
         trace, edge_id, eng_id = secrets.token_hex(16), secrets.token_hex(8), secrets.token_hex(8)
         arrival = scheduled - queue
         self.spans.append(_span(trace, edge_id, None, f"chat {model}", 2, arrival - 0.001,
@@ -77,6 +79,7 @@ class Fleet:
                 "gen_ai.latency.e2e": finished - arrival,
                 "gen_ai.usage.prompt_tokens": input_tokens,
                 "gen_ai.usage.completion_tokens": output_tokens,
+                "gen_ai.usage.cached_tokens": cached_tokens,
                 "gen_ai.request.id": f"chatcmpl-{eng_id}",
             }, {"service.name": "vllm", "host.name": host, "vllm.process_id": 42}))
         return f"{trace}:{edge_id}"

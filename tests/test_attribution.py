@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from analytics.attribution import METHODS
-from analytics.settings import Settings
+from analytics.settings import ModelShape, Settings
 from tests.builders import Fleet, rows
 
 T0 = 1_800_000_000.0
@@ -107,6 +107,98 @@ def test_gpu_time_gives_a_prefill_its_share_of_the_gpu_and_decodes_the_rest() ->
     got = per_request(f.con(Settings(method="gpu_time")))
     assert got[a] == pytest.approx((0.8, 80.0))
     assert got[b] == pytest.approx((0.2, 20.0))
+
+
+# A model whose weights read as much as 100,000 tokens of KV cache.
+SHAPED = Settings(models=(ModelShape("m", weight_bytes=1e8, kv_bytes_per_token=1000.0),))
+STEP = (0.030, 0.001, 0.020)  # a decode step: 30 ms + 1 ms a sequence + 20 ms a weights' read
+OUT = 101
+
+
+def decode_blocks(f: Fleet, t: float) -> tuple[float, float, dict[str, float]]:
+    """Eight blocks of 1–4 decodes running together from a prefix-cache hit, each block at
+    the pace :data:`STEP` gives its company, with an idle second between blocks; returns
+    the end, the energy counter there and each decode's share as the step divides: the
+    fixed part equally, its own sequence's and context's parts."""
+    fixed, per_seq, per_ctx = STEP
+    expected, energy = {}, 0.0
+    for block in range(8):
+        n = block % 4 + 1
+        prompts = [10_000 * (block + 1) + 5_000 * i for i in range(n)]
+        ctx = [(p + OUT / 2) / 100_000 for p in prompts]
+        step = fixed + per_seq * n + per_ctx * sum(ctx)
+        d = step * (OUT - 1)
+        for p, c in zip(prompts, ctx, strict=True):
+            uid = f.request(scheduled=t, first_token=t, finished=t + d, gpus=[G],
+                            input_tokens=p, cached_tokens=p, output_tokens=OUT)
+            expected[uid] = d * (fixed / n + per_seq + per_ctx * c) / step
+        f.sample(G, t, energy_j=energy)
+        energy += 300.0 * d
+        f.sample(G, t + d, energy_j=energy)
+        energy += 60.0
+        t += d + 1.0
+    f.sample(G, t, energy_j=energy)
+    return t, energy, expected
+
+
+def test_decodes_share_a_step_by_the_weights_and_the_context_they_read() -> None:
+    """The decode step model is fitted from the decodes' own pace and company, and each
+    step's time divides as the model says: a request with a long context reads more."""
+    f = Fleet()
+    *_, expected = decode_blocks(f, T0)
+    got = per_request(f.con(SHAPED))
+    assert {u: got[u][0] for u in expected} == pytest.approx(expected, rel=1e-6)
+    # Without the model's shape (not in the settings) the same decodes share equally.
+    equal = per_request(f.con(Settings(models=())))
+    pair = list(expected)[1:3]  # the second block's two decodes
+    assert equal[pair[0]][0] == pytest.approx(equal[pair[1]][0])
+    assert got[pair[0]][0] < got[pair[1]][0]  # the second has 5,000 more tokens of context
+
+
+def test_a_served_model_name_finds_its_shape_after_its_namespace() -> None:
+    """vLLM serves models under their hub names: the shape of ``llama-3.1-8b-instruct``
+    applies to ``Meta-Llama/Llama-3.1-8B-Instruct``; an unknown model reads no context."""
+    f = Fleet()
+    known = f.request(scheduled=T0, first_token=T0 + 0.1, finished=T0 + 1, gpus=[G],
+                      input_tokens=1000, output_tokens=100,
+                      model="Meta-Llama/Llama-3.1-8B-Instruct")
+    unknown = f.request(scheduled=T0, first_token=T0 + 0.1, finished=T0 + 1, gpus=[G],
+                        input_tokens=1000, output_tokens=100, model="acme/unknown-1")
+    f.sample(G, T0, energy_j=0.0)
+    f.sample(G, T0 + 1, energy_j=100.0)
+    ctx = {r["request_uid"]: r["context"] for r in rows(
+        f.con(), "SELECT request_uid, context FROM int_request_work")}
+    assert ctx[known] == pytest.approx(1050 / (8.03e9 * 2 / (2 * 32 * 8 * 128 * 2)))
+    assert ctx[unknown] == 0
+
+
+@pytest.mark.parametrize("prompt", [1000, 3800, 4000])
+def test_a_decode_beside_a_prefill_asks_for_what_the_step_leaves(prompt) -> None:
+    """Beside a prefill asking p of the GPU (its compute: 0.1 ms a token, from ten lone
+    prefills elsewhere, over 0.4 s), a decoding step asks all of its time while the
+    prefill's compute hides under its reads (p = 0.25), less once the step is compute-bound
+    and grows to cpu / (1 − p) (p = 0.95), nothing when the prefill takes the whole GPU."""
+    f = Fleet()
+    for k in range(10):
+        s = T0 + 10 + k
+        f.request(scheduled=s, first_token=s + 0.1, finished=s + 0.1, gpus=[G2],
+                  input_tokens=1000, output_tokens=0)
+    t, energy, _ = decode_blocks(f, T0 + 100)
+    dec = f.request(scheduled=t, first_token=t, finished=t + 1, gpus=[G], input_tokens=10_000,
+                    cached_tokens=10_000, output_tokens=50)
+    pre = f.request(scheduled=t, first_token=t + 0.4, finished=t + 0.4, gpus=[G],
+                    input_tokens=prompt, output_tokens=0)
+    f.sample(G, t + 1, energy_j=energy + 300.0)
+    got = per_request(f.con(SHAPED))
+    fixed, per_seq, per_ctx = STEP
+    p = min(1.0, 1e-4 * prompt / 0.4)
+    alone = fixed + per_seq + per_ctx * (10_000 + 25) / 100_000
+    asks = min((1 - p) * alone / (fixed - per_ctx + per_seq), 1.0)
+    # (epoch seconds hold ~2e-7 s: the measured 0.1 ms a token is off by ~2e-6, which the
+    # compute-bound step magnifies)
+    assert got[pre][0] == pytest.approx(0.4 * p / (p + asks), abs=1e-4)
+    assert got[dec][0] == pytest.approx(0.6 + 0.4 * asks / (p + asks), abs=1e-4)
+    assert got[pre][0] + got[dec][0] == pytest.approx(1.0, rel=1e-6)
 
 
 def test_tensor_parallel_request_spans_both_gpus_and_idle_is_booked() -> None:

@@ -124,6 +124,17 @@ def test_settings_file(tmp_path) -> None:
     with pytest.raises(SettingsError, match=r"s.toml \[\[slo\]\] #1 ttft_s = -1 is not allowed: "
                        "expected a number > 0"):
         load_settings(f)
+    # A model's shape: a new one is added to the known ones, a known one replaced.
+    f.write_text('[[model]]\nmodel = "Acme/Big-1"\nweight_bytes = 2e9\nkv_bytes_per_token = 1e4\n'
+                 '[[model]]\nmodel = "llama-3.1-8b-instruct"\nweight_bytes = 1e9\n'
+                 'kv_bytes_per_token = 1e4\n')
+    shapes = {m.model: m.weights_in_kv_tokens for m in load_settings(f).models}
+    assert shapes["acme/big-1"] == 200_000 and shapes["llama-3.1-8b-instruct"] == 100_000
+    assert "qwen2.5-32b-instruct" in shapes
+    f.write_text('[[model]]\nmodel = "x"\nweight_bytes = 1e9\n')
+    with pytest.raises(SettingsError,
+                       match=r"\[\[model\]\] #1: missing field 'kv_bytes_per_token'"):
+        load_settings(f)
 
 
 def test_rollups_add_up_to_the_requests(data) -> None:

@@ -8,6 +8,15 @@ SELECT hash(gpu_uuid) AS gpu_idx, gpu_uuid, any_value(host_name) AS host_name,
 FROM int_gpu_intervals GROUP BY gpu_uuid;
 
 CREATE OR REPLACE TEMP TABLE int_request_work AS
+WITH shapes AS (
+    -- Each served model's weights in KV tokens (config_models, matched whole or after the
+    -- last '/'; the longest name wins).
+    SELECT r.model, arg_max(m.weights_in_kv_tokens, length(m.model)) AS weights_in_kv_tokens
+    FROM (SELECT DISTINCT model FROM int_requests WHERE model IS NOT NULL) r
+    JOIN config_models m
+      ON lower(r.model) = m.model OR lower(r.model) LIKE '%/' || m.model
+    GROUP BY r.model
+)
 SELECT
     row_number() OVER () - 1                                            AS req_idx,
     request_uid,
@@ -18,8 +27,13 @@ SELECT
     first_token_s,
     finished_s,
     greatest(coalesce(input_tokens, 0) - coalesce(cached_tokens, 0), 0) AS prefill_tokens,
-    coalesce(output_tokens, 0)                                          AS decode_tokens
-FROM int_requests
+    coalesce(output_tokens, 0)                                          AS decode_tokens,
+    -- The KV context a decode step reads for this request, on average over its reply, in
+    -- units of its model's weights (0 for a model of unknown shape: decodes share equally).
+    coalesce((coalesce(input_tokens, 0) + coalesce(output_tokens, 0) / 2)
+             / s.weights_in_kv_tokens, 0)                               AS context
+FROM int_requests r
+LEFT JOIN shapes s USING (model)
 WHERE request_uid IN (SELECT request_uid FROM int_request_gpus)
   AND scheduled_s IS NOT NULL AND finished_s IS NOT NULL;
 
