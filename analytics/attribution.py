@@ -407,29 +407,35 @@ def _one_gpu(line: Timeline, pf: Segments, dc: Segments, time: Segments, over: S
     # done, else equally among the time segments. Under ``work`` one rate shares the piece.
     h_ctx = np.zeros(len(busy))
     if method == "gpu_time":
-        # An instant is split as a step's time is, by what each phase asks of the GPU: the
-        # prefills their compute (ρ, a share of the instant), the decodes together what is
-        # left of the step they would run alone (``_decode_asks``). Decodes share theirs as
-        # that step's time divides.
+        # An instant is split as a step's time is, by what each part asks of the GPU: the
+        # prefills' compute (ρ, a share of the instant), and the step every sequence in it
+        # takes part in (``_step_asks``), which divides by the fitted step model: its fixed
+        # part equally among the sequences, decoding or prefilling, each sequence's own part,
+        # and each decode's context read.
         ctx = rate(n_d, da, db, dc.ctx)
         step = _decode_step_model(line, dc, da, db, n_d, ctx, p_rate)
         if step is None:  # too few decodes to tell: prefills hold their share, decodes the rest
-            alone, fixed, per_seq, per_ctx = np.ones(len(busy)), 1.0, 0.0, 0.0
+            members, alone, fixed, per_seq, per_ctx = n_d, np.ones(len(busy)), 1.0, 0.0, 0.0
             asks = np.where(n_d > 0, np.maximum(1.0 - p_rate, 0.0), 0.0)
         else:
             fixed, per_seq, per_ctx = step
-            alone = fixed + per_seq * n_d + per_ctx * ctx
-            asks = _decode_asks(alone, max(fixed - per_ctx, 0.0) + per_seq * n_d, n_d, p_rate)
+            members = n_d + n_p
+            alone = fixed + per_seq * members + per_ctx * ctx
+            asks = _step_asks(alone, max(fixed - per_ctx, 0.0) + per_seq * members, members,
+                              p_rate)
         h_p = _ratio(busy, p_rate + asks)
-        decode = _ratio(busy * _ratio(asks, p_rate + asks), alone)
-        h_d, h_ctx = decode * (_ratio(fixed, n_d) + per_seq), decode * per_ctx
+        in_step = _ratio(busy * _ratio(asks, p_rate + asks), alone)
+        h_d, h_ctx = in_step * (_ratio(fixed, members) + per_seq), in_step * per_ctx
+        # (without a step model prefills are not members: h_d is then the decodes' alone)
+        h_m = h_d if step is not None else np.zeros(len(busy))
     else:
         h_p = h_d = _ratio(busy, p_rate + d_rate)
+        h_m = np.zeros(len(busy))
     h_t = _ratio(np.where(by_work, 0.0, busy), n_t)
     segs = Segments.concat([pf, over, dc, time])
-    # Each segment's take: Σ over its pieces of h per unit of rate (ρ), and of h_ctx per unit
-    # of context for decodes.
-    parts = ((pa_, pb, ((h_p, pf.rho),)), (oa, ob, ((h_p, over.rho),)),
+    # Each segment's take: Σ over its pieces of h per unit of rate (ρ), of h_m for a prefill's
+    # and h_d for a decode's place in the step, and of h_ctx per unit of a decode's context.
+    parts = ((pa_, pb, ((h_p, pf.rho), (h_m, np.ones(len(pa_))))), (oa, ob, ((h_p, over.rho),)),
              (da, db, ((h_d, dc.rho if method != "gpu_time" else np.ones(len(da))),
                        (h_ctx, dc.ctx))), (ta, tb, ((h_t, np.ones(len(ta))),)))
     sec = np.concatenate([sum(rho * line.take(a, b, h) for h, rho in hs) for a, b, hs in parts])
@@ -480,17 +486,18 @@ def _decode_step_model(line: Timeline, dc: Segments, da: np.ndarray, db: np.ndar
     return fit[0], fit.get(1, 0.0), fit.get(2, 0.0)
 
 
-def _decode_asks(alone: np.ndarray, cpu: np.ndarray, n_d: np.ndarray, p_rate: np.ndarray
-                 ) -> np.ndarray:
-    """What the decoding batch asks of an instant beside prefills asking ``p_rate`` of it
-    (their compute). A step is bound by the larger of its memory reads and its compute, plus
-    its CPU time: while the prefills' compute hides under the decodes' reads, the decodes
-    ask for their whole step (1); once it exceeds them the step is compute-bound, it grows
-    to ``cpu / (1 − p_rate)``, and the decodes ask their step's time over it: at most 1,
-    falling to 0 as the prefills claim the whole GPU."""
+def _step_asks(alone: np.ndarray, cpu: np.ndarray, members: np.ndarray, p_rate: np.ndarray
+               ) -> np.ndarray:
+    """What the step its sequences take part in asks of an instant, beside prefills asking
+    ``p_rate`` of it (their compute); ``alone`` is that step's time without the prefills'
+    compute. A step is bound by the larger of its memory reads and its compute, plus its CPU
+    time: while the prefills' compute hides under the reads, the step asks for all of its
+    time (1); once it exceeds them the step is compute-bound, it grows to
+    ``cpu / (1 − p_rate)``, and asks ``alone`` over it: at most 1, falling to 0 as the
+    prefills claim the whole GPU."""
     asks = np.where(cpu > 0, np.minimum(_ratio((1.0 - p_rate) * alone, cpu), 1.0),
                     np.where(p_rate < 1.0, 1.0, 0.0))
-    return np.where(n_d > 0, np.maximum(asks, 0.0), 0.0)
+    return np.where(members > 0, np.maximum(asks, 0.0), 0.0)
 
 
 def _windows(line: Timeline, seg: dict, free: dict[str, tuple[np.ndarray, np.ndarray]]
