@@ -3,13 +3,17 @@
 A request occupies its GPUs as *segments*: its prefill phase [scheduled, first token) and its
 decode phase [first token, finished), each with a constant rate ρ. The methods:
 
-- ``gpu_time`` (default): each phase weighted by the share of the GPU it is estimated to
-  hold. A prefill holds c × prompt tokens / prefill seconds of the GPU, c being the GPU's
-  compute time per prompt token, estimated from the run's own requests (a low quantile of
-  prefill seconds per token: the fastest prefills ran nearly alone, compute-bound); prefills
-  share the GPU among them when they claim all of it or nothing decodes. What prefills leave
-  goes to the decoding requests equally: in a decode step every sequence costs about the
-  same, the weights being read once for the batch, however fast its own reply went.
+- ``gpu_time`` (default): each instant is split as an engine step's time divides, by what
+  each part asks of the GPU. A prefill's compute asks c × prompt tokens / prefill seconds,
+  c being the GPU's compute time per prompt token, estimated from the run's own requests
+  (the slope through the fastest prefills, which ran nearly alone). The step every active
+  sequence takes part in asks its own time while the prefills' compute hides under its
+  reads, less once that compute makes the step compute-bound (a roofline, ``_step_asks``).
+  The step's time is fitted per GPU from the decodes' own pace against their company
+  (``_decode_step_model``): a fixed part shared by every sequence in the step, a part per
+  sequence, and each decode's KV context read, in units of its model's weights (the
+  weights are read once for the batch, each sequence's KV by itself). With too few decodes
+  to fit it, prefills hold their compute's share and the decodes share the rest equally.
 - ``work``: prompt tokens × prefill weight per prefill second and output tokens per decode
   second, both in output-token units, sharing each instant in proportion.
 - ``time_overlap``: ρ = 1 over [scheduled, finished): every active request equally.
@@ -43,8 +47,8 @@ An engine starting up (process start until it served) holds its GPUs: the unoccu
 a piece in a start-up window is *model loading*. Gaps between intervals (a quarantined or
 missing sample) attribute nothing.
 
-Cost: O((N + M) log(N + M)) per GPU for N segments and M intervals: takes are differences of
-per-window prefix sums over the pieces, vectorised with numpy. Segments shorter than 1 ms
+Cost: O((N + M) log(N + M)) per GPU for N segments and M intervals: each segment's take is
+the sum of its own pieces (``Timeline.take``), vectorised with numpy. Segments shorter than 1 ms
 are widened to 1 ms so a phase of zero measured length (a prefix-cache hit) still carries its
 tokens; segments are cut at window (hour) boundaries so results sum per window.
 """
@@ -257,18 +261,29 @@ PREFILL_QUANTILE = 0.05
 
 
 def prefill_cost_per_token(req: dict[str, np.ndarray], rows: np.ndarray) -> float | None:
-    """GPU-seconds one prompt token costs, from the requests ``rows`` themselves: a low
-    quantile of prefill seconds per prompt token over prompts of 64 tokens or more. A prefill
+    """GPU-seconds one prompt token costs, from the requests ``rows`` themselves. A prefill
     batched with others, or waiting on decodes in its steps, takes longer per token than its
-    own compute; the fastest ones are (nearly) alone, compute-bound. ``None`` with fewer
-    than ten such prompts."""
+    own compute; the fastest ones (the lowest 5% of prefill seconds per token, over prompts
+    of 64 tokens or more) ran nearly alone, in seconds ≈ a step's fixed cost + c × tokens. A
+    line through them gives c as its slope, without the fixed cost a short prompt's time
+    per token carries; where it cannot be drawn (all one length, or a negative slope or
+    intercept), their slowest time per token is taken. ``None`` with fewer than ten such
+    prompts."""
     sched = req["scheduled_s"][rows]
     first = np.where(np.isnan(req["first_token_s"][rows]), sched, req["first_token_s"][rows])
     tokens, seconds = req["prefill_tokens"][rows], first - sched
     ok = (tokens >= PREFILL_SAMPLE_TOKENS) & (seconds > 0)
     if ok.sum() < 10:
         return None
-    return float(np.quantile(seconds[ok] / tokens[ok], PREFILL_QUANTILE))
+    tokens, seconds = tokens[ok], seconds[ok]
+    per = seconds / tokens
+    low = float(np.quantile(per, PREFILL_QUANTILE))
+    fast = per <= low
+    if fast.sum() >= 10 and np.ptp(tokens[fast]) > 0:
+        slope, intercept = np.polyfit(tokens[fast], seconds[fast], 1)
+        if slope > 0 and intercept >= 0:
+            return float(slope)
+    return low
 
 
 def _overhead(rows: dict[str, np.ndarray], gpu: int, method: str = "work",

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from analytics.attribution import METHODS
+from analytics.attribution import METHODS, prefill_cost_per_token
 from analytics.settings import ModelShape, Settings
 from tests.builders import Fleet, rows
 
@@ -107,6 +108,20 @@ def test_gpu_time_gives_a_prefill_its_share_of_the_gpu_and_decodes_the_rest() ->
     got = per_request(f.con(Settings(method="gpu_time")))
     assert got[a] == pytest.approx((0.8, 80.0))
     assert got[b] == pytest.approx((0.2, 20.0))
+
+
+def test_the_compute_per_prompt_token_leaves_out_the_step_fixed_cost() -> None:
+    """Lone prefills take a step's fixed 5 ms + 0.1 ms a token: the fastest per token are
+    the longest, still 0.1 ms + 5 ms / tokens each; the line through them has slope 0.1 ms."""
+    tokens = np.linspace(64, 4000, 400)
+    req = {"scheduled_s": np.zeros(400), "first_token_s": 0.005 + 1e-4 * tokens,
+           "prefill_tokens": tokens}
+    assert prefill_cost_per_token(req, np.arange(400)) == pytest.approx(1e-4, rel=1e-9)
+    # Too few to tell: none; all of one length: the low quantile of seconds per token.
+    assert prefill_cost_per_token(req, np.arange(9)) is None
+    req["prefill_tokens"] = np.full(400, 1000.0)
+    assert prefill_cost_per_token(req, np.arange(400)) == pytest.approx(
+        np.quantile(req["first_token_s"] / 1000.0, 0.05))
 
 
 # A model whose weights read as much as 100,000 tokens of KV cache.
