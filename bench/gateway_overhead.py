@@ -1,19 +1,22 @@
 """Benchmark: what the tracing middleware and the gateway add to TTFT and end-to-end latency.
 
-One run, the same load each time (50 concurrent streaming chat completions, 64 tokens each,
-several rounds) against a simulated engine process:
+Three setups run side by side against simulated engine processes on one simulated H100:
 
-1. the engine alone;
-2. the engine with ``--middleware agents.tracing.InferLedgerMiddleware`` (spans exported to a
+1. an engine alone;
+2. an engine with ``--middleware agents.tracing.InferLedgerMiddleware`` (spans exported to a
    real collector);
-3. ``inferledger gateway`` in front of the engine alone (spans to the same collector).
+3. ``inferledger gateway`` in front of the engine of (1) (spans to the same collector).
 
-Prints p50/p99 TTFT and e2e for each and the ratios to the engine alone. The middleware's own
-cost per request is too small to see through an engine's step times, so it is also measured
-directly: the same streamed response from a stub ASGI app, called in-process with and
-without the middleware, p50 of the difference. The last line is one JSON object.
+The load (50 concurrent streaming chat completions, 64 tokens each) runs in rounds; each
+round runs every setup once, in an order that rotates from round to round, so neither order
+nor warm-up decides. Each round gives each setup's ratio to the engine alone in that round;
+the result is the median of those per-round ratios, with their spread (min–max), for p50
+TTFT and e2e. The middleware's own cost per request is too small to see through an engine's
+step times, so it is also measured directly: the same streamed response from a stub ASGI
+app, called in-process with and without the middleware, p50 of the difference. The last
+line is one JSON object.
 
-    .venv/bin/python bench/gateway_overhead.py [--rounds 6] [--streams 50]
+    .venv/bin/python bench/gateway_overhead.py [--rounds 9] [--streams 50]
 """
 
 from __future__ import annotations
@@ -76,17 +79,29 @@ async def _one(client: httpx.AsyncClient, url: str) -> tuple[float, float]:
     return ttft or float("nan"), time.perf_counter() - started
 
 
-async def _load(url: str, rounds: int, streams: int) -> dict:
-    ttfts, e2es = [], []
+async def _round(client: httpx.AsyncClient, url: str, streams: int) -> dict[str, float]:
+    """p50 TTFT and e2e of ``streams`` concurrent requests."""
+    got = await asyncio.gather(*(_one(client, url) for _ in range(streams)))
+    return {"ttft": statistics.median(t for t, _ in got),
+            "e2e": statistics.median(e for _, e in got)}
+
+
+async def _rounds(urls: dict[str, str], rounds: int, streams: int) -> list[dict[str, dict]]:
+    """Every setup once per round, the order rotating, after one warm-up request each."""
+    names = list(urls)
+    out = []
     async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=None)) as c:
-        await _one(c, url)  # warm-up
-        for _ in range(rounds):
-            for ttft, e2e in await asyncio.gather(*(_one(c, url) for _ in range(streams))):
-                ttfts.append(ttft)
-                e2es.append(e2e)
-    q = statistics.quantiles
-    return {"ttft_p50": statistics.median(ttfts), "ttft_p99": q(ttfts, n=100)[98],
-            "e2e_p50": statistics.median(e2es), "e2e_p99": q(e2es, n=100)[98]}
+        for url in urls.values():
+            await _one(c, url)
+        for k in range(rounds):
+            order = names[k % len(names):] + names[:k % len(names)]
+            out.append({name: await _round(c, urls[name], streams) for name in order})
+    return out
+
+
+def _ratios(rounds: list[dict[str, dict]], name: str, key: str) -> dict[str, float]:
+    r = sorted(x[name][key] / x["engine"][key] for x in rounds)
+    return {"median": statistics.median(r), "min": r[0], "max": r[-1]}
 
 
 def middleware_added_us(requests: int = 3000) -> float:
@@ -150,7 +165,7 @@ def middleware_added_us(requests: int = 3000) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--streams", type=int, default=50)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="gw-bench-"))
@@ -168,36 +183,35 @@ def main() -> None:
                 "--load-s", "0", "--seed", "1"] + (
             ["--middleware", "agents.tracing.InferLedgerMiddleware"] if middleware else [])
 
-    results = {}
     with _proc(collector, c_http):
-        p = _port()
-        with _proc(engine(p, False), p) as url:
-            results["engine"] = asyncio.run(_load(url, args.rounds, args.streams))
-        p = _port()
-        with _proc(engine(p, True), p, env) as url:
-            results["middleware"] = asyncio.run(_load(url, args.rounds, args.streams))
-        p, g = _port(), _port()
-        with _proc(engine(p, False), p) as up, _proc(
-                ["gateway", "--listen", f"127.0.0.1:{g}", "--upstream", up], g, env) as url:
-            results["gateway"] = asyncio.run(_load(url, args.rounds, args.streams))
-    base = results["engine"]
-    for name, r in results.items():
-        print(f"{name:>10}: TTFT p50 {r['ttft_p50'] * 1e3:7.1f} ms  p99 {r['ttft_p99'] * 1e3:7.1f}"
-              f" ms   e2e p50 {r['e2e_p50'] * 1e3:7.1f} ms  p99 {r['e2e_p99'] * 1e3:7.1f} ms   "
-              f"TTFT ×{r['ttft_p50'] / base['ttft_p50']:.3f}  e2e ×"
-              f"{r['e2e_p50'] / base['e2e_p50']:.3f}")
+        p, m, g = _port(), _port(), _port()
+        with _proc(engine(p, False), p) as direct, _proc(engine(m, True), m, env) as traced, \
+                _proc(["gateway", "--listen", f"127.0.0.1:{g}", "--upstream", direct], g,
+                      env) as proxied:
+            rounds = asyncio.run(_rounds({"engine": direct, "middleware": traced,
+                                          "gateway": proxied}, args.rounds, args.streams))
+    ratios = {f"{name}_{key}": _ratios(rounds, name, key)
+              for name in ("middleware", "gateway") for key in ("ttft", "e2e")}
+    for name in ("engine", "middleware", "gateway"):
+        ttft = statistics.median(x[name]["ttft"] for x in rounds)
+        e2e = statistics.median(x[name]["e2e"] for x in rounds)
+        line = f"{name:>10}: TTFT p50 {ttft * 1e3:7.1f} ms   e2e p50 {e2e * 1e3:7.1f} ms"
+        if name != "engine":
+            t, e = ratios[f"{name}_ttft"], ratios[f"{name}_e2e"]
+            line += (f"   TTFT ×{t['median']:.3f} ({t['min']:.3f}–{t['max']:.3f})"
+                     f"   e2e ×{e['median']:.3f} ({e['min']:.3f}–{e['max']:.3f})")
+        print(line)
+    print(f"(median over {args.rounds} rounds of each round's ratio to the engine alone, "
+          "min–max in brackets)")
     added = middleware_added_us()
     print(f"middleware's own cost per streamed request (in-process, p50): {added:.0f} µs "
           f"(goal ≤ 100 µs)")
-    gw, mw = results["gateway"], results["middleware"]
     print(json.dumps({
-        "gateway_ttft_ratio": round(gw["ttft_p50"] / base["ttft_p50"], 4),
-        "gateway_e2e_ratio": round(gw["e2e_p50"] / base["e2e_p50"], 4),
-        "gateway_ttft_p99_ratio": round(gw["ttft_p99"] / base["ttft_p99"], 4),
-        "middleware_ttft_ratio": round(mw["ttft_p50"] / base["ttft_p50"], 4),
-        "middleware_e2e_ratio": round(mw["e2e_p50"] / base["e2e_p50"], 4),
+        **{f"{k}_ratio": round(v["median"], 4) for k, v in ratios.items()},
+        **{f"{k}_ratio_min": round(v["min"], 4) for k, v in ratios.items()},
+        **{f"{k}_ratio_max": round(v["max"], 4) for k, v in ratios.items()},
         "middleware_added_p50_us": round(added, 1),
-        "streams": args.streams, "requests_each": args.rounds * args.streams,
+        "streams": args.streams, "rounds": args.rounds,
         "machine": f"{platform.machine()} {os.cpu_count()} CPUs",
     }))
 

@@ -11,7 +11,10 @@ from analytics.filters import Filters
 from dashboard.queries.overview import bucket
 from inferledger.store import read_df as df
 
-GPU_LABEL = "host_name || ' / ' || gpu_model || ' / ' || left(gpu_uuid, 12)"
+# A GPU as people tell them apart, the distinct part first (a chart legend cuts long labels):
+# its node, the end of its UUID (UUIDs of one vendor share their start), its model.
+GPU_LABEL = ("host_name || ' · …' || right(gpu_uuid, 6) || ' (' "
+             "|| replace(coalesce(gpu_model, '?'), 'NVIDIA ', '') || ')'")
 
 
 def buckets_by_gpu(con: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
@@ -55,20 +58,33 @@ def activity(con: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
         FROM stg_gpu_samples WHERE {w} GROUP BY ALL ORDER BY time, gpu""", p)
 
 
+POWER_BIN_S = 10  # node power is each GPU's mean power over 10 s, summed per node
+
+
 def node_power(con: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
-    """Power against the sum of the node's limits, and the headroom left at the peak."""
+    """Power against the sum of the node's limits, and the headroom left at the peak. A
+    node's GPUs are sampled at their own instants: each GPU's power is averaged over the same
+    10-second bins, then the node's GPUs are summed bin by bin (summing the samples that
+    happen to share a rounded second would count one GPU or three)."""
     w, p = f.gpu_where("to_timestamp(ts_s)", hourly=False)
     return df(con, f"""
-        WITH per_sample AS (
-            SELECT host_name, round(ts_s) AS t, sum(power_w) AS power_w,
-                   sum(power_limit_w) AS limit_w
+        WITH per_gpu AS (
+            SELECT host_name, gpu_uuid, floor(ts_s / {POWER_BIN_S}) AS bin,
+                   avg(power_w) AS power_w, max(power_limit_w) AS limit_w
             FROM stg_gpu_samples WHERE {w} GROUP BY ALL
+        ), per_node AS (
+            SELECT host_name, bin, sum(power_w) AS power_w, sum(limit_w) AS limit_w,
+                   count(*) AS gpus
+            FROM per_gpu GROUP BY ALL
+        ), full_bins AS (  -- bins where every GPU of the node reported
+            SELECT * FROM per_node
+            WHERE gpus = (SELECT max(gpus) FROM per_node m WHERE m.host_name = per_node.host_name)
         )
         SELECT host_name AS node, round(avg(power_w)) AS mean_power_w,
                round(max(power_w)) AS peak_power_w, round(max(limit_w)) AS power_limit_w,
                round(max(limit_w) - max(power_w)) AS headroom_at_peak_w,
                round(max(power_w) / nullif(max(limit_w), 0), 3) AS peak_share_of_limit
-        FROM per_sample GROUP BY ALL ORDER BY node""", p)
+        FROM full_bins GROUP BY ALL ORDER BY node""", p)
 
 
 def energy(con: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:

@@ -39,6 +39,11 @@ ui.table("API list prices, for comparison",
 ui.table("Latency objectives (seconds; '*' for models without their own)",
          pd.DataFrame(settings["slos"], columns=["model", "ttft_s", "tpot_s", "e2e_s"]),
          "slos")
+shapes = pd.DataFrame(settings.get("models", []),
+                      columns=["model", "weight_bytes", "kv_bytes_per_token"])
+shapes["weights_in_kv_tokens"] = shapes["weight_bytes"] / shapes["kv_bytes_per_token"]
+ui.table("Model shapes (gpu_time weighs each decode's KV context read against the weights'; "
+         "models not listed share decodes equally)", shapes, "model_shapes")
 ui.table("Static placement (for requests no span or process places)",
          pd.DataFrame(settings["placement"], columns=["host", "model", "gpu_uuid"]),
          "placement")
