@@ -7,7 +7,8 @@ Three setups run side by side against simulated engine processes on one simulate
    real collector);
 3. ``inferledger gateway`` in front of the engine of (1) (spans to the same collector).
 
-The load (50 concurrent streaming chat completions, 64 tokens each) runs in rounds; each
+The load (50 streaming chat completions of 64 tokens arriving evenly over a second, most of
+them in flight together) runs in rounds; each
 round runs every setup once, in an order that rotates from round to round, so neither order
 nor warm-up decides. Each round gives each setup's ratio to the engine alone in that round;
 the result is the median of those per-round ratios, with their spread (min–max), for p50
@@ -79,24 +80,44 @@ async def _one(client: httpx.AsyncClient, url: str) -> tuple[float, float]:
     return ttft or float("nan"), time.perf_counter() - started
 
 
+ARRIVALS_S = 1.0  # a round's requests arrive evenly over this long
+
+
 async def _round(client: httpx.AsyncClient, url: str, streams: int) -> dict[str, float]:
-    """p50 TTFT and e2e of ``streams`` concurrent requests."""
-    got = await asyncio.gather(*(_one(client, url) for _ in range(streams)))
+    """p50 TTFT and e2e of ``streams`` requests arriving evenly over one second (the same
+    schedule for every setup). All at one instant, the engine's first step takes however
+    many happened to arrive before it, and a round's TTFT swings threefold with that."""
+    async def later(k: int) -> tuple[float, float]:
+        await asyncio.sleep(k * ARRIVALS_S / streams)
+        return await _one(client, url)
+
+    got = await asyncio.gather(*(later(k) for k in range(streams)))
     return {"ttft": statistics.median(t for t, _ in got),
             "e2e": statistics.median(e for _, e in got)}
 
 
+# Each setup keeps its connections, as a client application's pool does; one left idle while
+# the other setups run is dropped after 4 s, before uvicorn's 5 s keep-alive timeout can
+# close it just as it is reused.
+KEEP_ALIVE_S = 4.0
+
+
 async def _rounds(urls: dict[str, str], rounds: int, streams: int) -> list[dict[str, dict]]:
-    """Every setup once per round, the order rotating, after one warm-up request each."""
-    names = list(urls)
-    out = []
-    async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=None)) as c:
-        for url in urls.values():
-            await _one(c, url)
+    """Every setup once per round, the order rotating, after a warm-up round each."""
+    limits = httpx.Limits(max_connections=None, keepalive_expiry=KEEP_ALIVE_S)
+    clients = {name: httpx.AsyncClient(timeout=120, limits=limits) for name in urls}
+    try:
+        for name, url in urls.items():
+            await _round(clients[name], url, streams)
+        out = []
         for k in range(rounds):
-            order = names[k % len(names):] + names[:k % len(names)]
-            out.append({name: await _round(c, urls[name], streams) for name in order})
-    return out
+            order = list(urls)[k % len(urls):] + list(urls)[:k % len(urls)]
+            out.append({name: await _round(clients[name], urls[name], streams)
+                        for name in order})
+        return out
+    finally:
+        for c in clients.values():
+            await c.aclose()
 
 
 def _ratios(rounds: list[dict[str, dict]], name: str, key: str) -> dict[str, float]:
