@@ -420,7 +420,6 @@ def _one_gpu(line: Timeline, pf: Segments, dc: Segments, time: Segments, over: S
     piece_j = np.where(occupied, _ratio(busy_j, busy_s)[np.maximum(line.iv, 0)], 0.0)
     # Each occupied piece's seconds (and joules) go to its segments: by rate where work was
     # done, else equally among the time segments. Under ``work`` one rate shares the piece.
-    h_ctx = np.zeros(len(busy))
     if method == "gpu_time":
         # An instant is split as a step's time is, by what each part asks of the GPU: the
         # prefills' compute (ρ, a share of the instant), and the step every sequence in it
@@ -428,24 +427,24 @@ def _one_gpu(line: Timeline, pf: Segments, dc: Segments, time: Segments, over: S
         # part equally among the sequences, decoding or prefilling, each sequence's own part,
         # and each decode's context read.
         ctx = rate(n_d, da, db, dc.ctx)
-        step = _decode_step_model(line, dc, da, db, n_d, ctx, p_rate)
-        if step is None:  # too few decodes to tell: prefills hold their share, decodes the rest
-            members, alone, fixed, per_seq, per_ctx = n_d, np.ones(len(busy)), 1.0, 0.0, 0.0
+        members = n_d + n_p
+        fit = _decode_step_model(line, dc, da, db, members, ctx, p_rate)
+        if fit is None:  # too few decodes to tell: prefills hold their share, decodes the rest
+            members, step_s, fixed, per_seq, per_ctx = n_d, np.ones(len(busy)), 1.0, 0.0, 0.0
             asks = np.where(n_d > 0, np.maximum(1.0 - p_rate, 0.0), 0.0)
         else:
-            fixed, per_seq, per_ctx = step
-            members = n_d + n_p
-            alone = fixed + per_seq * members + per_ctx * ctx
-            asks = _step_asks(alone, max(fixed - per_ctx, 0.0) + per_seq * members, members,
+            fixed, per_seq, per_ctx = fit
+            step_s = fixed + per_seq * members + per_ctx * ctx
+            asks = _step_asks(step_s, max(fixed - per_ctx, 0.0) + per_seq * members, members,
                               p_rate)
         h_p = _ratio(busy, p_rate + asks)
-        in_step = _ratio(busy * _ratio(asks, p_rate + asks), alone)
+        in_step = _ratio(busy * _ratio(asks, p_rate + asks), step_s)
         h_d, h_ctx = in_step * (_ratio(fixed, members) + per_seq), in_step * per_ctx
-        # (without a step model prefills are not members: h_d is then the decodes' alone)
-        h_m = h_d if step is not None else np.zeros(len(busy))
+        # a prefill's place in the step, as a decode's without its context (none without a fit)
+        h_m = h_d if fit is not None else np.zeros(len(busy))
     else:
         h_p = h_d = _ratio(busy, p_rate + d_rate)
-        h_m = np.zeros(len(busy))
+        h_m = h_ctx = np.zeros(len(busy))
     h_t = _ratio(np.where(by_work, 0.0, busy), n_t)
     segs = Segments.concat([pf, over, dc, time])
     # Each segment's take: Σ over its pieces of h per unit of rate (ρ), of h_m for a prefill's
@@ -470,20 +469,22 @@ STEP_FIT_MIN = 20
 
 
 def _decode_step_model(line: Timeline, dc: Segments, da: np.ndarray, db: np.ndarray,
-                       n_d: np.ndarray, ctx: np.ndarray, p_rate: np.ndarray
+                       members: np.ndarray, ctx: np.ndarray, p_rate: np.ndarray
                        ) -> tuple[float, float, float] | None:
-    """A decode step's seconds on this GPU as ``fixed + per_seq × sequences + per_ctx ×
-    Σ context`` (context in weights, so ``per_ctx`` is the weights' read and ``fixed −
-    per_ctx`` the step's CPU time), fitted by least squares to the decodes' own mean step
-    times against their mean company. Decodes that met prefills are left out (their steps
-    are longer for another reason), unless too few are left; a term fitted negative is
-    dropped. ``None`` with fewer than 20 decodes of 8 steps or more."""
+    """A step's seconds on this GPU as ``fixed + per_seq × sequences + per_ctx × Σ context``
+    (context in weights, so ``per_ctx`` is the weights' read and ``fixed − per_ctx`` the
+    step's CPU time), fitted by least squares to the decodes' own mean step times against
+    their mean company (the sequences and decode contexts of each piece). Decodes that met
+    prefills are left out (their steps are longer for another reason), unless too few are
+    left; a term fitted negative is dropped. ``None`` with fewer than 20 decodes of 8 steps
+    or more."""
     seg = dc.b - dc.a
     steps = dc.rho * seg
     ok = steps >= DECODE_SAMPLE_STEPS
     if ok.sum() < STEP_FIT_MIN:
         return None
-    mean = [line.take(da[ok], db[ok], v * line.length) / seg[ok] for v in (n_d, ctx, p_rate)]
+    mean = [line.take(da[ok], db[ok], v * line.length) / seg[ok]
+            for v in (members, ctx, p_rate)]
     quiet = mean[2] < PREFILL_FREE
     rows = quiet if quiet.sum() >= STEP_FIT_MIN else np.ones(ok.sum(), dtype=bool)
     x = np.column_stack([np.ones(ok.sum()), mean[0], mean[1]])[rows]
@@ -501,16 +502,16 @@ def _decode_step_model(line: Timeline, dc: Segments, da: np.ndarray, db: np.ndar
     return fit[0], fit.get(1, 0.0), fit.get(2, 0.0)
 
 
-def _step_asks(alone: np.ndarray, cpu: np.ndarray, members: np.ndarray, p_rate: np.ndarray
+def _step_asks(step_s: np.ndarray, cpu: np.ndarray, members: np.ndarray, p_rate: np.ndarray
                ) -> np.ndarray:
     """What the step its sequences take part in asks of an instant, beside prefills asking
-    ``p_rate`` of it (their compute); ``alone`` is that step's time without the prefills'
+    ``p_rate`` of it (their compute); ``step_s`` is that step's time without the prefills'
     compute. A step is bound by the larger of its memory reads and its compute, plus its CPU
     time: while the prefills' compute hides under the reads, the step asks for all of its
     time (1); once it exceeds them the step is compute-bound, it grows to
-    ``cpu / (1 − p_rate)``, and asks ``alone`` over it: at most 1, falling to 0 as the
+    ``cpu / (1 − p_rate)``, and asks ``step_s`` over it: at most 1, falling to 0 as the
     prefills claim the whole GPU."""
-    asks = np.where(cpu > 0, np.minimum(_ratio((1.0 - p_rate) * alone, cpu), 1.0),
+    asks = np.where(cpu > 0, np.minimum(_ratio((1.0 - p_rate) * step_s, cpu), 1.0),
                     np.where(p_rate < 1.0, 1.0, 0.0))
     return np.where(members > 0, np.maximum(asks, 0.0), 0.0)
 
