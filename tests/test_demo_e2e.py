@@ -192,7 +192,6 @@ def test_demo_with_history_then_live(tmp_path) -> None:
     """`--history`: hours of the scenario first, through OTLP, analysed, then the live demo
     on the same fleet; the live RAG app's retrieval spans join its requests."""
     data = tmp_path / "data"
-    started = time.time()
     proc = subprocess.Popen(_demo_args(data, "--history", "3h", "--duration", "25",
                                        "--no-dashboard", "--rate", "4"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -209,10 +208,14 @@ def test_demo_with_history_then_live(tmp_path) -> None:
     con = duckdb.connect(str(data / "inferledger.duckdb"), read_only=True)
     # Live requests came through the gateway; the history's went straight to the engines.
     live_traces = "SELECT trace_id FROM stg_edge_spans WHERE edge_source = 'gateway'"
+    # The history is what started before the first live request (not before the test began:
+    # the history ends when it is generated, seconds later); a live request whose gateway
+    # span was cut off at shutdown is neither.
+    first_live = f"SELECT min(started_at) FROM request_costs WHERE trace_id IN ({live_traces})"
     [(past, live)] = con.execute(
         f"SELECT count(*) FILTER (WHERE trace_id NOT IN ({live_traces}) AND "
-        f"epoch(started_at) < ?), count(*) FILTER (WHERE trace_id IN ({live_traces})) "
-        "FROM request_costs", [started]).fetchall()
+        f"started_at < ({first_live})), count(*) FILTER (WHERE trace_id IN ({live_traces})) "
+        "FROM request_costs").fetchall()
     [(rag_live, with_retrieval)] = con.execute(
         "SELECT count(*), count(*) FILTER (WHERE other_spans_s > 0) FROM request_costs "
         f"WHERE route = 'contract-rag' AND outcome = 'ok' AND trace_id IN ({live_traces})"
