@@ -21,9 +21,7 @@ def export_focus(data: DataDir, out: Path, *, fmt: str = "csv", grain: str = "da
     sql = (resources.files("analytics") / "sql" / "exports" / "focus.sql").read_text()
     con = connect_readonly(data)
     try:
-        policy = con.execute("SELECT any_value(idle_policy) FROM request_costs").fetchall()[0][0]
         con.execute("SET VARIABLE grain = ?", [grain]).fetchall()
-        con.execute("SET VARIABLE idle_policy = ?", [policy or "separate"]).fetchall()
         rel = con.sql(sql)
         out.parent.mkdir(parents=True, exist_ok=True)
         if fmt == "csv":

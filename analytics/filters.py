@@ -1,9 +1,11 @@
 """A slice of the results — time range, models, tenants, nodes — and its SQL: what the
 dashboard's shared filters and the weekly report's weeks select.
 
-The dashboard's ranges end at the newest data in the store rather than at the wall clock, so
-a store that stopped receiving data (a finished demo, a copied store) still opens on its last
-day. Every clause is parameterised: values never enter SQL text.
+The dashboard's ranges end at the newest sample in the store rather than at the wall clock,
+so a store that stopped receiving data (a finished demo, a copied store) still opens on its
+last day. Costs are hourly, so a range starts on the hour: "Last hour" at 13:42 is 12:00 to
+13:42, every figure on a page covering the same interval. Every clause is parameterised:
+values never enter SQL text.
 """
 
 from __future__ import annotations
@@ -16,6 +18,14 @@ RANGES: dict[str, timedelta | None] = {
     "Last 24 hours": timedelta(days=1), "Last 7 days": timedelta(days=7),
     "Last 30 days": timedelta(days=30), "All": None}
 DEFAULT_RANGE = "Last 7 days"
+HOUR = timedelta(hours=1)
+# A comparison needs the two periods' lengths within this share of each other (the current
+# one's last hour can be in progress).
+COMPARABLE_SHARE = 0.05
+
+
+def floor_hour(t: datetime) -> datetime:
+    return t.replace(minute=0, second=0, microsecond=0)
 
 
 @dataclass(frozen=True)
@@ -32,13 +42,30 @@ class Filters:
         if width is None or newest is None:
             return cls(**dims)
         end = newest + timedelta(seconds=1)
-        return cls(start=end - width, end=end, **dims)
+        return cls(start=floor_hour(end - width), end=end, **dims)
 
     def previous(self) -> Filters | None:
-        """The period of the same length just before this one, for 'change vs previous'."""
+        """The whole hours just before this period, as many as it spans (rounded), for
+        'change vs previous'; ``not_comparable`` says when the lengths differ too much."""
         if self.start is None or self.end is None:
             return None
-        return replace(self, start=self.start - (self.end - self.start), end=self.start)
+        hours = max(1, round((self.end - self.start) / HOUR))
+        return replace(self, start=self.start - hours * HOUR, end=self.start)
+
+    def not_comparable(self, previous: Filters, first_data: datetime | None) -> str | None:
+        """Why changes against ``previous`` would mislead, in words; None when they don't:
+        the previous period begins before the first data, or this one is still short of it
+        (its last hour in progress)."""
+        if first_data is not None and previous.start is not None \
+                and previous.start < floor_hour(first_data):
+            return (f"the previous period ({previous.start:%d %b %H:%M} – "
+                    f"{previous.end:%d %b %H:%M} UTC) begins before the first data "
+                    f"({first_data:%d %b %H:%M} UTC)")
+        if self.span_s is not None and previous.span_s and \
+                abs(self.span_s / previous.span_s - 1) > COMPARABLE_SHARE:
+            return (f"this period's last hour is in progress ({self.span_s / 3600:.1f} h "
+                    f"against {previous.span_s / 3600:.0f} h before it)")
+        return None
 
     @property
     def span_s(self) -> float | None:
@@ -47,8 +74,7 @@ class Filters:
 
     def _time(self, col: str, hourly: bool) -> tuple[list[str], list]:
         clauses, params = [], []
-        start = self.start.replace(minute=0, second=0, microsecond=0) \
-            if hourly and self.start else self.start
+        start = floor_hour(self.start) if hourly and self.start else self.start
         if start is not None:
             clauses.append(f"{col} >= ?")
             params.append(start)

@@ -33,21 +33,26 @@ st.set_page_config(page_title="InferLedger", layout="wide")
 
 
 def _sidebar(data_root: str) -> Filters:
-    newest = query(base.newest)
+    first, newest = query(base.coverage)
     options = query(base.choices)
     with st.sidebar:
         st.caption(f"Store: `{DataDir.at(data_root).root}`")
         span = st.selectbox("Time range", list(RANGES), index=list(RANGES).index(DEFAULT_RANGE),
-                            key="f_range", help="Ending at the newest data in the store")
+                            key="f_range", help="Ending at the newest sample in the store, "
+                            "starting on the hour (costs are hourly)")
         models = st.multiselect("Model", options["models"], key="f_model")
         tenants = st.multiselect("Tenant", options["tenants"], key="f_tenant")
         nodes = st.multiselect("Node", options["nodes"], key="f_node")
         if st.button("Refresh", key="f_refresh"):
             st.cache_data.clear()
+    f = Filters.for_range(span, newest, models=tuple(models), tenants=tuple(tenants),
+                          nodes=tuple(nodes))
+    with st.sidebar:
         if newest is not None:
-            st.caption(f"Newest data: {newest:%Y-%m-%d %H:%M} UTC")
-    return Filters.for_range(span, newest, models=tuple(models), tenants=tuple(tenants),
-                             nodes=tuple(nodes))
+            start = max(f.start, first) if f.start and first else f.start or first
+            st.caption(f"Showing {start:%d %b %H:%M} – {newest:%d %b %H:%M} UTC. Data from "
+                       f"{first:%d %b %H:%M}; newest sample {newest:%Y-%m-%d %H:%M:%S} UTC.")
+    return f
 
 
 def main() -> None:

@@ -184,10 +184,15 @@ def test_focus_export(data, tmp_path) -> None:
     n = export_focus(data, tmp_path / "focus.parquet", fmt="parquet", grain="hour")
     got = duckdb.sql("SELECT * FROM read_parquet(?)",
                      params=[str(tmp_path / "focus.parquet")]).fetchdf()
-    assert len(got) == n == 4  # two usage rows (models a and b) + idle rows of two GPUs
+    assert len(got) == n
     assert {"BilledCost", "ChargePeriodStart", "ResourceId", "x_Model"} <= set(got.columns)
     usage = got[got.x_ChargeKind == "usage"]
     idle = got[got.x_ChargeKind == "idle"]
+    assert set(got.x_ChargeKind) == {"usage", "idle"} and len(idle) == 2  # one per GPU
+    # Each model's cost is in the hour its GPU time ran; its response is counted in the hour
+    # it started (its edge span began a moment before the GPU took it, in the hour before).
+    assert usage.groupby("x_Model").x_Requests.sum().to_dict() == {"a": 1, "b": 1}
+    assert usage.groupby("x_Model").BilledCost.sum().gt(0).all()
     gpu_time = str(data.derived_table("gpu_time") / "*.parquet")
     con_total = duckdb.sql("SELECT sum(cost_usd) FROM read_parquet(?)",
                            params=[gpu_time]).fetchall()[0][0]

@@ -65,8 +65,14 @@ def test_every_page_shows_demo_data(monkeypatch, demo_store, page) -> None:
         assert int(m["Responses"].replace(",", "")) > 1000
         assert m["SLO attainment"].endswith("%") and m["Carbon"].endswith("CO₂e")
     elif page == "cost":
-        assert set(frames[0]["model"]) == {"llama-3.1-8b-instruct", "qwen2.5-32b-instruct"}
-        assert set(frames[1]["tenant"]) == {"acme", "globex", "initech"}
+        from analytics.kpis import NOT_CHARGED
+
+        assert set(frames[0]["model"]) == {"llama-3.1-8b-instruct", "qwen2.5-32b-instruct",
+                                           NOT_CHARGED}  # idle and overhead: its own row
+        assert set(frames[1]["tenant"]) == {"acme", "globex", "initech", NOT_CHARGED}
+        # by model, tenant, route and node: each table adds up to the same spend
+        totals = {round(frames[i]["total_usd"].sum(), 6) for i in range(4)}
+        assert len(totals) == 1
         assert set(frames[4]["gpu_model"]) == {"NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-80GB"}
     elif page == "gpu_efficiency":
         assert len(frames[0]) == 4  # GPU time by GPU

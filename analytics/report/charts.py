@@ -11,9 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from analytics.kpis import COLOURS
 from analytics.report.figures import WeeklyFigures
-
-COLOURS = {"useful": "#2e7d32", "wasted": "#f9a825", "idle": "#c62828"}
 
 
 def _png(fig: plt.Figure) -> bytes:

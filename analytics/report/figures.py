@@ -1,21 +1,47 @@
-"""What the weekly report says, read from the published results: the week's headline figures
-against the week before, the top tenants and models and the biggest movers, waste by cause,
-and the largest opportunities, in words."""
+"""What the weekly report says, read from the published results through analytics/kpis.py
+(the figures the dashboard shows): the week's headline figures against the week before, the
+spend bridge, the top tenants and models and the biggest movers, waste by cause, the
+largest opportunities in words — and what the week's data covers, so a partial week or a
+first week is never compared as if it were whole."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import duckdb
 import pandas as pd
 
-from analytics.filters import Filters
-from analytics.kpis import WASTE, kpis
+from analytics.filters import Filters, floor_hour
+from analytics.kpis import (
+    BRIDGE,
+    NOT_CHARGED,
+    WASTED,
+    bridge,
+    by_dimension,
+    headline,
+    in_buckets,
+    no_value,
+)
 from analytics.report.week import Week
 from inferledger.store import read_df as _df
 
-CAUSES = ("failed", "aborted", "timed_out", "preempted", "model_loading", "idle", "unaccounted")
 NIGHT_HOURS = (0, 6)  # local hours [start, end) counted as night
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """The data a week's figures stand on: its first and last sample within the week, and
+    whether the week (and the one before it) is whole."""
+
+    first: datetime | None
+    last: datetime | None
+    complete: bool  # the data reaches the week's end
+    previous_complete: bool  # the data began before the previous week did
+
+    def days(self) -> float:
+        return 0.0 if self.first is None or self.last is None else \
+            (self.last - self.first).total_seconds() / 86400
 
 
 @dataclass
@@ -24,11 +50,13 @@ class WeeklyFigures:
     previous: Week
     now: pd.Series
     before: pd.Series
-    by_model: pd.DataFrame  # this week's and last week's cost per model
+    by_model: pd.DataFrame  # kpis.by_dimension per model, with last week's total beside it
     by_tenant: pd.DataFrame
     waste: pd.DataFrame  # cause, gpu_hours, usd
     daily: pd.DataFrame  # day, model, cost_usd (for the chart)
     gpu_daily: pd.DataFrame  # day, useful, wasted, idle fractions
+    spend: pd.DataFrame = field(default_factory=pd.DataFrame)  # the bridge: bucket, usd, ...
+    coverage: Coverage = Coverage(None, None, True, True)
     opportunities: list[str] = field(default_factory=list)
     simulated: bool = False
     unmeasured: pd.DataFrame | None = None  # gpu, gpu_hours, reasons: quarantined, unpriced
@@ -39,60 +67,100 @@ class WeeklyFigures:
         return all(pd.isna(v) or not v for v in (self.now.get("requests"),
                                                   self.now.get("gpu_spend_usd")))
 
+    @property
+    def comparable(self) -> bool:
+        """Whether changes against last week mean something: both weeks whole."""
+        return self.coverage.complete and self.coverage.previous_complete
+
+    def lever(self) -> str | None:
+        """The biggest lever in plain words: the largest part of spend that bought nothing."""
+        spend = self.now.get("gpu_spend_usd")
+        if self.spend.empty or pd.isna(spend) or not spend:
+            return None
+        parts = self.spend[self.spend["bucket"] != "useful"].set_index("bucket")["usd"]
+        wasted = parts.reindex(list(WASTED)).fillna(0.0).sum()
+        idle = parts.get("idle", 0.0)
+        if idle >= wasted and idle > 0:
+            return f"{idle / spend:.0%} of GPU spend was idle GPU time: ${idle:,.2f} of " \
+                   f"${spend:,.2f}."
+        if wasted > 0:
+            worst = parts.reindex(list(WASTED)).idxmax()
+            return (f"{wasted / spend:.0%} of GPU spend was wasted (${wasted:,.2f}), most of "
+                    f"it {worst.replace('_', ' ')}: ${parts[worst]:,.2f}.")
+        return f"All ${spend:,.2f} of GPU spend went to useful work."
+
     def movers(self, n: int = 3) -> pd.DataFrame:
-        """Tenants and models whose cost changed most against last week, either way."""
+        """Tenants and models whose cost changed most against last week, either way; none
+        unless both weeks are whole (in a first week every name would be 'new')."""
+        if not self.comparable:
+            return pd.DataFrame(columns=["kind", "name", "total_usd", "change_usd"])
         frames = [d.assign(kind=k).rename(columns={k: "name"})
                   for k, d in (("model", self.by_model), ("tenant", self.by_tenant))]
         both = pd.concat(frames, ignore_index=True)
-        both["change_usd"] = both["cost_usd"] - both["previous_cost_usd"]
+        both = both[both["name"] != NOT_CHARGED]
+        both["change_usd"] = both["total_usd"] - both["previous_cost_usd"]
         return both.reindex(both["change_usd"].abs().sort_values(ascending=False).index).head(n)
 
 
 def _by(con: duckdb.DuckDBPyConnection, dim: str, week: Week, previous: Week) -> pd.DataFrame:
-    return _df(con, f"""
-        SELECT coalesce({dim}, '(unknown)') AS {dim},
-               sum(requests) FILTER (WHERE hour >= ?) AS requests,
-               coalesce(sum(cost_usd) FILTER (WHERE hour >= ?), 0) AS cost_usd,
-               coalesce(sum(total_cost_usd) FILTER (WHERE hour >= ?), 0) AS cost_with_idle_usd,
-               sum(cost_usd) FILTER (WHERE hour >= ?)
-                   / nullif(sum(placed_requests) FILTER (WHERE hour >= ?), 0) AS usd_per_response,
-               sum(output_tokens) FILTER (WHERE hour >= ?) AS output_tokens,
-               coalesce(sum(cost_usd) FILTER (WHERE hour < ?), 0) AS previous_cost_usd
-        FROM cost_hourly WHERE hour >= ? AND hour < ?
-        GROUP BY ALL ORDER BY cost_usd DESC""",
-               [week.start] * 6 + [week.start, previous.start, week.end])
+    """kpis.by_dimension for the week, with last week's cost of each name beside it."""
+    now = by_dimension(con, Filters(week.start, week.end), dim)
+    before = by_dimension(con, Filters(previous.start, previous.end), dim)
+    before = before[[dim, "total_usd"]].rename(columns={"total_usd": "previous_cost_usd"})
+    out = now.merge(before, on=dim, how="left")
+    out["previous_cost_usd"] = out["previous_cost_usd"].fillna(0.0)
+    return out
 
 
-def _waste(con: duckdb.DuckDBPyConnection, week: Week) -> pd.DataFrame:
-    cols = ", ".join(f"sum({c}_s) / 3600 AS {c}_h, "
-                     f"sum(cost_usd * {c}_s / nullif(measured_s, 0)) AS {c}_usd" for c in CAUSES)
-    row = _df(con, f"SELECT {cols} FROM gpu_time WHERE hour >= ? AND hour < ?",
-              [week.start, week.end]).iloc[0]
-    out = pd.DataFrame({"cause": CAUSES,
-                        "gpu_hours": [row[f"{c}_h"] for c in CAUSES],
-                        "usd": [row[f"{c}_usd"] for c in CAUSES]}).fillna(0.0)
-    return out.sort_values("usd", ascending=False, ignore_index=True)
+def _waste(spend: pd.DataFrame) -> pd.DataFrame:
+    out = spend[spend["bucket"] != "useful"].rename(columns={"bucket": "cause"})
+    return out[["cause", "gpu_hours", "usd"]].sort_values("usd", ascending=False,
+                                                           ignore_index=True)
+
+
+def _coverage(con: duckdb.DuckDBPyConnection, week: Week, previous: Week) -> Coverage:
+    row = _df(con, """
+        SELECT (SELECT to_timestamp(min(t0)) FROM gpu_intervals) AS first_ever,
+               (SELECT to_timestamp(max(t1)) FROM gpu_intervals) AS last_ever,
+               (SELECT to_timestamp(min(t0)) FROM gpu_intervals
+                WHERE t0 >= epoch(?::TIMESTAMPTZ) AND t0 < epoch(?::TIMESTAMPTZ)) AS first,
+               (SELECT to_timestamp(max(t1)) FROM gpu_intervals
+                WHERE t0 >= epoch(?::TIMESTAMPTZ) AND t0 < epoch(?::TIMESTAMPTZ)) AS last""",
+              [week.start, week.end] * 2).iloc[0]
+
+    def t(v: object) -> datetime | None:
+        return None if pd.isna(v) else v.to_pydatetime()
+
+    first_ever, last_ever = t(row["first_ever"]), t(row["last_ever"])
+    return Coverage(
+        t(row["first"]), t(row["last"]),
+        complete=last_ever is not None and last_ever >= week.end - pd.Timedelta(minutes=5),
+        previous_complete=first_ever is not None
+        and floor_hour(first_ever) <= previous.start)
 
 
 def _opportunities(con: duckdb.DuckDBPyConnection, week: Week, tz: str) -> list[str]:
     """The largest avoidable costs of the week, in plain words, dearest first."""
     found: list[tuple[float, str]] = []
     nights = _df(con, """
-        SELECT host_name, gpu_model, gpu_uuid,
-               sum(idle_s) / nullif(sum(measured_s), 0) AS idle_share,
-               sum(idle_cost_usd) AS idle_usd
-        FROM gpu_time
+        SELECT host_name, gpu_model, count(DISTINCT gpu_uuid) AS gpus,
+               sum(gpu_seconds) FILTER (WHERE bucket = 'idle')
+                   / nullif(sum(gpu_seconds) FILTER (WHERE bucket <> 'unmeasured'), 0)
+                   AS idle_share,
+               coalesce(sum(cost_usd) FILTER (WHERE bucket = 'idle'), 0) AS idle_usd
+        FROM spend_hourly
         WHERE hour >= ? AND hour < ?
           AND hour(timezone(?, hour)) >= ? AND hour(timezone(?, hour)) < ?
-        GROUP BY ALL HAVING sum(measured_s) > 0 ORDER BY idle_usd DESC LIMIT 3""",
+        GROUP BY ALL ORDER BY idle_usd DESC LIMIT 3""",
                  [week.start, week.end, tz, NIGHT_HOURS[0], tz, NIGHT_HOURS[1]])
     for r in nights.itertuples():
-        if r.idle_share >= 0.5:
+        if r.idle_share is not None and r.idle_share >= 0.5:
+            what = f"The {r.gpus} {r.gpu_model} GPUs" if r.gpus > 1 else f"The {r.gpu_model} GPU"
             found.append((r.idle_usd, (
-                f"GPU {r.host_name}/{r.gpu_uuid[:12]} ({r.gpu_model}) was idle "
+                f"{what} on {r.host_name} {'were' if r.gpus > 1 else 'was'} idle "
                 f"{r.idle_share:.0%} of night hours ({NIGHT_HOURS[0]:02d}:00–"
-                f"{NIGHT_HOURS[1]:02d}:00 {tz}): ${r.idle_usd:,.2f} of idle time. Scale it in "
-                "at night or move batch work there.")))
+                f"{NIGHT_HOURS[1]:02d}:00 {tz}): ${r.idle_usd:,.2f} of idle time. Scale "
+                f"{'them' if r.gpus > 1 else 'it'} in at night or move batch work there.")))
     waste = _df(con, """
         SELECT tenant, model, outcome, count(*) AS requests, sum(cost_usd) AS usd,
                sum(gpu_seconds) / 3600 AS gpu_hours
@@ -123,26 +191,31 @@ def weekly_figures(con: duckdb.DuckDBPyConnection, week: Week, tz: str = "UTC"
                    ) -> WeeklyFigures:
     previous = week.previous()
     this, last = Filters(start=week.start, end=week.end), Filters(previous.start, previous.end)
-    daily = _df(con, """
-        SELECT date_trunc('day', timezone(?, hour)) AS day, model, sum(cost_usd) AS cost_usd
-        FROM cost_hourly WHERE hour >= ? AND hour < ? GROUP BY ALL ORDER BY 1""",
-                [tz, week.start, week.end])
+    daily = _df(con, f"""
+        SELECT date_trunc('day', timezone(?, hour)) AS day,
+               coalesce(model, '{no_value("model")}') AS model, sum(cost_usd) AS cost_usd
+        FROM spend_hourly WHERE hour >= ? AND hour < ? AND allocation = 'attributed'
+        GROUP BY ALL ORDER BY 1""", [tz, week.start, week.end])
     gpu_daily = _df(con, f"""
         SELECT date_trunc('day', timezone(?, hour)) AS day,
-               sum(useful_s) / nullif(sum(measured_s), 0) AS useful,
-               sum(idle_s) / nullif(sum(measured_s), 0) AS idle,
-               sum({WASTE}) / nullif(sum(measured_s), 0) AS wasted
-        FROM gpu_time WHERE hour >= ? AND hour < ? GROUP BY ALL ORDER BY 1""",
-                    [tz, week.start, week.end])
+               sum(gpu_seconds) FILTER (WHERE bucket = 'useful') / sum(gpu_seconds) AS useful,
+               sum(gpu_seconds) FILTER (WHERE {in_buckets(WASTED)}) / sum(gpu_seconds)
+                   AS wasted,
+               sum(gpu_seconds) FILTER (WHERE bucket = 'idle') / sum(gpu_seconds) AS idle
+        FROM spend_hourly WHERE hour >= ? AND hour < ? AND {in_buckets(BRIDGE)}
+        GROUP BY ALL ORDER BY 1""", [tz, week.start, week.end])
     unmeasured = _df(con, """
-        SELECT host_name || '/' || left(gpu_uuid, 12) AS gpu, sum(unmeasured_s) / 3600 AS gpu_hours,
+        SELECT host_name || ' · …' || right(gpu_uuid, 6) AS gpu,
+               sum(unmeasured_s) / 3600 AS gpu_hours,
                string_agg(DISTINCT unmeasured_reasons, ', ') AS reasons
         FROM gpu_time WHERE hour >= ? AND hour < ? AND unmeasured_s > 0
         GROUP BY ALL ORDER BY gpu_hours DESC""", [week.start, week.end])
     simulated = _df(con, """
-        SELECT coalesce(bool_or(simulated), false) AS s FROM gpu_time
+        SELECT coalesce(bool_or(simulated), false) AS s FROM spend_hourly
         WHERE hour >= ? AND hour < ?""", [week.start, week.end])["s"].iloc[0]
+    spend = bridge(con, this)
     return WeeklyFigures(
-        week, previous, kpis(con, this), kpis(con, last), _by(con, "model", week, previous),
-        _by(con, "tenant", week, previous), _waste(con, week), daily, gpu_daily,
+        week, previous, headline(con, this), headline(con, last),
+        _by(con, "model", week, previous), _by(con, "tenant", week, previous), _waste(spend),
+        daily, gpu_daily, spend, _coverage(con, week, previous),
         _opportunities(con, week, tz), bool(simulated), unmeasured)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import math
 from collections.abc import Callable
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, make_msgid
@@ -14,6 +13,7 @@ from html import escape
 
 import pandas as pd
 
+from analytics.kpis import NOT_CHARGED, UNMEASURED
 from analytics.report.charts import cost_by_day, gpu_time_by_day
 from analytics.report.figures import WeeklyFigures
 
@@ -24,7 +24,7 @@ _TH = "padding:4px 10px;border-bottom:2px solid #ccc;font-size:12px;color:#555;t
 
 
 def _ok(v: object) -> bool:
-    return v is not None and not (isinstance(v, float) and math.isnan(v))
+    return v is not None and not pd.isna(v)
 
 
 def _usd(v: float | None, digits: int = 2) -> str:
@@ -61,17 +61,43 @@ def _change(now: float | None, before: float | None) -> str:
 
 
 def kpi_rows(f: WeeklyFigures) -> list[tuple[str, str, str, str]]:
-    """(label, this week, last week, change) for each headline figure."""
+    """(label, this week, last week, change) for each headline figure; no change where the
+    weeks are not both whole (``coverage_note`` says why)."""
     return [(label, fmt(f.now.get(key)), fmt(f.before.get(key)),
-             _change(f.now.get(key), f.before.get(key))) for label, key, fmt, _ in KPIS]
+             _change(f.now.get(key), f.before.get(key)) if f.comparable else "—")
+            for label, key, fmt, _ in KPIS]
+
+
+def coverage_note(f: WeeklyFigures) -> str:
+    """What the week's data covers, and why changes are withheld if they are."""
+    c = f.coverage
+    if c.first is None:
+        return "No data this week."
+    span = (f"Data: {c.first:%a %d %b %H:%M} – {c.last:%a %d %b %H:%M} UTC "
+            f"({c.days():.1f} of 7 days)")
+    if not c.complete:
+        return f"{span}. This week is in progress: figures so far, no changes against last week."
+    if not c.previous_complete:
+        return (f"{span}. The data begins after last week started: no changes against "
+                "last week and no movers.")
+    return f"{span}."
+
+
+def spend_line(f: WeeklyFigures) -> str:
+    """Spend as the sum of its parts, in words: the bridge of the report."""
+    parts = f.spend.set_index("bucket")["usd"]
+    useful, idle = parts.get("useful", 0.0), parts.get("idle", 0.0)
+    wasted = float(parts.drop(["useful", "idle", UNMEASURED], errors="ignore").sum())
+    return (f"GPU spend {_usd(f.now.get('gpu_spend_usd'))} = useful {_usd(useful)} + wasted "
+            f"{_usd(wasted)} + idle {_usd(idle)}.")
 
 
 def costs_csv(f: WeeklyFigures) -> bytes:
     parts = [d.rename(columns={dim: "value"}).assign(dimension=dim)
              for dim, d in (("model", f.by_model), ("tenant", f.by_tenant))]
     table = pd.concat(parts, ignore_index=True)
-    cols = ["dimension", "value", "requests", "output_tokens", "cost_usd", "cost_with_idle_usd",
-            "usd_per_response", "previous_cost_usd"]
+    cols = ["dimension", "value", "requests", "output_tokens", "cost_usd", "idle_share_usd",
+            "total_usd", "usd_per_response", "previous_cost_usd"]
     buf = io.StringIO()
     table.reindex(columns=cols).assign(week=f.week.label).to_csv(buf, index=False)
     return buf.getvalue().encode()
@@ -85,10 +111,31 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
             f'margin:8px 0 18px 0"><tr>{head}</tr>{body}</table>')
 
 
-def _top(d: pd.DataFrame, dim: str, n: int = 5) -> list[list[str]]:
-    return [[str(r[dim]), _int(r["requests"]), _usd(r["cost_usd"]),
-             _usd(r["usd_per_response"], 6), _change(r["cost_usd"], r["previous_cost_usd"])]
-            for _, r in d.head(n).iterrows()]
+def _top(f: WeeklyFigures, d: pd.DataFrame, dim: str, n: int = 5) -> list[list[str]]:
+    """The n dearest, then the rest, what no one is charged for, and the total: the rows
+    add up to the week's spend."""
+    named = d[d[dim] != NOT_CHARGED]
+    rows = [[str(r[dim]), _int(r["requests"]), _usd(r["total_usd"]),
+             _usd(r["usd_per_response"], 6),
+             _change(r["total_usd"], r["previous_cost_usd"]) if f.comparable else "—"]
+            for _, r in named.head(n).iterrows()]
+    rest = named.iloc[n:]
+    if len(rest):
+        rows.append([f"{len(rest)} more", _int(rest["requests"].sum()),
+                     _usd(rest["total_usd"].sum()), "", ""])
+    uncharged = d.loc[d[dim] == NOT_CHARGED, "total_usd"].sum()
+    if uncharged:
+        rows.append(["Idle and overhead (not charged)", "", _usd(uncharged), "", ""])
+    rows.append(["Total GPU spend", _int(named["requests"].sum()),
+                 _usd(d["total_usd"].sum()), "", ""])
+    return rows
+
+
+def _top_line(r: list[str], per_response: bool = False) -> str:
+    line = f"  {r[0]:<32} {r[1] + ' responses' if r[1] else '':>19}  {r[2]:>12}"
+    if per_response and r[3]:
+        line += f"  {r[3]} per response"
+    return line + (f"  ({r[4]})" if r[4] else "")
 
 
 def text(f: WeeklyFigures) -> str:
@@ -97,17 +144,18 @@ def text(f: WeeklyFigures) -> str:
         lines += [SIMULATED, ""]
     if f.empty:
         return "\n".join([*lines, "No responses and no GPU time were recorded this week.", ""])
+    if (lever := f.lever()):
+        lines += [lever, ""]
+    lines += [coverage_note(f), spend_line(f), ""]
     lines += [f"{label:<27}{now:>18}   last week {before:>14}   {change}"
               for label, now, before, change in kpi_rows(f)]
     lines += ["", "Top models by cost:"]
-    lines += [f"  {r[0]:<28} {r[1]:>9} responses  {r[2]:>12}  {r[3]} per response  ({r[4]})"
-              for r in _top(f.by_model, "model")]
+    lines += [_top_line(r, per_response=True) for r in _top(f, f.by_model, "model")]
     lines += ["", "Top tenants by cost:"]
-    lines += [f"  {r[0]:<28} {r[1]:>9} responses  {r[2]:>12}  ({r[4]})"
-              for r in _top(f.by_tenant, "tenant")]
-    lines += ["", "Waste by cause:"]
-    lines += [f"  {r.cause:<15} {r.gpu_hours:>9.1f} GPU-hours  {_usd(r.usd):>12}"
-              for r in f.waste.itertuples() if r.gpu_hours > 0]
+    lines += [_top_line(r) for r in _top(f, f.by_tenant, "tenant")]
+    lines += ["", "Idle and waste by cause:"]
+    lines += [f"  {r.cause.replace('_', ' '):<15} {r.gpu_hours:>9.1f} GPU-hours  "
+              f"{_usd(r.usd):>12}" for r in f.waste.itertuples() if r.gpu_hours > 0]
     lines += _unmeasured_lines(f)
     if f.opportunities:
         lines += ["", "Top opportunities:"] + [f"  - {o}" for o in f.opportunities]
@@ -137,6 +185,10 @@ def html(f: WeeklyFigures, chart_cids: dict[str, str]) -> str:
     if f.empty:
         out.append("<p>No responses and no GPU time were recorded this week.</p></body></html>")
         return "".join(out)
+    if (lever := f.lever()):
+        out.append(f'<p style="font-size:17px;margin:6px 0 10px 0"><b>{escape(lever)}</b></p>')
+    out.append(f'<p style="color:#555;margin:0 0 4px 0">{escape(coverage_note(f))}</p>'
+               f'<p style="color:#555;margin:0 0 10px 0">{escape(spend_line(f))}</p>')
     out.append(_table(["", "This week", "Last week", "Change"],
                       [list(r) for r in kpi_rows(f)]))
     for name, title in (("cost", "Attributed cost per day"),
@@ -146,17 +198,17 @@ def html(f: WeeklyFigures, chart_cids: dict[str, str]) -> str:
                        f'{chart_cids[name]}" alt="{title}" width="600" style="display:block">')
     out.append('<h3 style="margin-bottom:4px">Top models by cost</h3>')
     out.append(_table(["Model", "Responses", "Cost", "Per response", "vs last week"],
-                      _top(f.by_model, "model")))
+                      _top(f, f.by_model, "model")))
     out.append('<h3 style="margin-bottom:4px">Top tenants by cost</h3>')
     out.append(_table(["Tenant", "Responses", "Cost", "Per response", "vs last week"],
-                      _top(f.by_tenant, "tenant")))
+                      _top(f, f.by_tenant, "tenant")))
     movers = f.movers()
     if not movers.empty:
         out.append('<h3 style="margin-bottom:4px">Biggest movers</h3>')
         out.append(_table(["", "Name", "Cost", "Change"], [
-            [r.kind, str(r.name), _usd(r.cost_usd), f"{r.change_usd:+,.2f} USD"]
+            [r.kind, str(r.name), _usd(r.total_usd), f"{r.change_usd:+,.2f} USD"]
             for r in movers.itertuples()]))
-    out.append('<h3 style="margin-bottom:4px">Waste by cause</h3>')
+    out.append('<h3 style="margin-bottom:4px">Idle and waste by cause</h3>')
     out.append(_table(["Cause", "GPU-hours", "Cost"], [
         [r.cause.replace("_", " "), f"{r.gpu_hours:,.1f}", _usd(r.usd)]
         for r in f.waste.itertuples() if r.gpu_hours > 0]))
@@ -170,7 +222,7 @@ def html(f: WeeklyFigures, chart_cids: dict[str, str]) -> str:
         out.append("</ul>")
     out.append('<p style="color:#666;font-size:12px">Per-model and per-tenant costs are '
                "attached as CSV. Figures: InferLedger's published results "
-               "(request_costs, cost_hourly, gpu_time).</p></body></html>")
+               "(spend_hourly, cost_hourly, request_costs).</p></body></html>")
     return "".join(out)
 
 

@@ -10,11 +10,18 @@ import pandas as pd
 from inferledger.store import read_df as df
 
 
-def newest(con: duckdb.DuckDBPyConnection) -> datetime | None:
-    """The newest hour with results, the anchor of every time range."""
-    out = df(con, "SELECT max(hour) + INTERVAL 1 HOUR - INTERVAL 1 SECOND AS t FROM gpu_time")
-    t = out["t"].iloc[0]
-    return None if pd.isna(t) else t.to_pydatetime()
+def coverage(con: duckdb.DuckDBPyConnection) -> tuple[datetime | None, datetime | None]:
+    """The first and the newest sample with results: the newest anchors every time range,
+    the first says whether a previous period is whole. Reads only the first and the last
+    hour's intervals (Parquet statistics skip the rest)."""
+    out = df(con, """
+        WITH h AS (SELECT epoch(min(hour)) AS lo, epoch(max(hour)) AS hi FROM gpu_time)
+        SELECT to_timestamp((SELECT min(t0) FROM gpu_intervals WHERE t0 < (SELECT lo FROM h)
+                                                                        + 3600)) AS first,
+               to_timestamp((SELECT max(t1) FROM gpu_intervals WHERE t0 >= (SELECT hi FROM h)))
+                   AS newest""")
+    return tuple(None if pd.isna(t) else t.to_pydatetime()  # type: ignore[return-value]
+                 for t in (out["first"].iloc[0], out["newest"].iloc[0]))
 
 
 def is_simulated(con: duckdb.DuckDBPyConnection) -> bool:

@@ -1,4 +1,5 @@
-"""Overview: headline figures for a period (and the one before it), and their trends."""
+"""Overview: the headline figures of a period (and the one before it), its spend bucket by
+bucket, and how cost and GPU time moved. Every figure is analytics/kpis.py's."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import duckdb
 import pandas as pd
 
 from analytics.filters import Filters
-from analytics.kpis import WASTE, kpis
+from analytics.kpis import WASTED, bridge, headline, in_buckets, no_value
 from inferledger.store import read_df as df
 
-__all__ = ["bucket", "cost_trend", "gpu_trend", "kpis"]  # kpis: shared with the report
+__all__ = ["bridge", "bucket", "cost_trend", "gpu_trend", "headline"]
+
 
 def bucket(f: Filters) -> str:
     """Trend granularity: hours up to a week, days beyond."""
@@ -18,18 +20,21 @@ def bucket(f: Filters) -> str:
 
 
 def cost_trend(con: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    """The responses' own cost (attributed) per model and time bucket."""
     w, p = f.where("hour", hourly=True)
     return df(con, f"""
-        SELECT date_trunc('{bucket(f)}', hour) AS time, model, sum(cost_usd) AS cost_usd,
-               sum(requests) AS requests
-        FROM cost_hourly WHERE {w} GROUP BY ALL ORDER BY 1""", p)
+        SELECT date_trunc('{bucket(f)}', hour) AS time,
+               coalesce(model, '{no_value("model")}') AS model, sum(cost_usd) AS cost_usd
+        FROM spend_hourly WHERE {w} AND allocation = 'attributed' GROUP BY ALL ORDER BY 1""", p)
 
 
 def gpu_trend(con: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
-    w, p = f.gpu_where()
+    """Useful, wasted and idle shares of the checked GPU time per time bucket."""
+    w, p = f.where("hour", hourly=True)
     return df(con, f"""
         SELECT date_trunc('{bucket(f)}', hour) AS time,
-               sum(useful_s) / nullif(sum(measured_s), 0) AS useful,
-               sum({WASTE}) / nullif(sum(measured_s), 0) AS wasted,
-               sum(idle_s) / nullif(sum(measured_s), 0) AS idle
-        FROM gpu_time WHERE {w} GROUP BY ALL ORDER BY 1""", p)
+               CASE WHEN bucket = 'useful' THEN 'useful' WHEN bucket = 'idle' THEN 'idle'
+                    ELSE 'wasted' END AS share,
+               sum(gpu_seconds) / 3600 AS gpu_hours
+        FROM spend_hourly WHERE {w} AND ({in_buckets(("useful", "idle", *WASTED))})
+        GROUP BY ALL ORDER BY 1""", p)
