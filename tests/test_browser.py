@@ -46,7 +46,32 @@ def _settled(page) -> None:
     page.wait_for_timeout(500)
 
 
-def test_every_page_renders_in_chromium(dashboard, tmp_path) -> None:
+def _spend_everywhere(page, url: str, store, tmp: Path) -> dict[str, str]:
+    import re
+
+    from analytics.report.config import ReportConfig
+    from analytics.report.jobs import preview
+    from analytics.report.week import Week
+    from analytics.summary import summary
+    from dashboard.ui import money
+
+    out = {"summary": money(summary(store)["gpu_spend_usd"])}
+    page.goto(url)
+    _settled(page)
+    metric = page.locator('[data-testid="stMetric"]', has_text="GPU spend")
+    out["overview"] = metric.locator('[data-testid="stMetricValue"]').inner_text()
+    page.goto(f"{url}/cost")
+    _settled(page)
+    caption = page.get_by_text("Rows add up to").first.inner_text()
+    out["cost page"] = re.search(r"Rows add up to (\$[\d,]+\.\d\d)", caption)[1]
+    html = tmp / "spend.html"
+    preview(store, Week.parse("2026-W48"), html, ReportConfig())
+    page.goto(html.as_uri())
+    out["report"] = re.search(r"GPU spend (\$[\d,]+\.\d\d) =", page.inner_text("body"))[1]
+    return out
+
+
+def test_every_page_renders_in_chromium(dashboard, demo_store, tmp_path) -> None:
     assert Path(CHROMIUM).exists(), "run scripts/install.sh: it installs Debian's chromium"
     shots = Path(os.environ.get("INFERLEDGER_SCREENSHOTS", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
@@ -67,6 +92,10 @@ def test_every_page_renders_in_chromium(dashboard, tmp_path) -> None:
                 assert marks.count() > 0, path
             page.screenshot(path=str(shots / f"dashboard-{path or 'overview'}.png"),
                             full_page=True)
+        # One spend, read off the rendered pages: the Overview's figure, the Cost page's
+        # tables (their caption's total) and the weekly report are the summary's.
+        spend = _spend_everywhere(page, dashboard, demo_store, tmp_path)
+        assert len(set(spend.values())) == 1, spend
         # A filter changes the numbers: one model of two has fewer responses.
         page.goto(dashboard)
         _settled(page)
