@@ -61,50 +61,62 @@ def metric(col: st.delta_generator.DeltaGenerator, label: str, now: pd.Series,
                delta_color="inverse" if lower_is_better else "normal", help=help)
 
 
-# Column name → (title with its unit, display format): tables are for people; their CSV
-# downloads keep the raw names and values.
-_MONEY, _UNIT, _COUNT = "dollar", "$%.6f", "localized"
-COLUMNS: dict[str, tuple[str, str]] = {
-    "cost_usd": ("Cost", _MONEY), "wasted_usd": ("Wasted", _MONEY),
-    "idle_share_usd": ("Idle share", _MONEY), "total_usd": ("Total", _MONEY),
-    "api_cost_usd": ("At API list price", _MONEY), "spend_usd": ("Spend", _MONEY),
-    "idle_cost_usd": ("Idle cost", _MONEY), "usd": ("Cost", _MONEY),
-    "usd_per_response": ("Per response", _UNIT),
-    "usd_per_1k_output_tokens": ("Per 1k output tokens", _UNIT),
-    "p50_usd": ("p50", _UNIT), "p90_usd": ("p90", _UNIT), "p99_usd": ("p99", _UNIT),
-    "max_usd": ("Max", _UNIT), "mean_usd": ("Mean", _UNIT),
-    "requests": ("Responses", _COUNT), "responses": ("Responses", _COUNT),
-    "output_tokens": ("Output tokens", _COUNT), "input_tokens": ("Input tokens", _COUNT),
-    "gpus": ("GPUs", _COUNT), "intervals": ("Intervals", _COUNT),
-    "energy_kwh": ("Energy (kWh)", "%.2f"), "carbon_kg": ("Carbon (kg CO₂e)", "%.2f"),
-    "joules_per_response": ("Energy per response (J)", "%.1f"),
-    "useful_fraction": ("Useful share", "percent"), "ratio_to_api": ("Ratio to API", "%.2f×"),
-    "gpu_hours": ("GPU-hours", "%.2f"), "gpu": ("GPU", ""), "gpu_model": ("GPU model", ""),
-    "host_name": ("Node", ""),
+def _count(v: float | None) -> str:
+    return number(v)
+
+
+def _fixed(digits: int, suffix: str = "") -> Callable[[float | None], str]:
+    return lambda v: "—" if _missing(v) else f"{v:,.{digits}f}{suffix}"
+
+
+# Column name → (title with its unit, how its values read): tables are for people; their
+# CSV downloads keep the raw names and values.
+COLUMNS: dict[str, tuple[str, Callable[[float | None], str] | None]] = {
+    "cost_usd": ("Cost", money), "wasted_usd": ("Wasted", money),
+    "idle_share_usd": ("Idle share", money), "total_usd": ("Total", money),
+    "api_cost_usd": ("At API list price", money), "spend_usd": ("Spend", money),
+    "idle_cost_usd": ("Idle cost", money), "usd": ("Cost", money),
+    "gpu_cost_usd": ("GPU cost", money_small), "energy_cost_usd": ("Energy cost", money_small),
+    "usd_per_response": ("Per response", money_small),
+    "usd_per_1k_output_tokens": ("Per 1k out tokens", money_small),
+    "p50_usd": ("p50", money_small), "p90_usd": ("p90", money_small),
+    "p99_usd": ("p99", money_small), "max_usd": ("Max", money_small),
+    "mean_usd": ("Mean", money_small),
+    "requests": ("Responses", _count), "responses": ("Responses", _count),
+    "output_tokens": ("Output tokens", _count), "input_tokens": ("Input tokens", _count),
+    "gpus": ("GPUs", _count), "intervals": ("Intervals", _count),
+    "energy_kwh": ("kWh", _fixed(2)), "carbon_kg": ("kg CO₂e", _fixed(2)),
+    "joules_per_response": ("J per response", _fixed(1)),
+    "useful_fraction": ("Useful share", pct), "ratio_to_api": ("Ratio to API", _fixed(2, "×")),
+    "gpu_hours": ("GPU-hours", _fixed(2)), "gpu": ("GPU", None),
+    "gpu_model": ("GPU model", None), "host_name": ("Node", None),
 }
+_UNITS = {"_s": (" (s)", _fixed(3)), "_j": (" (J)", _fixed(1)), "_w": (" (W)", _fixed(0))}
 
 
-def _column(name: str, numeric: bool) -> st.column_config.Column:
-    title, fmt = COLUMNS.get(name, (None, None))
-    if title is None:
-        unit = " (s)" if name.endswith("_s") else " (J)" if name.endswith("_j") else \
-            " (W)" if name.endswith("_w") else ""
-        base = name.removesuffix("_s").removesuffix("_j").removesuffix("_w") if unit else name
-        title = label(base).capitalize().replace("Ttft", "TTFT").replace("Tpot", "TPOT") + unit
-        fmt = "%.3f" if unit == " (s)" else "%.1f" if unit else None
-    return st.column_config.NumberColumn(title, format=fmt) if fmt and numeric else \
-        st.column_config.Column(title)
+def _column(name: str) -> tuple[str, Callable[[float | None], str] | None]:
+    """A column's title and format: from COLUMNS, else from its name and unit suffix."""
+    if name in COLUMNS:
+        return COLUMNS[name]
+    unit, fmt = next(((u, f) for s, (u, f) in _UNITS.items() if name.endswith(s)), ("", None))
+    base = name[:-2] if unit else name
+    title = label(base).capitalize().replace("Ttft", "TTFT").replace("Tpot", "TPOT") + unit
+    return title, fmt
 
 
 def table(title: str, frame: pd.DataFrame, key: str) -> None:
     """A titled table for people (headers with units, money as money, counts with
-    separators, nothing cut short) and its CSV with the raw columns."""
+    separators, a dash for nothing) and its CSV with the raw columns."""
     st.subheader(title)
     if frame.empty:
         st.caption("Nothing in this range.")
         return
-    config = {c: _column(c, pd.api.types.is_numeric_dtype(frame[c])) for c in frame.columns}
-    st.dataframe(frame, hide_index=True, width="stretch", column_config=config)
+    columns = {c: _column(c) for c in frame.columns}
+    numeric = {c: fmt for c, (_, fmt) in columns.items()
+               if fmt is not None and pd.api.types.is_numeric_dtype(frame[c])}
+    shown = frame.style.format(na_rep="—").format(numeric, na_rep="—")  # type: ignore[arg-type]
+    st.dataframe(shown, hide_index=True, width="stretch",
+                 column_config={c: st.column_config.Column(t) for c, (t, _) in columns.items()})
     st.download_button("Download CSV", frame.to_csv(index=False).encode(), f"{key}.csv",
                        "text/csv", key=f"dl-{key}")
 

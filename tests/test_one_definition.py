@@ -113,7 +113,7 @@ def test_summary_focus_report_and_store_agree_to_the_cent(demo_store, con, tmp_p
 def test_the_dashboard_pages_show_the_same_spend(monkeypatch, demo_store, con) -> None:
     monkeypatch.setenv("INFERLEDGER_DATA", str(demo_store.root))
     at = AppTest.from_file(APP, default_timeout=120).run()
-    first, newest = base.coverage(con)
+    _, newest = base.coverage(con)
     for tenants in ((), ("globex",)):
         if tenants:
             at.sidebar.multiselect(key="f_tenant").set_value(list(tenants)).run()

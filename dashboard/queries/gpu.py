@@ -88,11 +88,12 @@ def node_power(con: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
 
 
 def energy(con: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
+    """Checked energy per node and time bucket, from the ledger the Overview reads."""
     w, p = f.gpu_where()
     return df(con, f"""
         SELECT date_trunc('{bucket(f)}', hour) AS time, host_name AS node,
-               sum(measured_j) / 3.6e6 AS energy_kwh
-        FROM gpu_time WHERE {w} GROUP BY ALL ORDER BY 1""", p)
+               sum(energy_j) / 3.6e6 AS energy_kwh
+        FROM spend_hourly WHERE {w} GROUP BY ALL ORDER BY 1""", p)
 
 
 def engine_pressure(con: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:

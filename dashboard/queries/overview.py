@@ -14,9 +14,9 @@ __all__ = ["bridge", "bucket", "cost_trend", "gpu_trend", "headline"]
 
 
 def bucket(f: Filters) -> str:
-    """Trend granularity: hours up to a week, days beyond."""
+    """Trend granularity: hours up to a week (and its partial hour), days beyond."""
     span = f.span_s
-    return "hour" if span is not None and span <= 7 * 86400 else "day"
+    return "hour" if span is not None and span <= 8 * 86400 else "day"
 
 
 def cost_trend(con: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:

@@ -8,6 +8,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from analytics.kpis import no_value
 from dashboard import ui
 from dashboard.context import current, query
 from dashboard.queries import explorer as q
@@ -32,13 +33,16 @@ if r is None:
     st.warning("That request is no longer in the published results.")
     st.stop()
 
-st.subheader(f"{r['model']} · {r['tenant']} · {r['route']} · {r['outcome']}")
-c = st.columns(5)
+st.subheader(" · ".join(str(r[k]) if r[k] is not None and not pd.isna(r[k]) else no_value(k)
+                        for k in ("model", "tenant", "route", "outcome")))
+c = st.columns(6)
 c[0].metric("End to end", ui.secs(r["e2e_s"]))
 c[1].metric("TTFT", ui.secs(r["ttft_s"]))
-c[2].metric("Tokens in / out", f"{ui.number(r['input_tokens'])} / {ui.number(r['output_tokens'])}")
-c[3].metric("Cost", ui.money(r["cost_usd"], 6))
-c[4].metric("SLO", "met" if r["slo_met"] else "missed")
+c[2].metric("Tokens in", ui.number(r["input_tokens"]))
+c[3].metric("Tokens out", ui.number(r["output_tokens"]))
+c[4].metric("Cost", ui.money_small(r["cost_usd"]))
+c[5].metric("SLO", "met" if r["slo_met"] else "missed" if r["slo_met"] is not None
+            and not pd.isna(r["slo_met"]) else "—")
 st.caption(f"trace `{r['trace_id']}` · request `{r['request_id']}` · node {r['host_name']} · "
            f"GPUs {', '.join(r['gpu_uuids']) if r['placed'] else 'unplaced'}")
 
@@ -77,11 +81,19 @@ if r["placed"]:
 
 st.subheader("How its cost was computed")
 parts = query(q.cost_parts, uid)
-ui.table("Its share of each GPU-hour", parts, "request_cost_parts")
+if not r["placed"]:
+    st.caption("Not placed on any GPU (no span or process ties it to one), so it has no "
+               "attributed GPU time and no cost yet.")
+elif parts.empty:
+    st.caption("No GPU time attributed to it: it fell between two samples of its GPUs, or "
+               "never reached an engine.")
 st.markdown(
     f"GPU time {ui.number(r['gpu_seconds'], 3)} s × the GPU's hourly price = "
-    f"{ui.money(r['gpu_cost_usd'], 6)}; energy {ui.number(r['energy_j'], 1)} J × PUE × price "
-    f"per kWh = {ui.money(r['energy_cost_usd'], 6)}; total {ui.money(r['cost_usd'], 6)}"
-    f" (+ {ui.money(r['idle_share_usd'], 6)} idle share under the "
+    f"{ui.money_small(r['gpu_cost_usd'])}; energy {ui.number(r['energy_j'], 1)} J × PUE × "
+    f"price per kWh = {ui.money_small(r['energy_cost_usd'])}; total "
+    f"{ui.money_small(r['cost_usd'])} (+ {ui.money_small(r['idle_share_usd'])} idle share "
+    "under the "
     f"'{r['idle_policy']}' policy). Pricing `{r['pricing_version']}`, attribution "
     f"'{r['attribution_method']}'. Prices: *Pricing & settings*.")
+if not parts.empty:
+    ui.table("Its share of each GPU-hour", parts, "request_cost_parts")

@@ -27,13 +27,17 @@ long["bucket"] = long["bucket"].str.removesuffix("_s")
 st.altair_chart(alt.Chart(long).mark_bar().encode(
     y=alt.Y("gpu:N", title=None), x=alt.X("sum(seconds):Q", stack="normalize",
                                            axis=alt.Axis(format="%"), title=None),
-    color=alt.Color("bucket:N", sort=list(BUCKETS)),
-    tooltip=["gpu:N", "bucket:N", "seconds:Q"]), width="stretch")
+    color=alt.Color("bucket:N", sort=list(BUCKETS), scale=ui.colour_scale(list(BUCKETS)),
+                    title="Bucket"),
+    tooltip=[alt.Tooltip("gpu:N", title="GPU"), alt.Tooltip("bucket:N", title="Bucket"),
+             alt.Tooltip("seconds:Q", title="GPU-seconds", format=",.0f")]), width="stretch")
 over_time = query(q.buckets_over_time, f)
 st.altair_chart(alt.Chart(over_time).mark_area().encode(
     x=alt.X("time:T", title=None), y=alt.Y("gpu_hours:Q", title="GPU-hours"),
-    color=alt.Color("bucket:N", sort=list(BUCKETS)),
-    tooltip=["time:T", "bucket:N", "gpu_hours:Q"]), width="stretch")
+    color=alt.Color("bucket:N", sort=list(BUCKETS), scale=ui.colour_scale(list(BUCKETS)),
+                    title="Bucket"),
+    tooltip=[alt.Tooltip("time:T", title="Time"), alt.Tooltip("bucket:N", title="Bucket"),
+             alt.Tooltip("gpu_hours:Q", title="GPU-hours", format=",.2f")]), width="stretch")
 ui.table("GPU time by GPU (seconds)", by_gpu, "gpu_time_by_gpu")
 bad = query(q.unmeasured, f)
 if not bad.empty:
@@ -64,22 +68,39 @@ st.altair_chart(alt.layer(
     alt.Chart(power).mark_line(strokeDash=[4, 4]).encode(
         x="time:T", y="power_limit_w:Q", color="host_name:N")), width="stretch")
 ui.table("Power headroom per node", query(q.node_power, f), "power_headroom")
+st.subheader("Energy per node")
 energy = query(q.energy, f)
 st.altair_chart(alt.Chart(energy).mark_bar().encode(
     x=alt.X("time:T", title=None), y=alt.Y("sum(energy_kwh):Q", title="kWh"),
-    color="node:N", tooltip=["time:T", "node:N", "energy_kwh:Q"]), width="stretch")
+    color=alt.Color("node:N", title="Node"),
+    tooltip=[alt.Tooltip("time:T", title="Time"), alt.Tooltip("node:N", title="Node"),
+             alt.Tooltip("energy_kwh:Q", title="kWh", format=",.3f")]), width="stretch")
+st.caption("Measured GPU energy that passed the input checks, idle included: the energy "
+           "the Overview's carbon is computed from.")
 
 st.subheader("Engine pressure: KV cache, prefix cache, queue")
 eng = query(q.engine_pressure, f)
 if eng.empty:
     st.caption("No vLLM /metrics scraped in this range (the node agent scrapes them with "
                "--vllm; generated history has none).")
+elif eng["time"].nunique() < 2:
+    st.caption("One time bucket of engine gauges in this range: too little for a line; "
+               "the table has its values. Choose a longer range for the trend.")
+    ui.table("Engine gauges", eng, "engine_pressure")
 else:
     cols = st.columns(3)
-    for col, measure, title in ((cols[0], "kv_cache_usage", "KV-cache use"),
-                                (cols[1], "prefix_cache_hit_rate", "Prefix-cache hit rate"),
-                                (cols[2], "waiting", "Requests waiting")):
+    for col, measure, title, fmt in ((cols[0], "kv_cache_usage", "KV-cache use", "%"),
+                                     (cols[1], "prefix_cache_hit_rate", "Prefix-cache hit rate",
+                                      "%"),
+                                     (cols[2], "waiting", "Requests waiting", ",.1f")):
         with col:
             st.caption(title)
-            st.line_chart(eng, x="time", y=measure, color="engine", height=220)
+            st.altair_chart(alt.Chart(eng).mark_line(point=True).encode(
+                x=alt.X("time:T", title=None),
+                y=alt.Y(f"{measure}:Q", title=None, axis=alt.Axis(format=fmt)),
+                color=alt.Color("engine:N", title="Engine"),
+                tooltip=[alt.Tooltip("time:T", title="Time"),
+                         alt.Tooltip("engine:N", title="Engine"),
+                         alt.Tooltip(f"{measure}:Q", title=title, format=fmt)]
+            ).properties(height=220), width="stretch")
     ui.table("Engine gauges", eng, "engine_pressure")
