@@ -9,6 +9,7 @@ import os
 import sys
 import threading
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -210,7 +211,8 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
 
 def _report_week_args(p: argparse.ArgumentParser) -> None:
     _data_arg(p)
-    p.add_argument("--week", required=True, metavar="YYYY-Www", help="ISO week, e.g. 2026-W47")
+    p.add_argument("--week", metavar="YYYY-Www",
+                   help="ISO week, e.g. 2026-W47 (default: the last complete week)")
     p.add_argument("--config", type=Path, metavar="FILE", help="settings TOML ([report])")
 
 
@@ -219,6 +221,8 @@ def _report_args(args: argparse.Namespace) -> tuple[ReportConfig, Week]:
     from analytics.report.week import Week
 
     config = load_report_config(args.config)
+    if args.week is None:
+        return config, Week.last_complete(datetime.now(UTC), config.timezone)
     return config, Week.parse(args.week, config.timezone)
 
 

@@ -1,8 +1,10 @@
--- mart_cost_hourly / mart_cost_daily: cost, energy and traffic per hour (day) by model,
--- tenant, route and node — what dashboards, reports and exports read instead of scanning
--- every request. Costs of unplaced requests are NULL in request_costs and so not summed;
+-- mart_cost_hourly / mart_cost_daily: traffic per hour (day) the responses started, by
+-- model, tenant, route and node, with their costs — what dashboards, reports and exports
+-- count responses and tokens from. Money by the hour the GPU time ran, idle and overhead
+-- included, is spend_hourly's; these costs are the same responses' by the hour they
+-- started. Costs of unplaced requests are NULL in request_costs and so not summed;
 -- `placed_requests` says how many responses the sums cover. GPU time of failed, aborted and
--- timed-out requests is `wasted_*` (idle time belongs to GPUs, see gpu_time).
+-- timed-out requests is `unsuccessful_*`: one part of what spend_hourly calls wasted.
 CREATE OR REPLACE TEMP TABLE mart_cost_hourly AS
 SELECT
     hour, model, tenant, route, host_name,
@@ -15,10 +17,10 @@ SELECT
     sum(output_tokens) FILTER (WHERE placed)        AS placed_output_tokens,
     sum(gpu_seconds)                                AS gpu_seconds,
     sum(gpu_seconds) FILTER (WHERE work_class = 'useful') AS useful_gpu_seconds,
-    sum(gpu_seconds) FILTER (WHERE work_class <> 'useful') AS wasted_gpu_seconds,
+    sum(gpu_seconds) FILTER (WHERE work_class <> 'useful') AS unsuccessful_gpu_seconds,
     sum(energy_j)                                   AS energy_j,
     sum(cost_usd)                                   AS cost_usd,
-    sum(cost_usd) FILTER (WHERE work_class <> 'useful') AS wasted_cost_usd,
+    sum(cost_usd) FILTER (WHERE work_class <> 'useful') AS unsuccessful_cost_usd,
     sum(idle_share_usd)                             AS idle_share_usd,
     sum(total_cost_usd)                             AS total_cost_usd,
     sum(carbon_g)                                   AS carbon_g,
@@ -36,8 +38,8 @@ SELECT
     sum(placed_requests) AS placed_requests, sum(input_tokens) AS input_tokens,
     sum(output_tokens) AS output_tokens, sum(placed_output_tokens) AS placed_output_tokens,
     sum(gpu_seconds) AS gpu_seconds, sum(useful_gpu_seconds) AS useful_gpu_seconds,
-    sum(wasted_gpu_seconds) AS wasted_gpu_seconds, sum(energy_j) AS energy_j,
-    sum(cost_usd) AS cost_usd, sum(wasted_cost_usd) AS wasted_cost_usd,
+    sum(unsuccessful_gpu_seconds) AS unsuccessful_gpu_seconds, sum(energy_j) AS energy_j,
+    sum(cost_usd) AS cost_usd, sum(unsuccessful_cost_usd) AS unsuccessful_cost_usd,
     sum(idle_share_usd) AS idle_share_usd, sum(total_cost_usd) AS total_cost_usd,
     sum(carbon_g) AS carbon_g, sum(api_cost_usd) AS api_cost_usd,
     any_value(pricing_version) AS pricing_version,
