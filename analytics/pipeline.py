@@ -50,7 +50,8 @@ STEPS: tuple[str, ...] = (
     "marts/mart_request_costs",
     "marts/mart_spend",
     "marts/mart_latency",
-    "marts/mart_cost_rollups",
+    "marts/mart_cost_hourly",
+    "marts/mart_cost_daily",
     "marts/mart_conservation",
 )
 # Tables the steps create → the names they are published under (the SQL API, docs/SQL.md).
@@ -85,6 +86,7 @@ class RunResult:
     conservation_max_rel_error: float
     seconds: float
     days: int = 0
+    windows: int = 0
 
 
 def _sql(step: str) -> str:
@@ -191,12 +193,14 @@ def compute(con: duckdb.DuckDBPyConnection, pricing: Pricing, settings: Settings
 
 
 DAY_S = 86_400
+HOUR_S = 3_600
 MARGIN_S = 3_600.0
 DEFAULT_LATENESS_S = 3_600.0
 
-# Published table → the epoch-seconds expression that puts a row in a UTC day. Rows of a
-# day are computed with MARGIN_S of data either side, so requests and intervals crossing
-# midnight are whole; only the day's own rows are kept. None: see _publish_day.
+# Published table → the epoch-seconds expression that puts a row in a UTC day (and hour).
+# Rows of a window are computed with MARGIN_S of data either side, so requests and
+# intervals crossing its edges are whole; only the window's own rows are kept. None: see
+# _window_rows; DAILY tables are recomputed from the day's published rows.
 DAY_KEY: dict[str, str | None] = {
     "int_requests": "started_s",
     "int_request_gpus": None,
@@ -210,15 +214,40 @@ DAY_KEY: dict[str, str | None] = {
     "mart_cost_daily": "epoch(day)",
     "mart_conservation": "epoch(hour)",
 }
+DAILY = ("mart_latency", "mart_cost_daily")  # one row set per day, whatever the window
+
+
+@dataclass(frozen=True)
+class Window:
+    """Hours of one UTC day to (re)compute: the whole day, or its last hours while live."""
+
+    lo: float  # epoch s, on the hour
+    hi: float  # epoch s, on the hour, at most the day's end
+
+    @property
+    def day(self) -> float:
+        return math.floor(self.lo / DAY_S) * DAY_S
+
+    @property
+    def whole_day(self) -> bool:
+        return self.lo == self.day and self.hi == self.day + DAY_S
+
+    def label(self) -> str:
+        if self.whole_day:
+            return _day_label(self.day)
+        return (f"{_day_label(self.day)} {(self.lo - self.day) / HOUR_S:02.0f}:00–"
+                f"{(self.hi - self.day) / HOUR_S:02.0f}:00")
 
 
 @dataclass(frozen=True)
 class State:
-    """What the published results are based on, and how far the data they saw went."""
+    """What the published results are based on, how far the data they saw went, and the day
+    from which on days have not yet been computed whole after their data was complete."""
 
     watermark_s: float
     pricing_version: str
     method: str
+    settled_s: float = 0.0
 
     @classmethod
     def read(cls, data: DataDir) -> State | None:
@@ -269,56 +298,141 @@ def _raw_range(data: DataDir) -> tuple[float, float] | None:
     return None if row[0] is None else (row[0] / 1e9, row[1] / 1e9)
 
 
-def days_to_run(span: tuple[float, float] | None, state: State | None, *, since: float | None,
-                until: float | None, lateness_s: float, reprice: bool) -> list[float]:
-    """UTC day starts to (re)compute: a backfill range, everything, or since the watermark.
-
-    ``span`` is the raw data's time range; with no data at all, today (empty tables).
-    """
-    if since is not None or until is not None:
-        lo = since if since is not None else (span[0] if span else time.time())
-        hi = until if until is not None else (span[1] if span else time.time())
-    elif span is None:
-        lo = hi = time.time()
-    elif state is None or reprice:
-        lo, hi = span
-    else:  # never before the earliest data, whatever the watermark says
-        lo, hi = max(min(state.watermark_s - lateness_s, span[1]), span[0]), span[1]
+def _days(lo: float, hi: float) -> list[float]:
     first, last = math.floor(lo / DAY_S) * DAY_S, math.floor(hi / DAY_S) * DAY_S
     return [float(d) for d in range(int(first), int(last) + DAY_S, DAY_S)]
 
 
+def _whole(days: list[float]) -> list[Window]:
+    return [Window(d, d + DAY_S) for d in days]
+
+
+def windows_to_run(span: tuple[float, float] | None, state: State | None, *,
+                   since: float | None, until: float | None, lateness_s: float,
+                   reprice: bool, whole_days: bool = False) -> list[Window]:
+    """What to (re)compute: a backfill range, everything, or what is new since the watermark.
+
+    A backfill, a first run and a re-price compute whole UTC days. A live run recomputes only
+    the hours from ``lateness_s`` before the watermark to the newest data, and each day
+    whose data has become complete (its end more than ``lateness_s`` behind the watermark)
+    once more whole, so every finished day is computed from all of its data once (the
+    attribution's fits see the whole day). ``whole_days`` makes live runs compute whole days
+    too (an idle policy other than 'separate' shares idle over the day). ``span`` is the raw
+    data's time range; with no data at all, today (empty tables).
+    """
+    if since is not None or until is not None:
+        lo = since if since is not None else (span[0] if span else time.time())
+        hi = until if until is not None else (span[1] if span else time.time())
+        return _whole(_days(lo, hi))
+    if span is None:
+        return _whole(_days(time.time(), time.time()))
+    if state is None or reprice:
+        return _whole(_days(*span))
+    # never before the earliest data, whatever the watermark says
+    lo = max(min(state.watermark_s - lateness_s, span[1]), span[0])
+    complete = math.floor((max(state.watermark_s, span[1]) - lateness_s) / DAY_S) * DAY_S
+    settle = [d for d in _days(lo, span[1]) if state.settled_s <= d and d + DAY_S <= complete]
+    if whole_days:
+        return _whole(_days(lo, span[1]))
+    out = _whole(settle)
+    hour = math.floor(lo / HOUR_S) * HOUR_S
+    end = math.floor(span[1] / HOUR_S) * HOUR_S + HOUR_S
+    for d in _days(hour, span[1]):
+        if d in settle:
+            continue
+        w = Window(max(hour, d), min(end, d + DAY_S))
+        out.append(Window(d, d + DAY_S) if w.lo == d and w.hi == d + DAY_S else w)
+    return out
+
+
+def _window_rows(table: str, lo: float, hi: float) -> str:
+    """The SELECT of ``table``'s rows that belong to [lo, hi)."""
+    key = DAY_KEY[table]
+    if key is not None:
+        return f"SELECT * FROM {table} WHERE {key} >= {lo} AND {key} < {hi}"
+    if table == "int_request_gpus":
+        return ("SELECT * FROM int_request_gpus WHERE request_uid IN (SELECT request_uid "
+                f"FROM int_requests WHERE started_s >= {lo} AND started_s < {hi})")
+    return f"SELECT * FROM {table}"  # mart_latency: computed for its day (keep_from/_until)
+
+
 def _publish_day(con: duckdb.DuckDBPyConnection, data: DataDir, day: float) -> None:
-    label, until = _day_label(day), day + DAY_S
+    label = _day_label(day)
     for table, published in PUBLISHED.items():
-        key = DAY_KEY[table]
-        if key is not None:
-            sql = f"SELECT * FROM {table} WHERE {key} >= {day} AND {key} < {until}"
-        elif table == "int_request_gpus":
-            sql = ("SELECT * FROM int_request_gpus WHERE request_uid IN (SELECT request_uid "
-                   f"FROM int_requests WHERE started_s >= {day} AND started_s < {until})")
-        else:  # mart_latency: computed for this day only (keep_from / keep_until)
-            sql = f"SELECT * FROM {table}"
-        arrow = con.sql(sql).to_arrow_table()
+        arrow = con.sql(_window_rows(table, day, day + DAY_S)).to_arrow_table()
         write_parquet_atomic(arrow, data.derived_partition(published, label), durable=False)
 
 
-def _run_day(data: DataDir, day: float, pricing: Pricing, settings: Settings) -> tuple[int, int,
-                                                                                       float]:
-    """Compute one UTC day (with margins) and publish its partitions."""
-    window = (int((day - MARGIN_S) * 1e9), int((day + DAY_S + MARGIN_S) * 1e9))
+def _publish_hours(con: duckdb.DuckDBPyConnection, data: DataDir, w: Window) -> None:
+    """Replace the window's hours in its day's partitions: the day's other rows stay as they
+    were; then the per-day tables are recomputed from the day's rows as now published."""
+    label = _day_label(w.day)
+    for table, published in PUBLISHED.items():
+        if table in DAILY:
+            continue
+        path = data.derived_partition(published, label)
+        rows = con.sql(_window_rows(table, w.lo, w.hi)).to_arrow_table()
+        if path.exists():
+            con.register("old_rows", _old_rows(con, data, table, str(path), label, w))
+            con.register("new_rows", rows)
+            rows = con.sql("SELECT * FROM old_rows UNION ALL BY NAME SELECT * FROM new_rows"
+                           ).to_arrow_table()
+            con.unregister("old_rows")
+            con.unregister("new_rows")
+        write_parquet_atomic(rows, path, durable=False)
+    day = duckdb.connect()
+    try:
+        day.execute("SET TimeZone = 'UTC'").fetchall()
+        day.execute("SET VARIABLE keep_from = ?", [w.day]).fetchall()
+        day.execute("SET VARIABLE keep_until = ?", [w.day + DAY_S]).fetchall()
+        for name, published in (("int_requests", "requests"),
+                                ("mart_cost_hourly", "cost_hourly")):
+            day.read_parquet(str(data.derived_partition(published, label))).create_view(name)
+        day.read_parquet(str(data.derived_partition("request_costs", label))).select(
+            "request_uid, slo_met").create_view("int_request_slo")
+        for table in DAILY:
+            day.execute(_sql(f"marts/{table}")).fetchall()
+            write_parquet_atomic(day.sql(f"SELECT * FROM {table}").to_arrow_table(),
+                                 data.derived_partition(PUBLISHED[table], label), durable=False)
+    finally:
+        day.close()
+
+
+def _old_rows(con: duckdb.DuckDBPyConnection, data: DataDir, table: str, path: str,
+              label: str, w: Window) -> pa.Table:
+    """The rows of a published day partition outside the window."""
+    key = DAY_KEY[table]
+    if key is not None:
+        return con.read_parquet(path).filter(
+            f"NOT ({key} >= {w.lo} AND {key} < {w.hi})").to_arrow_table()
+    # int_request_gpus: the rows of requests that started outside the window (requests'
+    # rows outside it are the ones published before, whether or not it is merged yet)
+    con.read_parquet(str(data.derived_partition("requests", label))).filter(
+        f"NOT (started_s >= {w.lo} AND started_s < {w.hi})").select("request_uid").create_view(
+        "requests_outside")
+    return con.read_parquet(path).filter(
+        "request_uid IN (SELECT request_uid FROM requests_outside)").to_arrow_table()
+
+
+def _run_window(data: DataDir, w: Window, pricing: Pricing, settings: Settings
+                ) -> tuple[int, int, float]:
+    """Compute one window (with margins) and publish its rows."""
+    span = (int((w.lo - MARGIN_S) * 1e9), int((w.hi + MARGIN_S) * 1e9))
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'").fetchall()  # hours and days are UTC windows
-        con.execute(views_sql(data, include_derived=False, time_range_ns=window)).fetchall()
-        con.execute("SET VARIABLE keep_from = ?", [day]).fetchall()
-        con.execute("SET VARIABLE keep_until = ?", [day + DAY_S]).fetchall()
+        con.execute(views_sql(data, include_derived=False, time_range_ns=span)).fetchall()
+        con.execute("SET VARIABLE keep_from = ?", [w.day]).fetchall()
+        con.execute("SET VARIABLE keep_until = ?", [w.day + DAY_S]).fetchall()
         worst = compute(con, pricing, settings)
-        _publish_day(con, data, day)
+        if w.whole_day:
+            _publish_day(con, data, w.day)
+        else:
+            _publish_hours(con, data, w)
         n_req, n_iv = con.execute(
-            f"SELECT (SELECT count(*) FROM int_requests WHERE started_s >= {day} AND "
-            f"started_s < {day + DAY_S}), (SELECT count(*) FROM int_gpu_intervals WHERE "
-            f"t0 >= {day} AND t0 < {day + DAY_S})").fetchall()[0]
+            f"SELECT (SELECT count(*) FROM int_requests WHERE started_s >= {w.lo} AND "
+            f"started_s < {w.hi}), (SELECT count(*) FROM int_gpu_intervals WHERE "
+            f"t0 >= {w.lo} AND t0 < {w.hi})").fetchall()[0]
     finally:
         con.close()
     return n_req, n_iv, worst
@@ -363,26 +477,31 @@ def _run(data: DataDir, pricing: Pricing, settings: Settings, *, reprice: bool,
             f"{settings.method!r}. Re-run with `inferledger analytics run --reprice` to "
             "recompute past windows with them.")
     span = _data_range(data)
-    days = days_to_run(span, state, since=since, until=until, lateness_s=lateness_s,
-                       reprice=reprice)
+    windows = windows_to_run(span, state, since=since, until=until, lateness_s=lateness_s,
+                             reprice=reprice, whole_days=pricing.idle_policy != "separate")
     requests = intervals = 0
     worst = 0.0
-    for i, day in enumerate(days, 1):
-        n_req, n_iv, w = retry_vanished(lambda d=day: _run_day(data, d, pricing, settings))
+    for i, window in enumerate(windows, 1):
+        n_req, n_iv, w = retry_vanished(lambda x=window: _run_window(data, x, pricing,
+                                                                     settings))
         requests, intervals, worst = requests + n_req, intervals + n_iv, max(worst, w)
         if progress:
-            progress(i, len(days), _day_label(day))
+            progress(i, len(windows), window.label())
     if span is not None:  # no data yet: no watermark to keep
         watermark = state.watermark_s if state else span[1]
+        settled = state.settled_s if state else 0.0
         if since is None and until is None:  # a backfill does not move the watermark
             watermark = max(watermark, span[1])
-        State(watermark, pricing.version, settings.method).write(data)
+            # every day that ended lateness before the data's end has now been whole
+            settled = max(settled, math.floor((watermark - lateness_s) / DAY_S) * DAY_S)
+        State(watermark, pricing.version, settings.method, settled).write(data)
         _write_json(data.analytics_config, {"pricing": asdict(pricing),
                                             "settings": asdict(settings),
                                             "written_at": datetime.now(UTC).isoformat()})
     write_catalog(data)
-    result = RunResult(requests, intervals, worst, time.monotonic() - started, len(days))
-    log.info("analytics: %d day(s), %d requests, %d GPU intervals, conservation max rel "
-             "error %.2e (%.2fs)", len(days), result.requests, result.intervals, worst,
-             result.seconds)
+    result = RunResult(requests, intervals, worst, time.monotonic() - started,
+                       len({w.day for w in windows}), len(windows))
+    log.info("analytics: %s, %d requests, %d GPU intervals, conservation max rel error "
+             "%.2e (%.2fs)", ", ".join(w.label() for w in windows), result.requests,
+             result.intervals, worst, result.seconds)
     return result

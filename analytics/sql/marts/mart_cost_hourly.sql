@@ -1,6 +1,6 @@
--- mart_cost_hourly / mart_cost_daily: traffic per hour (day) the responses started, by
--- model, tenant, route and node, with their costs — what dashboards, reports and exports
--- count responses and tokens from. Money by the hour the GPU time ran, idle and overhead
+-- mart_cost_hourly: traffic per hour the responses started, by model, tenant, route and
+-- node, with their costs (mart_cost_daily sums it per day): what dashboards, reports and
+-- exports count responses and tokens from. Money by the hour the GPU time ran, idle and overhead
 -- included, is spend_hourly's; these costs are the same responses' by the hour they
 -- started. Costs of unplaced requests are NULL in request_costs and so not summed;
 -- `placed_requests` says how many responses the sums cover. GPU time of failed, aborted and
@@ -29,20 +29,3 @@ SELECT
     any_value(attribution_method)                   AS attribution_method
 FROM mart_request_costs
 GROUP BY hour, model, tenant, route, host_name;
-
-CREATE OR REPLACE TEMP TABLE mart_cost_daily AS
-SELECT
-    date_trunc('day', hour) AS day, model, tenant, route, host_name,
-    bool_or(simulated) AS simulated,
-    sum(requests) AS requests, sum(ok_requests) AS ok_requests,
-    sum(placed_requests) AS placed_requests, sum(input_tokens) AS input_tokens,
-    sum(output_tokens) AS output_tokens, sum(placed_output_tokens) AS placed_output_tokens,
-    sum(gpu_seconds) AS gpu_seconds, sum(useful_gpu_seconds) AS useful_gpu_seconds,
-    sum(unsuccessful_gpu_seconds) AS unsuccessful_gpu_seconds, sum(energy_j) AS energy_j,
-    sum(cost_usd) AS cost_usd, sum(unsuccessful_cost_usd) AS unsuccessful_cost_usd,
-    sum(idle_share_usd) AS idle_share_usd, sum(total_cost_usd) AS total_cost_usd,
-    sum(carbon_g) AS carbon_g, sum(api_cost_usd) AS api_cost_usd,
-    any_value(pricing_version) AS pricing_version,
-    any_value(attribution_method) AS attribution_method
-FROM mart_cost_hourly
-GROUP BY ALL;
