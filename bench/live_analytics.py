@@ -37,12 +37,12 @@ from pathlib import Path
 import httpx
 from _stack import free_port
 
-from inferledger.procs import terminate
+from inferledger.procs import terminate, wait_for_health
 from inferledger.store import DataDir, connect_readonly
 
 GOALS = {"demo": 2.0, "fleet-16": 10.0}
 FRESHNESS_GOAL_S = 30.0
-RUN_LINE = re.compile(r"analytics: (?P<windows>.*?), \d+ requests.*\((?P<s>[\d.]+)s\)")
+RUN_LINE = re.compile(r".*analytics: (?P<windows>.*?), \d+ requests.*\((?P<s>[\d.]+)s\)")
 
 
 def _quantile(xs: list[float], q: float) -> float:
@@ -120,6 +120,7 @@ def main() -> None:
               flush=True)
         data = DataDir.at(root)
         engine = f"http://127.0.0.1:{base + 1}"
+        wait_for_health(f"{engine}/health", 180)  # live engines start after the history
         with httpx.Client(timeout=60) as client:
             model = client.get(f"{engine}/v1/models").json()["data"][0]["id"]
             pending: dict[str, float] = {}

@@ -34,3 +34,15 @@ def test_attribution_accuracy_bench_runs_against_the_oracle() -> None:
         assert r["missing"] == 0 and r["successful"] > 0
         assert 0 <= r["p50_rel_error"] <= r["p95_rel_error"] <= r["max_rel_error"]
         assert 0 <= r["misattributed_share"] <= 1
+
+
+def test_live_analytics_bench_measures_runs_and_freshness() -> None:
+    """The demo live for half a minute after ten minutes of history: scheduled runs timed
+    from the scheduler's log, probe requests found in request_costs."""
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "live_analytics.py"),
+                          "--history", "10m", "--minutes", "0.5"],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert out.returncode == 0, out.stderr + out.stdout
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    assert figures["live_runs"] >= 1 and figures["live_run_p95_s"] > 0
+    assert figures["probes"] >= 1 and 0 < figures["freshness_p95_s"] < 120

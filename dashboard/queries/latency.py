@@ -6,6 +6,7 @@ import duckdb
 import pandas as pd
 
 from analytics.filters import Filters
+from analytics.kpis import no_value
 from dashboard.queries.overview import bucket
 from inferledger.store import read_df as df
 
@@ -16,7 +17,7 @@ def phases(con: duckdb.DuckDBPyConnection, f: Filters, dim: str) -> pd.DataFrame
     col = {"model": "model", "tenant": "tenant", "route": "route"}[dim]
     w, p = f.where()
     return df(con, f"""
-        UNPIVOT (SELECT coalesce({col}, '(unknown)') AS {dim},
+        UNPIVOT (SELECT coalesce({col}, '{no_value(dim)}') AS {dim},
                         {", ".join(f"avg({ph}) AS {ph.removesuffix('_s')}" for ph in PHASES)}
                  FROM request_costs WHERE {w} AND outcome = 'ok' GROUP BY ALL)
         ON {", ".join(ph.removesuffix("_s") for ph in PHASES)}
@@ -45,14 +46,15 @@ def slo(con: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
     (such requests per second of the period) by model."""
     w, p = f.where()
     return df(con, f"""
-        SELECT model, count(*) AS requests, avg(slo_met::INT) AS slo_attainment,
+        SELECT coalesce(model, '{no_value("model")}') AS model, count(*) AS requests,
+               avg(slo_met::INT) AS slo_attainment,
                count(*) FILTER (WHERE slo_met)
                    / nullif(epoch(max(started_at)) - epoch(min(started_at)), 0) AS goodput_rps,
                quantile_cont(ttft_s, 0.95) AS ttft_p95_s, quantile_cont(tpot_s, 0.95) AS tpot_p95_s,
                quantile_cont(e2e_s, 0.99) AS e2e_p99_s,
                count(*) FILTER (WHERE outcome = 'timeout') AS timed_out,
                count(*) FILTER (WHERE outcome = 'rejected') AS rejected
-        FROM request_costs WHERE {w} GROUP BY ALL ORDER BY model""", p)
+        FROM request_costs WHERE {w} GROUP BY ALL ORDER BY 1""", p)
 
 
 def tail(con: duckdb.DuckDBPyConnection, f: Filters, limit: int = 25) -> pd.DataFrame:
