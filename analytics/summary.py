@@ -30,6 +30,10 @@ def require_results(data: DataDir) -> None:
     if not any(data.derived_table("cost_hourly").glob("*.parquet")):
         raise NoResults(f"no analytics results in {data.root} yet: run `inferledger analytics "
                         f"run --data {data.root}` (the scheduler does this on its interval)")
+    if not any(data.derived_table("spend_hourly").glob("*.parquet")):
+        raise NoResults(f"the results in {data.root} predate the spend ledger (spend_hourly): "
+                        f"recompute them with `inferledger analytics run --reprice --data "
+                        f"{data.root}`")
 
 
 def _plain(v: Any) -> Any:
