@@ -198,3 +198,23 @@ def test_focus_export(data, tmp_path) -> None:
                            params=[gpu_time]).fetchall()[0][0]
     # every measured dollar is in the export: usage (attributed) + idle rows
     assert usage.BilledCost.sum() + idle.BilledCost.sum() == pytest.approx(con_total, rel=1e-6)
+
+
+@pytest.mark.parametrize("policy", ["separate", "node", "model", "tenant"])
+def test_the_ledger_carries_each_idle_policy(policy) -> None:
+    """spend_hourly under every idle policy: its rows add up to gpu_time, and what it charges
+    each tenant is that tenant's responses' total cost (their own + their idle share)."""
+    f, _, _ = fleet()
+    con = f.con(pricing=replace(load_pricing(), idle_policy=policy))
+    spend, gpu = con.execute("SELECT (SELECT sum(cost_usd) FROM mart_spend), "
+                             "(SELECT sum(cost_usd) FROM mart_gpu_time)").fetchall()[0]
+    assert spend == pytest.approx(gpu, rel=1e-12)
+    ledger = dict(con.execute("SELECT tenant, sum(cost_usd) FROM mart_spend WHERE tenant "
+                              "IS NOT NULL GROUP BY 1").fetchall())
+    responses = dict(con.execute("SELECT tenant, sum(total_cost_usd) FROM mart_request_costs "
+                                 "GROUP BY 1").fetchall())
+    assert ledger == pytest.approx(responses)
+    uncharged = con.execute("SELECT coalesce(sum(cost_usd), 0) FROM mart_spend "
+                            "WHERE allocation = 'unallocated' AND bucket = 'idle'"
+                            ).fetchall()[0][0]
+    assert (uncharged > 0) == (policy == "separate")

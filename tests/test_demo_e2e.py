@@ -118,7 +118,9 @@ def test_demo_for_a_duration(tmp_path) -> None:
     assert s["placed_fraction"] >= 0.99
     assert s["cost_per_response_usd"] > 0 and s["energy_per_response_j"] > 0
     assert s["conservation_max_rel_error"] <= 1e-9
-    assert 0 < s["useful_gpu_fraction"] <= 1 and s["ttft_p95_s"] > 0
+    assert 0 < s["useful_fraction"] <= 1 and s["ttft_p95_s"] > 0
+    assert s["gpu_spend_usd"] == pytest.approx(s["useful_usd"] + s["wasted_usd"]
+                                               + s["idle_cost_usd"])
     assert s["simulated"] is True
 
     import duckdb
