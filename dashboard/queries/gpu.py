@@ -48,43 +48,27 @@ def unmeasured(con: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
 
 def activity(con: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
     """Per GPU and time bucket: NVML utilization (a kernel ran) beside SM activity (how many
-    SMs worked, Hopper and newer), power and its limit."""
-    w, p = f.gpu_where("to_timestamp(ts_s)", hourly=False)
+    SMs worked, Hopper and newer), power and its limit, from the hourly rollup."""
+    w, p = f.gpu_where()
     return df(con, f"""
-        SELECT date_trunc('{bucket(f)}', to_timestamp(ts_s)) AS time, host_name,
-               {GPU_LABEL} AS gpu, avg(utilization) AS utilization, avg(sm_active) AS sm_active,
-               avg(power_w) AS power_w, max(power_w) AS peak_power_w,
-               any_value(power_limit_w) AS power_limit_w
-        FROM stg_gpu_samples WHERE {w} GROUP BY ALL ORDER BY time, gpu""", p)
-
-
-POWER_BIN_S = 10  # node power is each GPU's mean power over 10 s, summed per node
+        SELECT date_trunc('{bucket(f)}', hour) AS time, host_name, {GPU_LABEL} AS gpu,
+               sum(utilization * utilization_n) / nullif(sum(utilization_n), 0) AS utilization,
+               sum(sm_active * sm_active_n) / nullif(sum(sm_active_n), 0) AS sm_active,
+               sum(power_w * power_n) / nullif(sum(power_n), 0) AS power_w,
+               max(peak_power_w) AS peak_power_w, max(power_limit_w) AS power_limit_w
+        FROM gpu_activity WHERE {w} GROUP BY ALL ORDER BY time, gpu""", p)
 
 
 def node_power(con: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
-    """Power against the sum of the node's limits, and the headroom left at the peak. A
-    node's GPUs are sampled at their own instants: each GPU's power is averaged over the same
-    10-second bins, then the node's GPUs are summed bin by bin (summing the samples that
-    happen to share a rounded second would count one GPU or three)."""
-    w, p = f.gpu_where("to_timestamp(ts_s)", hourly=False)
+    """Power against the sum of the node's limits, and the headroom left at the peak, from
+    the hourly rollup of 10-second bins (mart_node_power says how the bins are built)."""
+    w, p = f.gpu_where()
     return df(con, f"""
-        WITH per_gpu AS (
-            SELECT host_name, gpu_uuid, floor(ts_s / {POWER_BIN_S}) AS bin,
-                   avg(power_w) AS power_w, max(power_limit_w) AS limit_w
-            FROM stg_gpu_samples WHERE {w} GROUP BY ALL
-        ), per_node AS (
-            SELECT host_name, bin, sum(power_w) AS power_w, sum(limit_w) AS limit_w,
-                   count(*) AS gpus
-            FROM per_gpu GROUP BY ALL
-        ), full_bins AS (  -- bins where every GPU of the node reported
-            SELECT * FROM per_node
-            WHERE gpus = (SELECT max(gpus) FROM per_node m WHERE m.host_name = per_node.host_name)
-        )
-        SELECT host_name AS node, round(avg(power_w)) AS mean_power_w,
-               round(max(power_w)) AS peak_power_w, round(max(limit_w)) AS power_limit_w,
-               round(max(limit_w) - max(power_w)) AS headroom_at_peak_w,
-               round(max(power_w) / nullif(max(limit_w), 0), 3) AS peak_share_of_limit
-        FROM full_bins GROUP BY ALL ORDER BY node""", p)
+        SELECT host_name AS node, round(sum(mean_power_w * bins) / sum(bins)) AS mean_power_w,
+               round(max(peak_power_w)) AS peak_power_w, round(max(limit_w)) AS power_limit_w,
+               round(max(limit_w) - max(peak_power_w)) AS headroom_at_peak_w,
+               round(max(peak_power_w) / nullif(max(limit_w), 0), 3) AS peak_share_of_limit
+        FROM node_power WHERE {w} GROUP BY ALL ORDER BY node""", p)
 
 
 def energy(con: duckdb.DuckDBPyConnection, f: Filters) -> pd.DataFrame:
