@@ -13,7 +13,7 @@ from html import escape
 
 import pandas as pd
 
-from analytics.kpis import NOT_CHARGED, UNMEASURED
+from analytics.kpis import NOT_CHARGED
 from analytics.report.charts import cost_by_day, gpu_time_by_day
 from analytics.report.figures import WeeklyFigures
 
@@ -85,11 +85,9 @@ def coverage_note(f: WeeklyFigures) -> str:
 
 def spend_line(f: WeeklyFigures) -> str:
     """Spend as the sum of its parts, in words: the bridge of the report."""
-    parts = f.spend.set_index("bucket")["usd"]
-    useful, idle = parts.get("useful", 0.0), parts.get("idle", 0.0)
-    wasted = float(parts.drop(["useful", "idle", UNMEASURED], errors="ignore").sum())
-    return (f"GPU spend {_usd(f.now.get('gpu_spend_usd'))} = useful {_usd(useful)} + wasted "
-            f"{_usd(wasted)} + idle {_usd(idle)}.")
+    n = f.now
+    return (f"GPU spend {_usd(n.get('gpu_spend_usd'))} = useful {_usd(n.get('useful_usd'))} + "
+            f"wasted {_usd(n.get('wasted_usd'))} + idle {_usd(n.get('idle_cost_usd'))}.")
 
 
 def costs_csv(f: WeeklyFigures) -> bytes:
