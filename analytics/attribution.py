@@ -17,6 +17,9 @@ decode phase [first token, finished), each with a constant rate ρ. The methods:
 - ``work``: prompt tokens × prefill weight per prefill second and output tokens per decode
   second, both in output-token units, sharing each instant in proportion.
 - ``time_overlap``: ρ = 1 over [scheduled, finished): every active request equally.
+- ``kv_memory``: by KV-cache memory held, for GPUs whose limit is memory, not compute: a
+  prefill holds half its new prompt on average (its KV grows from 0), a decode its new
+  prompt and half its reply; prefix-cache hits are shared blocks and credited to no one.
 
 bench/attribution_accuracy.py measures them against the simulator's step-by-step truth
 (bench/RESULTS.md): ``gpu_time`` is the most accurate and the default.
@@ -62,7 +65,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-METHODS = ("gpu_time", "work", "time_overlap")
+METHODS = ("gpu_time", "work", "time_overlap", "kv_memory")
 CLASSES = ("useful", "failed", "aborted", "timed_out")  # a request's work_class
 PREEMPTED = len(CLASSES)  # the class index of recomputation segments (no owner)
 MIN_SEGMENT_S = 1e-3
@@ -237,6 +240,8 @@ def _segments(req: dict[str, np.ndarray], rows: np.ndarray, method: str,
         steps = np.maximum(out - 1, 1) / (dc_b - first)
         dc = Segments(first, dc_b, np.where(out > 0, steps, 0.0), owner, cls,
                       req["context"][rows])
+    elif method == "kv_memory":  # KV held: the new prompt and, on average, half the reply
+        dc = Segments(first, dc_b, np.where(out > 0, tokens + out / 2, 0.0), owner, cls)
     else:
         dc = Segments(first, dc_b, out / (dc_b - first), owner, cls)
     idle = Segments.concat([pf.take(pf.rho <= 0), dc.take(dc.rho <= 0)])
@@ -251,6 +256,8 @@ def _prefill_rate(tokens: np.ndarray, seconds: np.ndarray, method: str, prefill_
     whole GPU when the compute time per token is unknown)."""
     if method == "work":
         return tokens * prefill_weight / seconds
+    if method == "kv_memory":  # the KV a prefill holds grows from 0 to its tokens
+        return tokens / 2.0
     if cost_per_token is None:
         return np.where(tokens > 0, 1.0, 0.0)
     return np.minimum(1.0, cost_per_token * tokens / seconds)
@@ -300,7 +307,7 @@ def _overhead(rows: dict[str, np.ndarray], gpu: int, method: str = "work",
 
 @dataclass
 class Result:
-    per_segment: pa.Table  # req_idx, gpu_idx, window, gpu_seconds, energy_j
+    per_segment: pa.Table  # req_idx, gpu_idx, window, gpu_seconds, energy_j, prompt_*, …
     per_window: pa.Table  # gpu_idx, window, measured and bucketed seconds and joules
 
 
@@ -452,12 +459,20 @@ def _one_gpu(line: Timeline, pf: Segments, dc: Segments, time: Segments, over: S
     parts = ((pa_, pb, ((h_p, pf.rho), (h_m, np.ones(len(pa_))))), (oa, ob, ((h_p, over.rho),)),
              (da, db, ((h_d, dc.rho if method != "gpu_time" else np.ones(len(da))),
                        (h_ctx, dc.ctx))), (ta, tb, ((h_t, np.ones(len(ta))),)))
-    sec = np.concatenate([sum(rho * line.take(a, b, h) for h, rho in hs) for a, b, hs in parts])
-    jou = np.concatenate([sum(rho * line.take(a, b, h * piece_j) for h, rho in hs)
-                          for a, b, hs in parts])
+    takes = [[(rho * line.take(a, b, h), rho * line.take(a, b, h * piece_j)) for h, rho in hs]
+             for a, b, hs in parts]
+    sec, jou = (np.concatenate([sum(t[u] for t in ts) for ts in takes]) for u in (0, 1))
+    # What the prompt's processing took (a prefill segment's whole take) and what reading a
+    # decode's KV context took (its context term): the split of a request's cost between
+    # its prompt, its context and its reply (mart_request_costs).
+    zero = [np.zeros(len(a)) for a, *_ in parts]
+    prompt_s, prompt_j = (np.concatenate([sum(t[u] for t in takes[0]), *zero[1:]])
+                          for u in (0, 1))
+    ctx_s, ctx_j = (np.concatenate([*zero[:2], takes[2][1][u], zero[3]]) for u in (0, 1))
     ka = np.concatenate([a for a, *_ in parts])
     seg = {"req_idx": segs.owner, "cls": segs.cls, "gpu_seconds": sec, "energy_j": jou,
-           "window": line.labels[line.win_of_piece[ka]]}
+           "prompt_seconds": prompt_s, "prompt_j": prompt_j, "context_read_seconds": ctx_s,
+           "context_read_j": ctx_j, "window": line.labels[line.win_of_piece[ka]]}
     return seg, _windows(line, seg, {
         "model_loading": (load_s, load_j), "idle": (idle_s, idle_j),
         "unaccounted": (unacc_s, unacc_j)})
@@ -536,8 +551,10 @@ def _windows(line: Timeline, seg: dict, free: dict[str, tuple[np.ndarray, np.nda
 
 
 SEGMENT_SCHEMA = pa.schema([("req_idx", pa.int64()), ("gpu_idx", pa.uint64()),
-                            ("window", pa.int64()), ("gpu_seconds", pa.float64()),
-                            ("energy_j", pa.float64())])
+                            ("window", pa.int64())]
+                           + [(c, pa.float64()) for c in (
+                               "gpu_seconds", "energy_j", "prompt_seconds", "prompt_j",
+                               "context_read_seconds", "context_read_j")])
 WINDOW_SCHEMA = pa.schema([("gpu_idx", pa.uint64()), ("window", pa.int64())]
                           + [(f"{b}_{u}", pa.float64()) for u in ("s", "j")
                              for b in ("measured", *BUCKETS)])

@@ -40,6 +40,7 @@ ATTRIBUTE = "kernel"
 STEPS: tuple[str, ...] = (
     "intermediate/int_requests",
     "intermediate/int_request_slo",
+    "intermediate/int_answers",
     "intermediate/int_request_gpus",
     "intermediate/int_gpu_intervals",
     "intermediate/int_gpu_overheads",
@@ -48,6 +49,7 @@ STEPS: tuple[str, ...] = (
     "intermediate/int_attribution",
     "marts/mart_gpu_time",
     "marts/mart_request_costs",
+    "marts/mart_answer_costs",
     "marts/mart_spend",
     "marts/mart_gpu_activity",
     "marts/mart_node_power",
@@ -59,11 +61,13 @@ STEPS: tuple[str, ...] = (
 # Tables the steps create → the names they are published under (the SQL API, docs/SQL.md).
 PUBLISHED = {
     "int_requests": "requests",
+    "int_answers": "answers",
     "int_request_gpus": "request_gpus",
     "int_gpu_intervals": "gpu_intervals",
     "int_attribution": "attribution",
     "mart_gpu_time": "gpu_time",
     "mart_request_costs": "request_costs",
+    "mart_answer_costs": "answer_costs",
     "mart_spend": "spend_hourly",
     "mart_gpu_activity": "gpu_activity",
     "mart_node_power": "node_power",
@@ -111,6 +115,8 @@ def _register_config(con: duckdb.DuckDBPyConnection, pricing: Pricing, settings:
         "idle_policy": pricing.idle_policy,
     }.items():
         con.execute(f"SET VARIABLE {name} = ?", [value]).fetchall()
+    con.execute("SET VARIABLE answer_keys = ?::VARCHAR[]", [list(settings.answer_keys)]
+                ).fetchall()
     placement = pa.table({
         "host_name": pa.array([p[0] for p in settings.placement], pa.string()),
         "model": pa.array([p[1] for p in settings.placement], pa.string()),
@@ -124,7 +130,9 @@ def _register_config(con: duckdb.DuckDBPyConnection, pricing: Pricing, settings:
     con.register("config_models", pa.table({
         "model": pa.array([m.model.lower() for m in settings.models], pa.string()),
         "weights_in_kv_tokens": pa.array([m.weights_in_kv_tokens for m in settings.models],
-                                         pa.float64())}))
+                                         pa.float64()),
+        "kv_bytes_per_token": pa.array([m.kv_bytes_per_token for m in settings.models],
+                                       pa.float64())}))
     con.register("pricing_api", pa.table({
         "model": pa.array([a.model for a in pricing.api_prices], pa.string()),
         "usd_per_1m_input": pa.array([a.usd_per_1m_input for a in pricing.api_prices],
@@ -207,11 +215,13 @@ DEFAULT_LATENESS_S = 3_600.0
 # _window_rows; DAILY tables are recomputed from the day's published rows.
 DAY_KEY: dict[str, str | None] = {
     "int_requests": "started_s",
+    "int_answers": "started_s",
     "int_request_gpus": None,
     "int_gpu_intervals": "t0",
     "int_attribution": "epoch(hour)",
     "mart_gpu_time": "epoch(hour)",
     "mart_request_costs": "epoch(started_at)",
+    "mart_answer_costs": "epoch(started_at)",
     "mart_spend": "epoch(hour)",
     "mart_gpu_activity": "epoch(hour)",
     "mart_node_power": "epoch(hour)",

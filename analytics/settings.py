@@ -72,6 +72,12 @@ MODEL_SHAPES = (
 )
 
 
+# An explicit answer id the caller sets wins; else the trace. Also common: a workflow or
+# agent-run id ("agent_context.workflow_id"), or "gen_ai.conversation.id" for cost per
+# conversation.
+ANSWER_KEYS = ("inferledger.answer_id", "trace")
+
+
 @dataclass(frozen=True)
 class Settings:
     """How to attribute (``method``: analytics/attribution.py says what each does).
@@ -91,8 +97,16 @@ class Settings:
     placement: tuple[tuple[str, str | None, str], ...] = ()  # (host, model or None, gpu uuid)
     slos: tuple[Slo, ...] = field(default_factory=lambda: (Slo("*", 1.0, 0.1, 30.0),))
     models: tuple[ModelShape, ...] = MODEL_SHAPES
+    # What makes requests one answer (int_answers): span attributes tried in order, on the
+    # request's own span or another span of its trace; "trace" is the request's trace.
+    answer_keys: tuple[str, ...] = ANSWER_KEYS
 
     def __post_init__(self) -> None:
+        if not self.answer_keys or not all(isinstance(k, str) and k for k in self.answer_keys):
+            raise SettingsError("[answers] keys must be a non-empty list of attribute names")
+        if "trace" in self.answer_keys[:-1]:
+            raise SettingsError('[answers] keys: "trace" matches every request, so it can '
+                                "only come last")
         if self.method not in METHODS:
             raise SettingsError(f"attribution method {self.method!r} is not one of {METHODS}")
         if self.prefill_token_weight < 0:
@@ -143,6 +157,12 @@ def load_settings(path: str | Path | None) -> Settings:
             name = read_field(m, "model", text(), w).lower()
             shapes[name] = ModelShape(name, read_field(m, "weight_bytes", _BYTES, w),
                                       read_field(m, "kv_bytes_per_token", _BYTES, w))
+        answers = table_of(doc, "answers", str(path))
+        keys = answers.get("keys", list(ANSWER_KEYS))
+        if not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys):
+            raise SettingsError(f"{path} [answers] keys = {keys!r} is not allowed: expected a "
+                                'list of attribute names, e.g. ["inferledger.answer_id", '
+                                '"trace"]')
         checks = table_of(doc, "checks", str(path))
         cw = f"{path} [checks]"
         base = Settings()
@@ -155,6 +175,6 @@ def load_settings(path: str | Path | None) -> Settings:
             prefill_token_weight=read_field(att, "prefill_token_weight", number(0), where,
                                        base.prefill_token_weight),
             placement=tuple(placement), slos=tuple(slos) or base.slos,
-            models=tuple(shapes.values()))
+            models=tuple(shapes.values()), answer_keys=tuple(keys))
     except SettingError as e:
         raise SettingsError(str(e)) from None

@@ -50,15 +50,21 @@ class Fleet:
                 outcome: str = "ok", model: str = "m", tenant: str = "t", host: str = "node",
                 engine_span: bool = True, queue: float = 0.0,
                 ttft: float | None = None, status: int = 200, choices: int = 1,
-                cached_tokens: int = 0) -> str:
+                cached_tokens: int = 0, trace: str | None = None, parent: str | None = None,
+                attrs: dict | None = None, route: str | None = None) -> str:
         """A request whose engine phases land exactly on the given wall-clock times; with
         ``choices`` > 1, vLLM's one ``llm_request`` span per choice (same request id and
         parent), each of ``output_tokens``, the edge counting them all. ``cached_tokens`` of
-        the prompt were prefix-cache hits (not prefilled)."""
-        trace, edge_id, eng_id = secrets.token_hex(16), secrets.token_hex(8), secrets.token_hex(8)
+        the prompt were prefix-cache hits (not prefilled). ``trace`` and ``parent`` put it
+        under a caller's span; ``attrs`` are more attributes of its edge span."""
+        trace = trace or secrets.token_hex(16)
+        edge_id, eng_id = secrets.token_hex(8), secrets.token_hex(8)
         arrival = scheduled - queue
-        self.spans.append(_span(trace, edge_id, None, f"chat {model}", 2, arrival - 0.001,
-                                finished + 0.001, {
+        extra = dict(attrs or {})
+        if route is not None:
+            extra["inferledger.route"] = route
+        self.spans.append(_span(trace, edge_id, parent, f"chat {model}", 2, arrival - 0.001,
+                                finished + 0.001, extra | {
             "inferledger.span.source": "middleware", "inferledger.tenant": tenant,
             "gen_ai.request.model": model, "inferledger.outcome": outcome,
             "inferledger.request_id": eng_id, "http.response.status_code": status,
@@ -83,6 +89,15 @@ class Fleet:
                 "gen_ai.request.id": f"chatcmpl-{eng_id}",
             }, {"service.name": "vllm", "host.name": host, "vllm.process_id": 42}))
         return f"{trace}:{edge_id}"
+
+    def span(self, trace: str, name: str, start: float, end: float, *,
+             parent: str | None = None, attrs: dict | None = None) -> str:
+        """A span of a caller (an app's root span, an agent run, a retrieval or tool call);
+        returns its span id."""
+        span_id = secrets.token_hex(8)
+        self.spans.append(_span(trace, span_id, parent, name, 1, start, end, attrs or {},
+                                {"service.name": "app"}))
+        return span_id
 
     def _point(self, name: str, t: float, value: float, attrs: dict, *, host: str,
                kind: str = "gauge", source: str | None = None, received_at: int = 0) -> None:

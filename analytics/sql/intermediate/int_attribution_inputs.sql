@@ -7,16 +7,17 @@ SELECT hash(gpu_uuid) AS gpu_idx, gpu_uuid, any_value(host_name) AS host_name,
        any_value(gpu_model) AS gpu_model
 FROM int_gpu_intervals GROUP BY gpu_uuid;
 
+-- Each served model's shape (config_models, matched whole or after the last '/'; the
+-- longest name wins): its weights in KV tokens, and the KV cache bytes of one token.
+CREATE OR REPLACE TEMP TABLE int_model_shapes AS
+SELECT r.model, arg_max(m.weights_in_kv_tokens, length(m.model)) AS weights_in_kv_tokens,
+       arg_max(m.kv_bytes_per_token, length(m.model)) AS kv_bytes_per_token
+FROM (SELECT DISTINCT model FROM int_requests WHERE model IS NOT NULL) r
+JOIN config_models m
+  ON lower(r.model) = m.model OR lower(r.model) LIKE '%/' || m.model
+GROUP BY r.model;
+
 CREATE OR REPLACE TEMP TABLE int_request_work AS
-WITH shapes AS (
-    -- Each served model's weights in KV tokens (config_models, matched whole or after the
-    -- last '/'; the longest name wins).
-    SELECT r.model, arg_max(m.weights_in_kv_tokens, length(m.model)) AS weights_in_kv_tokens
-    FROM (SELECT DISTINCT model FROM int_requests WHERE model IS NOT NULL) r
-    JOIN config_models m
-      ON lower(r.model) = m.model OR lower(r.model) LIKE '%/' || m.model
-    GROUP BY r.model
-)
 SELECT
     row_number() OVER () - 1                                            AS req_idx,
     request_uid,
@@ -33,7 +34,7 @@ SELECT
     coalesce((coalesce(input_tokens, 0) + coalesce(output_tokens, 0) / 2)
              / s.weights_in_kv_tokens, 0)                               AS context
 FROM int_requests r
-LEFT JOIN shapes s USING (model)
+LEFT JOIN int_model_shapes s USING (model)
 WHERE request_uid IN (SELECT request_uid FROM int_request_gpus)
   AND scheduled_s IS NOT NULL AND finished_s IS NOT NULL;
 

@@ -7,6 +7,10 @@
 --                   0 with the 'separate' policy
 --   total_cost_usd = cost_usd + idle_share_usd
 --   api_cost_usd  = the same tokens at the API list price set for the model (if any)
+--   answer_id, answer_attempt, retried, context_tokens: its answer (int_answers)
+--   prompt_cost_usd, context_cost_usd: the part of cost_usd its prompt's processing took,
+--                   and the part its added context caused
+--   kv_gb_s       = KV-cache GB held × seconds (model's KV bytes per token, settings)
 -- Unplaced requests keep NULL costs (visible, not guessed); a request that never reached
 -- an engine (turned away at the edge: 4xx, rejected) is placed nowhere at zero cost;
 -- placed requests that fell between samples have zero attributed time until the next
@@ -16,13 +20,19 @@ WITH priced AS (
     SELECT a.request_uid, a.gpu_uuid, a.host_name, date_trunc('day', a.hour) AS day,
         a.gpu_seconds, a.energy_j,
         a.gpu_seconds * p.usd_per_gpu_hour / 3600.0                    AS gpu_cost_usd,
-        a.energy_j / 3.6e6 * getvariable('pue') * getvariable('usd_per_kwh') AS energy_cost_usd
+        a.energy_j / 3.6e6 * getvariable('pue') * getvariable('usd_per_kwh') AS energy_cost_usd,
+        coalesce(a.prompt_seconds * p.usd_per_gpu_hour / 3600.0, 0)
+            + a.prompt_j / 3.6e6 * getvariable('pue') * getvariable('usd_per_kwh') AS prompt_usd,
+        coalesce(a.context_read_seconds * p.usd_per_gpu_hour / 3600.0, 0)
+            + a.context_read_j / 3.6e6 * getvariable('pue') * getvariable('usd_per_kwh')
+                                                                       AS context_read_usd
     FROM int_attribution a
     LEFT JOIN pricing_gpu p USING (gpu_model)
 ),
 per_request AS (
     SELECT request_uid, sum(gpu_seconds) AS gpu_seconds, sum(energy_j) AS energy_j,
-        sum(gpu_cost_usd) AS gpu_cost_usd, sum(energy_cost_usd) AS energy_cost_usd
+        sum(gpu_cost_usd) AS gpu_cost_usd, sum(energy_cost_usd) AS energy_cost_usd,
+        sum(prompt_usd) AS prompt_usd, sum(context_read_usd) AS context_read_usd
     FROM priced GROUP BY request_uid
 ),
 -- Idle sharing. cost per request, GPU and day, and each request's scope key.
@@ -98,6 +108,38 @@ SELECT
          * getvariable('pue') * getvariable('gco2e_per_kwh') END  AS carbon_g,
     r.input_tokens / 1e6 * api.usd_per_1m_input
         + r.output_tokens / 1e6 * api.usd_per_1m_output           AS api_cost_usd,
+    ans.answer_id,
+    ans.attempt                                                    AS answer_attempt,
+    ans.superseded                                                 AS retried,
+    ans.context_tokens,
+    -- The prompt's cost: its prefill's take (under time_overlap, which does not tell the
+    -- phases apart, the prefill's share of the request's time).
+    CASE WHEN pl.request_uid IS NOT NULL OR NOT r.reached_engine THEN
+        CASE WHEN getvariable('attribution_method') = 'time_overlap'
+             THEN (coalesce(pr.gpu_cost_usd, 0) + coalesce(pr.energy_cost_usd, 0))
+                  * coalesce((r.first_token_s - r.scheduled_s)
+                             / nullif(r.finished_s - r.scheduled_s, 0), 0)
+             ELSE coalesce(pr.prompt_usd, 0) END END              AS prompt_cost_usd,
+    -- What the added context cost: its part of the prompt's processing, and its part of
+    -- the decodes' KV reads (context tokens over the mean context of the reply).
+    CASE WHEN pl.request_uid IS NOT NULL OR NOT r.reached_engine THEN
+        coalesce(ans.context_tokens / nullif(r.input_tokens, 0), 0) * CASE
+            WHEN getvariable('attribution_method') = 'time_overlap'
+            THEN (coalesce(pr.gpu_cost_usd, 0) + coalesce(pr.energy_cost_usd, 0))
+                 * coalesce((r.first_token_s - r.scheduled_s)
+                            / nullif(r.finished_s - r.scheduled_s, 0), 0)
+            ELSE coalesce(pr.prompt_usd, 0) END
+        + coalesce(pr.context_read_usd, 0) * coalesce(ans.context_tokens
+            / nullif(r.input_tokens + coalesce(r.output_tokens, 0) / 2, 0), 0) END
+                                                                   AS context_cost_usd,
+    -- KV-cache memory held: the new prompt (prefix-cache hits are shared blocks, credited)
+    -- growing over the prefill, then with half the reply on average over the decode.
+    ms.kv_bytes_per_token / 1e9 * (
+        greatest(coalesce(r.input_tokens, 0) - coalesce(r.cached_tokens, 0), 0) / 2.0
+            * greatest(coalesce(r.first_token_s - r.scheduled_s, 0), 0)
+        + (greatest(coalesce(r.input_tokens, 0) - coalesce(r.cached_tokens, 0), 0)
+           + coalesce(r.output_tokens, 0) / 2.0)
+            * greatest(coalesce(r.finished_s - r.first_token_s, 0), 0)) AS kv_gb_s,
     getvariable('pricing_version')                                 AS pricing_version,
     getvariable('idle_policy')                                     AS idle_policy,
     getvariable('attribution_method')                              AS attribution_method
@@ -106,4 +148,6 @@ LEFT JOIN per_request pr USING (request_uid)
 LEFT JOIN placement pl USING (request_uid)
 LEFT JOIN idle_share i USING (request_uid)
 LEFT JOIN pricing_api api USING (model)
-LEFT JOIN int_request_slo slo USING (request_uid);
+LEFT JOIN int_request_slo slo USING (request_uid)
+LEFT JOIN int_answers ans USING (request_uid)
+LEFT JOIN int_model_shapes ms USING (model);

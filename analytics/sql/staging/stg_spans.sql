@@ -85,6 +85,14 @@ SELECT
     TRY_CAST(attributes['inferledger.pid'] AS BIGINT)                 AS pid,
     TRY_CAST(attributes['inferledger.gpu_uuids'] AS VARCHAR[])        AS gpu_uuids,
     attributes['inferledger.upstream']                                AS upstream,
+    -- what ties it to the answer it served (int_answers): the caller's span, a retry key
+    -- (a hash of the Idempotency-Key header), the prompt's added context, every attribute
+    parent_span_id                                                    AS caller_span_id,
+    attributes['inferledger.retry_key']                               AS retry_key,
+    TRY_CAST(attributes['inferledger.retry_attempt'] AS INTEGER)      AS retry_attempt,
+    TRY_CAST(attributes['inferledger.usage.context_tokens'] AS BIGINT) AS context_tokens,
+    TRY_CAST(attributes['inferledger.usage.user_tokens'] AS BIGINT)   AS user_tokens,
+    attributes,
     simulated
 FROM stg_spans
 WHERE attributes['inferledger.span.source'] IN ('middleware', 'gateway');
