@@ -21,7 +21,7 @@ from simulator.node import EngineSpec
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 DEFAULT_SCENARIO = "demo"
-KINDS = ("chat", "rag", "summarise", "embeddings", "batch")
+KINDS = ("chat", "rag", "agent", "summarise", "embeddings", "batch")
 DAILY_SHAPES = ("business", "evening", "flat")
 
 
@@ -59,6 +59,22 @@ class App:
     timeout_s: float | None = None
     bursts: Bursts | None = None
     retrieval_ms: Lengths | None = None
+    # RAG: the share of each prompt the retrieval added (said on the retrieval span)
+    context_share: float = 0.0
+    # agent: LLM steps per answer, the tool call between two steps and the tokens it adds
+    # to the next step's prompt (said by the client, X-InferLedger-Context-Tokens)
+    steps: Lengths | None = None
+    tool_ms: Lengths | None = None
+    tool_tokens: Lengths | None = None
+    # a client that timed out or was turned away (503) tries again, up to this many times,
+    # with the same Idempotency-Key, after retry_backoff_s (doubling)
+    retries: int = 0
+    retry_backoff_s: float = 1.0
+
+    @property
+    def has_root_span(self) -> bool:
+        """An app that traces its own answer (a root span over its steps)."""
+        return self.kind in ("rag", "agent")
 
     @property
     def operation(self) -> str:
@@ -233,7 +249,8 @@ def _lengths(t: dict[str, Any], key: str, where: str) -> Lengths | None:
 def _app(t: dict[str, Any], where: str) -> App:
     _only(t, {"tenant", "name", "kind", "model", "peak_per_min", "daily", "window", "prompt",
               "output", "stream_share", "abort_share", "error_share", "timeout_s", "bursts",
-              "retrieval_ms"}, where)
+              "retrieval_ms", "context_share", "steps", "tool_ms", "tool_tokens", "retries",
+              "retry_backoff_s"}, where)
     kind = _get(t, "kind", str, where)
     if kind not in KINDS:
         raise ScenarioError(f"{where}: kind {kind!r} is not one of {', '.join(KINDS)}")
@@ -268,6 +285,16 @@ def _app(t: dict[str, Any], where: str) -> App:
     retrieval = _lengths(t, "retrieval_ms", where)
     if kind == "rag" and retrieval is None:
         retrieval = Lengths(120, 0.5)
+    steps, tool_ms, tool_tokens = (_lengths(t, k, where)
+                                   for k in ("steps", "tool_ms", "tool_tokens"))
+    if kind == "agent":
+        steps, tool_ms = steps or Lengths(3, 0.4), tool_ms or Lengths(300, 0.6)
+        tool_tokens = tool_tokens or Lengths(250, 0.6)
+    elif steps or tool_ms or tool_tokens:
+        raise ScenarioError(f"{where}: steps, tool_ms and tool_tokens are for kind = \"agent\"")
+    retries = t.get("retries", 0)
+    if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 5:
+        raise ScenarioError(f"{where}: retries = {retries!r} must be a whole number 0–5")
     return App(
         tenant=_get(t, "tenant", str, where), name=_get(t, "name", str, where), kind=kind,
         model=_get(t, "model", str, where),
@@ -277,4 +304,7 @@ def _app(t: dict[str, Any], where: str) -> App:
         abort_share=_share(t, "abort_share", where, 0.0),
         error_share=_share(t, "error_share", where, 0.01),
         timeout_s=_positive(t, "timeout_s", where, None), bursts=bursts,
-        retrieval_ms=retrieval)
+        retrieval_ms=retrieval,
+        context_share=_share(t, "context_share", where, 0.85 if kind == "rag" else 0.0),
+        steps=steps, tool_ms=tool_ms, tool_tokens=tool_tokens, retries=retries,
+        retry_backoff_s=float(_positive(t, "retry_backoff_s", where, 1.0)))

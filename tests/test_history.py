@@ -33,7 +33,8 @@ def test_every_shipped_scenario_loads() -> None:
         assert sc.nodes and sc.apps and sc.description
     fleet = load_scenario("fleet-16")
     assert fleet.gpu_count == 16
-    assert {a.kind for a in fleet.apps} == {"chat", "rag", "summarise", "embeddings", "batch"}
+    assert {a.kind for a in fleet.apps} == {"chat", "rag", "agent", "summarise", "embeddings",
+                                            "batch"}
     assert load_scenario("bursty").nodes == load_scenario("demo").nodes  # fleet = "demo"
 
 
@@ -65,6 +66,8 @@ output = { median = 50 }
     (BASE + APP.replace('model = "llama-3.1-8b-instruct"\npeak',
                         'model = "qwen2.5-32b-instruct"\npeak'), "which no engine serves"),
     (BASE + APP.replace("[[app]]", "[[app]]\nstream_share = 2"), "not between 0 and 1"),
+    (BASE + APP + "steps = { median = 3 }\n", 'are for kind = "agent"'),
+    (BASE + APP + "retries = 9\n", "retries = 9 must be a whole number 0–5"),
     (BASE, "needs at least one [[app]] table"),
     ("this is = = not toml", "scenario.toml"),
 ])
@@ -165,6 +168,24 @@ def test_overload_fills_the_queue_then_answers_503_and_clients_time_out() -> Non
     assert np.allclose(r.finished[timed_out] - r.arrival[timed_out], 5.0)
 
 
+def test_a_retry_arrives_after_the_time_out_and_the_next_step_after_the_reply() -> None:
+    nan, inf = np.nan, np.inf
+    # 0: a reply too long for its 2 s; 1: its retry, shorter; 2: the next step; 3: a second
+    # retry that is never needed
+    req = Requests(np.array([1000.0, nan, nan, nan]), np.full(4, 300),
+                   np.array([2000, 50, 50, 50]), np.full(4, 1 << 30),
+                   np.array([1002.0, inf, inf, inf]),
+                   on_ok=np.array([2, 2, -1, 2]), on_fail=np.array([1, 3, -1, -1]),
+                   delay=np.array([0.0, 1.0, 0.5, 2.0]), patience=np.full(4, 2.0))
+    FluidEngine(MODEL_PROFILES["llama-3.1-8b-instruct"], GPU_MODELS["h100"], 1).run(
+        req, Bins(1000.0, 10))
+    assert req.outcome[:3] == ["timeout", "ok", "ok"]
+    assert req.finished[0] == pytest.approx(1002.0)
+    assert req.arrival[1] == pytest.approx(1003.0) and req.deadline[1] == pytest.approx(1005.0)
+    assert req.arrival[2] == pytest.approx(req.finished[1] + 0.5)
+    assert np.isnan(req.arrival[3])
+
+
 def test_live_load_follows_the_hour_of_day() -> None:
     apps = load_scenario("fleet-16").apps
     gen = LoadGenerator({a.model: ["http://x"] for a in apps}, apps, seed=1)
@@ -193,6 +214,21 @@ def test_history_through_a_real_collector_into_the_analytics(data, collector) ->
     assert by_route["support-chat"] == 0
     outcomes = {o for (o,) in stored(data, "SELECT DISTINCT outcome FROM requests")}
     assert {"ok", "error", "client_abort"} <= outcomes
+    # Answers: an agent's steps with tool calls between, a RAG answer's retrieved context,
+    # clients' retries after time-outs booked to the answer they retried
+    by_app = {r[0]: r[1:] for r in stored(data, """
+        SELECT route, avg(requests), sum(retries), avg(other_spans_s),
+               sum(context_tokens) / sum(input_tokens),
+               count_if(retries > 0 AND retry_cost_usd > 0 AND requests > 1)
+        FROM answer_costs GROUP BY route""")}
+    agent, rag, chat = by_app["ops-agent"], by_app["contract-rag"], by_app["support-chat"]
+    assert agent[0] > 2 and agent[2] > 0.2 and 0.2 < agent[3] < 0.9
+    assert rag[3] == pytest.approx(0.9, abs=0.01) and rag[1] > 0 and rag[4] == rag[1]
+    assert chat[0] == 1 and chat[3] is None
+    [(answers_usd, requests_usd)] = stored(data, """
+        SELECT (SELECT sum(cost_usd) FROM answer_costs),
+               (SELECT sum(cost_usd) FROM request_costs)""")
+    assert answers_usd == pytest.approx(requests_usd, rel=1e-9)
     [(first, last, gpus)] = stored(data, """
         SELECT min(ts_s), max(ts_s), count(DISTINCT gpu_uuid) FROM stg_gpu_samples""")
     assert gpus == 4 and last == WEDNESDAY_2PM and first <= WEDNESDAY_2PM - 3 * 3600 + 60

@@ -43,11 +43,28 @@ class Requests:
     output: np.ndarray  # tokens the reply would have
     stop_after: np.ndarray  # tokens after which the client hangs up (≥ output: never)
     deadline: np.ndarray  # the client gives up at this time (inf: never)
+    # Requests that depend on others (an agent's next step, a client's retry): a slot whose
+    # arrival is NaN arrives ``delay`` after the request that triggers it ends — ``on_ok``
+    # of one that succeeded, ``on_fail`` of one that timed out or was turned away — and
+    # gives up ``patience`` seconds after it arrives. Never triggered: it never happens.
+    on_ok: np.ndarray | None = None
+    on_fail: np.ndarray | None = None
+    delay: np.ndarray | None = None
+    patience: np.ndarray | None = None
     scheduled: np.ndarray = field(init=False)
     first_token: np.ndarray = field(init=False)
     finished: np.ndarray = field(init=False)
     generated: np.ndarray = field(init=False)
     outcome: list[str] = field(init=False)
+
+    def take(self, rows: np.ndarray) -> Requests:
+        """These requests' rows ``rows``, results included (links dropped: they are done)."""
+        out = Requests(*(getattr(self, c)[rows] for c in (
+            "arrival", "prompt", "output", "stop_after", "deadline")))
+        for c in ("scheduled", "first_token", "finished", "generated"):
+            setattr(out, c, getattr(self, c)[rows])
+        out.outcome = [self.outcome[i] for i in rows.tolist()]
+        return out
 
     def __post_init__(self) -> None:
         n = len(self.arrival)
@@ -143,14 +160,29 @@ class FluidEngine:
 
     def run(self, r: Requests, bins: Bins, truth: Truth | None = None) -> None:
         """Serve every request of ``r`` in arrival order, filling ``r``'s results and ``bins``
-        (and, if given, ``truth``: each request's true share of every step)."""
-        arrival, n = r.arrival, len(r.arrival)
+        (and, if given, ``truth``: each request's true share of every step); requests that
+        others trigger arrive when those end (``Requests.on_ok``/``on_fail``)."""
+        arrival = r.arrival
         prompt, target = r.prompt.tolist(), np.minimum(r.output, r.stop_after).tolist()
         deadline = r.deadline.tolist()
         idle_w = self.gpu.idle_w
         power = self.gpu.serving_power_w
-        t = float(arrival[0]) if n else bins.start
-        i = 0
+        # arrivals still to come, earliest first: the given ones, then those triggered
+        pending = [(float(a), j) for j, a in enumerate(arrival.tolist()) if not math.isnan(a)]
+        heapq.heapify(pending)
+        t = pending[0][0] if pending else bins.start
+
+        def settled(j: int) -> None:
+            """Request ``j`` has its outcome: arrive what it triggers."""
+            nxt = r.on_ok if r.outcome[j] == DONE else r.on_fail if r.outcome[j] in (
+                TIMED_OUT, QUEUE_FULL) else None
+            if nxt is None or nxt[j] < 0:
+                return
+            k = int(nxt[j])
+            arrival[k] = r.finished[j] + r.delay[k]
+            deadline[k] = r.deadline[k] = arrival[k] + r.patience[k]
+            heapq.heappush(pending, (float(arrival[k]), k))
+
         waiting: deque[int] = deque()
         running: list[tuple[int, int]] = []  # (decode step at which it finishes, request)
         live: dict[int, int] = {}  # running request → its finishing step
@@ -159,13 +191,14 @@ class FluidEngine:
         sum_prompt = sum_admit = kv_blocks = 0
         blocks: dict[int, int] = {}
         while True:
-            while i < n and arrival[i] <= t:
+            while pending and pending[0][0] <= t:
+                i = heapq.heappop(pending)[1]
                 if len(waiting) >= self.max_waiting:
                     r.outcome[i] = QUEUE_FULL
                     r.finished[i] = arrival[i]
+                    settled(i)
                 else:
                     waiting.append(i)
-                i += 1
             b = len(running)
             new: list[int] = []
             while waiting and b + len(new) < self.max_num_seqs:
@@ -174,6 +207,7 @@ class FluidEngine:
                     waiting.popleft()
                     r.outcome[j] = TIMED_OUT
                     r.finished[j] = deadline[j]
+                    settled(j)
                     continue
                 need = -(-(prompt[j] + target[j]) // BLOCK_TOKENS)
                 if kv_blocks + need > self.kv_blocks_total and (b or new):
@@ -207,6 +241,7 @@ class FluidEngine:
                     r.first_token[j] = t
                     if target[j] <= 1:
                         self._finish(r, j, t, min(1, target[j]))
+                        settled(j)
                         kv_blocks -= blocks.pop(j)
                         continue
                     heapq.heappush(running, (steps + target[j] - 1, j))
@@ -217,9 +252,9 @@ class FluidEngine:
                     sum_admit += steps
                 continue
             if not running:
-                if i >= n:
+                if not pending:
                     return
-                nxt = float(arrival[i])
+                nxt = pending[0][0]
                 if nxt - t >= MIN_GAP_S:
                     bins.mark(t)
                     bins.mark(nxt)
@@ -229,8 +264,8 @@ class FluidEngine:
             # or the next client of a running request giving up (the engine aborts it then).
             k = running[0][0] - steps
             tau = self._step_s(b, context + b * k / 2, b)
-            if i < n and arrival[i] < t + k * tau:
-                k = max(1, math.ceil((arrival[i] - t) / tau))
+            if pending and pending[0][0] < t + k * tau:
+                k = max(1, math.ceil((pending[0][0] - t) / tau))
             while gives_up and gives_up[0][1] not in live:
                 heapq.heappop(gives_up)
             if gives_up and gives_up[0][0] < t + k * tau:
@@ -247,6 +282,7 @@ class FluidEngine:
                 done_at, j = heapq.heappop(running)
                 end = t - (steps - done_at) * tau
                 self._finish(r, j, end, target[j])
+                settled(j)
                 del live[j]
                 kv_blocks -= blocks.pop(j)
                 sum_prompt -= prompt[j] + 1
@@ -261,6 +297,7 @@ class FluidEngine:
                 r.generated[j] = min(target[j], steps - admitted + 1)
                 r.finished[j] = deadline[j]
                 r.outcome[j] = TIMED_OUT
+                settled(j)
                 kv_blocks -= blocks.pop(j)
                 sum_prompt -= prompt[j] + 1
                 sum_admit -= admitted

@@ -19,7 +19,8 @@ import time
 from bisect import bisect_right
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import httpx
 import numpy as np
@@ -36,6 +37,7 @@ from simulator.history.telemetry import (
     Reply,
     SpanBatch,
     SpanFactory,
+    Trace,
     gpu_metrics,
 )
 from simulator.scenario import App, Scenario
@@ -80,21 +82,41 @@ def report_progress(every: float = 0.1) -> Callable[[HistoryStats, float], None]
 
 
 @dataclass
+class _Answer:
+    """One answer of an app: its requests (the steps and their retries) are slots of its
+    engine's traffic; the app traces it under a root span when it has one."""
+
+    app: int
+    start: float
+    retrieval_s: float = 0.0
+    context_tokens: int = 0  # what the retrieval added to the prompt (RAG)
+    user_tokens: int = 0  # the user's own prompt (agents say it on every step)
+
+
+@dataclass
 class _Traffic:
-    """One engine's requests before they are served (the well-formed ones) and its bad ones."""
+    """One engine's requests before they are served (the well-formed ones) and its bad ones.
+    A slot with a NaN arrival depends on another (``Requests.on_ok``/``on_fail``)."""
 
     engine: Engine
     apps: list[App]
-    app_of: list[int]
-    arrival: list[float]
-    prompt: list[int]
-    output: list[int]
-    stop_after: list[int]
-    deadline: list[float]
-    max_tokens: list[int]
-    stream: list[bool]
-    retrieval_s: list[float]
-    bad: list[tuple[float, int]]  # (arrival, app index)
+    bad: list[tuple[float, int]] = field(default_factory=list)  # (arrival, app index)
+    answers: list[_Answer] = field(default_factory=list)
+    cols: dict[str, list] = field(default_factory=lambda: {c: [] for c in _SLOT})
+
+    def add(self, **slot: Any) -> int:
+        for c in _SLOT:
+            self.cols[c].append(slot[c])
+        return len(self.cols["arrival"]) - 1
+
+    def __len__(self) -> int:
+        return len(self.cols["arrival"])
+
+
+# A slot's columns: its answer, its step and attempt, what it triggers, and its lengths.
+_SLOT = ("answer", "step", "attempt", "retry_key", "arrival", "prompt", "output",
+         "stop_after", "deadline", "max_tokens", "stream", "on_ok", "on_fail", "delay",
+         "patience")
 
 
 def fleet_engines(scenario: Scenario) -> list[Engine]:
@@ -109,49 +131,99 @@ def fleet_engines(scenario: Scenario) -> list[Engine]:
 
 def _draw(scenario: Scenario, engines: list[Engine], start: float, end: float,
           rng: random.Random) -> list[_Traffic]:
-    traffic = [_Traffic(e, list(scenario.apps), [], [], [], [], [], [], [], [], [], [])
-               for e in engines]
+    """Every app's answers: a RAG answer's retrieval then its request, an agent's steps with
+    a tool call between two, each request retried after a time-out as its client would."""
+    traffic = [_Traffic(e, list(scenario.apps)) for e in engines]
     for a_idx, app in enumerate(scenario.apps):
         replicas = [t for t in traffic if t.engine.model == app.model]
         max_len = MODEL_PROFILES[app.model].max_model_len
         for n, t0 in enumerate(arrival_times(app, start, end, rng).tolist()):
-            tr = replicas[n % len(replicas)]
+            tr = replicas[n % len(replicas)]  # an answer's requests stay on its replica
             d = draw_request(app, rng, max_len)
             retrieval = lognormal(rng, app.retrieval_ms, 10_000) / 1000 if app.retrieval_ms else 0.0
-            arrive = t0 + retrieval
             if d.bad:
-                tr.bad.append((arrive, a_idx))
+                tr.bad.append((t0 + retrieval, a_idx))
                 continue
-            tr.app_of.append(a_idx)
-            tr.arrival.append(arrive)
-            tr.prompt.append(d.prompt_tokens)
-            tr.output.append(d.output_tokens)
-            tr.stop_after.append(d.abort_after if d.abort_after is not None else 1 << 30)
-            tr.deadline.append(t0 + app.timeout_s if app.timeout_s else math.inf)
-            tr.max_tokens.append(d.max_tokens)
-            tr.stream.append(d.stream)
-            tr.retrieval_s.append(retrieval)
+            ans = _Answer(a_idx, t0, retrieval, round(d.prompt_tokens * app.context_share),
+                          d.prompt_tokens)
+            tr.answers.append(ans)
+            steps = lognormal(rng, app.steps, 12) if app.steps else 1
+            prompt, arrive, after = d.prompt_tokens, t0 + retrieval, -1
+            for step in range(steps):
+                if step:  # the agent's context so far: prompt, reply, and the tool's output
+                    prompt = min(prompt + d.output_tokens
+                                 + lognormal(rng, app.tool_tokens, max_len), max_len - 16)
+                    d = draw_request(app, rng, max_len)
+                    room = max_len - prompt
+                    d = replace(d, max_tokens=min(d.max_tokens, room),
+                                output_tokens=min(d.output_tokens, room))
+                key = f"{rng.getrandbits(64):016x}" if app.retries else None
+                first = -1
+                for attempt in range(1 + app.retries):
+                    if attempt:  # the same prompt; sampled again, the reply has its own length
+                        again = draw_request(app, rng, max_len)
+                        room = max_len - prompt
+                        d = replace(d, max_tokens=min(again.max_tokens, room),
+                                    output_tokens=min(again.output_tokens, room))
+                    slot = tr.add(
+                        answer=len(tr.answers) - 1, step=step, attempt=attempt, retry_key=key,
+                        arrival=arrive if step == 0 and attempt == 0 else math.nan,
+                        prompt=prompt, output=d.output_tokens,
+                        stop_after=d.abort_after if d.abort_after is not None else 1 << 30,
+                        deadline=(arrive + app.timeout_s if app.timeout_s else math.inf)
+                        if step == 0 and attempt == 0 else math.inf,
+                        max_tokens=d.max_tokens, stream=d.stream, on_ok=-1, on_fail=-1,
+                        delay=app.retry_backoff_s * 2 ** (attempt - 1) if attempt else (
+                            lognormal(rng, app.tool_ms, 60_000) / 1000 if step else 0.0),
+                        patience=app.timeout_s or math.inf)
+                    if attempt == 0:
+                        first = slot
+                    else:
+                        tr.cols["on_fail"][slot - 1] = slot
+                # every attempt of the previous step that succeeds triggers this step
+                for prev in _attempts_of(tr, after):
+                    tr.cols["on_ok"][prev] = first
+                after = first
     return traffic
+
+
+def _attempts_of(tr: _Traffic, first: int) -> list[int]:
+    """The attempts of the step whose first attempt is slot ``first``."""
+    if first < 0:
+        return []
+    out, j = [first], first
+    while tr.cols["on_fail"][j] >= 0:
+        j = tr.cols["on_fail"][j]
+        out.append(j)
+    return out
 
 
 def _serve(tr: _Traffic, start: float, n_bins: int, bin_s: float = BIN_S,
            truth: list[Truth] | None = None) -> tuple[Requests, Bins]:
-    order = np.argsort(np.asarray(tr.arrival), kind="stable")
-    for name in ("app_of", "arrival", "prompt", "output", "stop_after", "deadline",
-                 "max_tokens", "stream", "retrieval_s"):
-        col = getattr(tr, name)
-        setattr(tr, name, [col[i] for i in order])
-    req = Requests(np.asarray(tr.arrival, dtype=float), np.asarray(tr.prompt, dtype=np.int64),
-                   np.asarray(tr.output, dtype=np.int64),
-                   np.asarray(tr.stop_after, dtype=np.int64), np.asarray(tr.deadline))
+    """Serve the engine's slots; then keep the requests that happened, in arrival order
+    (``tr.cols`` and the returned requests alike)."""
+    c = {k: np.asarray(v) for k, v in tr.cols.items()}
+    n = len(tr)
+    req = Requests(c["arrival"].astype(float) if n else np.zeros(0),
+                   c["prompt"].astype(np.int64) if n else np.zeros(0, np.int64),
+                   c["output"].astype(np.int64) if n else np.zeros(0, np.int64),
+                   c["stop_after"].astype(np.int64) if n else np.zeros(0, np.int64),
+                   c["deadline"].astype(float) if n else np.zeros(0),
+                   on_ok=c.get("on_ok"), on_fail=c.get("on_fail"), delay=c.get("delay"),
+                   patience=c.get("patience"))
     bins = Bins(start, n_bins, bin_s)
     bins.add(start, start + LOAD_S, 0.2 * tr.engine.gpu.idle_w, 0)  # loading the weights
     tp = len(tr.engine.gpu_uuids)
-    oracle = Truth.empty(len(req.arrival)) if truth is not None else None
-    if len(req.arrival):
+    oracle = Truth.empty(n) if truth is not None else None
+    if n:
         FluidEngine(MODEL_PROFILES[tr.engine.model], tr.engine.gpu, tp).run(req, bins, oracle)
+    happened = np.flatnonzero(~np.isnan(req.arrival)) if n else np.zeros(0, int)
+    order = happened[np.argsort(req.arrival[happened], kind="stable")]
+    tr.cols = {k: [v[i] for i in order] for k, v in tr.cols.items()}
+    tr.cols["arrival"] = req.arrival[order].tolist()
+    req = req.take(order)
     if truth is not None:
-        truth.append(oracle)
+        truth.append(Truth(oracle.gpu_s[order], oracle.energy_j[order]))
     return req, bins
 
 
@@ -280,6 +352,7 @@ def generate_history(scenario: Scenario, days: float, endpoint: str, *,
             factory.startup(batch, e, start, start + LOAD_S)
         cursors = [0] * len(traffic)
         bad_cursors = [0] * len(traffic)
+        traces: list[dict[int, Trace | None]] = [{} for _ in traffic]
         for tr in traffic:
             tr.bad.sort()
         for hour_start in np.arange(start, end, 3600.0).tolist():
@@ -300,8 +373,13 @@ def generate_history(scenario: Scenario, days: float, endpoint: str, *,
                     stats.points += points
             for t_idx, (tr, (req, _)) in enumerate(zip(traffic, served, strict=True)):
                 j = cursors[t_idx]
-                while j < len(tr.arrival) and tr.arrival[j] < hour_end:
-                    uid = factory.request(batch, tr.engine, _reply(tr, req, j))
+                arrival = tr.cols["arrival"]
+                while j < len(arrival) and arrival[j] < hour_end:
+                    a = tr.cols["answer"][j]
+                    if a not in traces[t_idx]:  # its answer's first request: the app's spans
+                        traces[t_idx][a] = _answer_spans(factory, batch, tr, req, a)
+                    uid = factory.request(batch, tr.engine, _reply(tr, req, j),
+                                          traces[t_idx][a], _edge_attrs(tr, j))
                     if truths is not None:
                         oracle.append(TrueUse(uid, req.outcome[j], tr.engine.gpu_uuids,
                                               float(truths[t_idx].gpu_s[j]),
@@ -316,7 +394,7 @@ def generate_history(scenario: Scenario, days: float, endpoint: str, *,
                     arrive, a_idx = tr.bad[b]
                     factory.request(batch, tr.engine, Reply(
                         tr.apps[a_idx], "bad", arrive, None, None, arrive + 0.002, 0, 0, 0,
-                        False, 0.0))
+                        False))
                     b += 1
                 stats.requests += b - bad_cursors[t_idx]
                 bad_cursors[t_idx] = b
@@ -338,6 +416,44 @@ def _reply(tr: _Traffic, req: Requests, j: int) -> Reply:
     def at(x: float) -> float | None:
         return None if math.isnan(x) else float(x)
 
-    return Reply(tr.apps[tr.app_of[j]], req.outcome[j], tr.arrival[j], at(req.scheduled[j]),
-                 at(req.first_token[j]), float(req.finished[j]), tr.prompt[j],
-                 int(req.generated[j]), tr.max_tokens[j], tr.stream[j], tr.retrieval_s[j])
+    c = tr.cols
+    return Reply(tr.apps[tr.answers[c["answer"][j]].app], req.outcome[j], c["arrival"][j],
+                 at(req.scheduled[j]), at(req.first_token[j]), float(req.finished[j]),
+                 c["prompt"][j], int(req.generated[j]), c["max_tokens"][j], c["stream"][j])
+
+
+def _edge_attrs(tr: _Traffic, j: int) -> dict[str, Any]:
+    """What the middleware records of the client's answer headers (retry key and attempt,
+    the user's own prompt tokens)."""
+    c, out = tr.cols, {}
+    if c["retry_key"][j] is not None:
+        out["inferledger.retry_key"] = c["retry_key"][j]
+        out["inferledger.retry_attempt"] = c["attempt"][j]
+    ans = tr.answers[c["answer"][j]]
+    if tr.apps[ans.app].kind == "agent":
+        out["inferledger.usage.user_tokens"] = ans.user_tokens
+    return out
+
+
+def _answer_spans(factory: SpanFactory, batch: SpanBatch, tr: _Traffic, req: Requests,
+                  a: int) -> Trace | None:
+    """The app's own spans of answer ``a`` (a root over all of it, a RAG app's retrieval,
+    an agent's tool calls between its steps); ``None`` for an app that traces nothing."""
+    ans = tr.answers[a]
+    app = tr.apps[ans.app]
+    if not app.has_root_span:
+        return None
+    c = tr.cols
+    slots = [j for j in range(len(c["answer"])) if c["answer"][j] == a]
+    end = max(float(req.finished[j]) for j in slots) + 0.002
+    children = []
+    if ans.retrieval_s:
+        children.append(("retrieval", ans.start + 0.002, ans.start + ans.retrieval_s - 0.002, {
+            "db.system.name": "qdrant", "db.operation.name": "query",
+            "inferledger.context_tokens": ans.context_tokens}))
+    for j in slots:
+        if c["step"][j] and not c["attempt"][j]:  # the tool call before a step
+            children.append(("execute_tool search", c["arrival"][j] - c["delay"][j] + 0.001,
+                             c["arrival"][j] - 0.001, {"gen_ai.operation.name": "execute_tool",
+                                                       "gen_ai.tool.name": "search"}))
+    return factory.answer(batch, app, ans.start, end, children)

@@ -2,8 +2,9 @@
 exactly as the live stack emits them, with timestamps from the virtual clock.
 
 Spans: the tracing middleware's edge span (``agents/tracing/middleware.py``), vLLM's
-``llm_request`` child (``simulator/engine/tracing.py``), for RAG apps the app's own root span
-with a retrieval child, and one ``inferledger.engine.startup`` per engine. Metrics: what the
+``llm_request`` child (``simulator/engine/tracing.py``), for RAG and agent apps the app's own
+root span over the answer with its retrieval or tool calls as children, and one
+``inferledger.engine.startup`` per engine. Metrics: what the
 node agent exports per GPU (``agents/node_agent.py``), at the times
 :mod:`simulator.history.generate` picks. Everything
 carries ``inferledger.simulated=true``.
@@ -89,7 +90,14 @@ class Reply:
     generated: int
     max_tokens: int
     stream: bool
-    retrieval_s: float
+
+
+@dataclass(frozen=True)
+class Trace:
+    """The trace an app's answer is in, and its root span: its requests' parent."""
+
+    trace_id: bytes
+    root_id: bytes
 
 
 @dataclass
@@ -150,33 +158,43 @@ class SpanFactory:
                 "inferledger.route": app.name, **e.placement, "gen_ai.request.model": e.model})
         return c
 
-    def request(self, batch: SpanBatch, e: Engine, r: Reply) -> str:
-        """The spans of one request: [app root, retrieval,] edge, [llm_request]; returns the
-        request's key in the store (its edge span's ``trace_id:span_id``)."""
-        trace_id = self._id(128)
+    def answer(self, batch: SpanBatch, app: App, start: float, end: float,
+               children: list[tuple[str, float, float, dict[str, Any]]]) -> Trace:
+        """An app's root span over one answer (an agent's run: OTel GenAI's
+        ``invoke_agent``), with its own steps (retrieval, tool calls) as children."""
+        trace = Trace(self._id(128), self._id(64))
+        res = _resource(f"{app.tenant}-{app.name}")
+        attrs = {"inferledger.tenant": app.tenant}
+        name = f"{app.name} answer"
+        if app.kind == "agent":
+            attrs |= {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": app.name}
+            name = f"invoke_agent {app.name}"
+        batch.span(res, "inferledger.sim.app", trace_id=trace.trace_id, span_id=trace.root_id,
+                   name=name, kind=Span.SPAN_KIND_SERVER,
+                   start_time_unix_nano=int(start * _NS), end_time_unix_nano=int(end * _NS),
+                   attributes=kvs(attrs))
+        for child, a, b, child_attrs in children:
+            batch.span(res, "inferledger.sim.app", trace_id=trace.trace_id,
+                       span_id=self._id(64), parent_span_id=trace.root_id, name=child,
+                       kind=Span.SPAN_KIND_CLIENT, start_time_unix_nano=int(a * _NS),
+                       end_time_unix_nano=int(b * _NS), attributes=kvs(child_attrs))
+        return trace
+
+    def request(self, batch: SpanBatch, e: Engine, r: Reply, trace: Trace | None = None,
+                extra: dict[str, Any] | None = None) -> str:
+        """The spans of one request: the edge span (under its answer's root span, if the
+        app traces one) and vLLM's ``llm_request``; returns the request's key in the store
+        (its edge span's ``trace_id:span_id``). ``extra``: more edge attributes."""
+        trace_id = trace.trace_id if trace else self._id(128)
+        parent = trace.root_id if trace else b""
         start, end = r.arrival - 0.0004, r.finished + 0.0006
         app = r.app
-        parent = b""
-        if r.retrieval_s:
-            parent = self._id(64)
-            res = _resource(f"{app.tenant}-{app.name}")
-            batch.span(res, "inferledger.sim.app", trace_id=trace_id, span_id=parent,
-                       name=f"{app.name} answer", kind=Span.SPAN_KIND_SERVER,
-                       start_time_unix_nano=int((start - r.retrieval_s - 0.004) * _NS),
-                       end_time_unix_nano=int((end + 0.002) * _NS),
-                       attributes=[kv("inferledger.tenant", app.tenant)])
-            batch.span(res, "inferledger.sim.app", trace_id=trace_id, span_id=self._id(64),
-                       parent_span_id=parent, name="retrieval", kind=Span.SPAN_KIND_CLIENT,
-                       start_time_unix_nano=int((start - r.retrieval_s - 0.002) * _NS),
-                       end_time_unix_nano=int((start - 0.002) * _NS),
-                       attributes=[kv("db.system.name", "qdrant"),
-                                   kv("db.operation.name", "query")])
         edge_id = self._id(64)
         key = edge_id.hex()
         op = app.operation
         status = STATUS[r.outcome]
         attrs: dict[str, Any] = {
-            "inferledger.stream": r.stream, "inferledger.request_id": key,
+            **(extra or {}), "inferledger.stream": r.stream, "inferledger.request_id": key,
             "http.response.status_code": status,
             "inferledger.outcome": "error" if r.outcome == "bad" else r.outcome}
         if op != "embeddings":
