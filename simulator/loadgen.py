@@ -4,9 +4,12 @@ Arrivals are Poisson at ``--rate`` in total, shared among the apps in proportion
 one's rate at this hour of the day (its daily shape, or its batch window); lengths, streaming,
 hang-ups and bad requests are drawn per app as the history generator draws them
 (:mod:`simulator.arrivals`). Each app calls its own route: chat, text completions
-(summaries) or embeddings. A RAG app first runs a retrieval step under its own root span and
-passes ``traceparent`` on, so the request's trace shows where the time went. A client with a
-``timeout_s`` hangs up when it passes.
+(summaries) or embeddings. A RAG app first runs a retrieval step (saying how many prompt tokens
+it added) under its own root span and passes ``traceparent`` on, so the request's trace shows
+where the time went; an agent app runs several LLM steps under its root span with a tool call
+between two, each step's prompt growing by the last reply and the tool's output. A client with
+a ``timeout_s`` hangs up when it passes and, with ``retries``, tries again with the same
+``Idempotency-Key`` (and ``X-Stainless-Retry-Count``, as OpenAI's SDK sends it).
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ import contextlib
 import itertools
 import logging
 import random
+import secrets
 import time
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -78,40 +83,92 @@ class LoadGenerator:
         return self.rng.choices(self.apps, weights=weights)[0]
 
     async def _one(self, client: httpx.AsyncClient) -> None:
+        """One answer of an app: traced under the app's own root span when it has one."""
         app = self.pick_app(time.time())
-        d = draw_request(app, self.rng, MODEL_PROFILES[app.model].max_model_len)
-        body = _body(app, d.prompt_tokens, d.max_tokens, d.stream, d.bad, self.rng)
-        headers = {"x-tenant": app.tenant, "x-route": app.name,
-                   "authorization": f"Bearer sk-{app.tenant}-demo"}
-        url = f"{next(self.targets[app.model])}{app.path}"
         try:
-            if app.retrieval_ms and self.tracer is not None:
-                with self.tracer.start_as_current_span(f"{app.name} answer",
-                                                       kind=SpanKind.SERVER) as root:
-                    root.set_attribute("inferledger.tenant", app.tenant)
-                    with self.tracer.start_as_current_span(
-                            "retrieval", kind=SpanKind.CLIENT,
-                            attributes={"db.system.name": "qdrant",
-                                        "db.operation.name": "query"}):
-                        await asyncio.sleep(lognormal(self.rng, app.retrieval_ms, 10_000) / 1000)
-                    _PROPAGATOR.inject(headers)
-                    await self._send(client, url, body, headers, d.abort_after, app.timeout_s)
+            if app.has_root_span and self.tracer is not None:
+                agent = app.kind == "agent"
+                attrs = {"inferledger.tenant": app.tenant} | (
+                    {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": app.name}
+                    if agent else {})
+                with self.tracer.start_as_current_span(
+                        f"invoke_agent {app.name}" if agent else f"{app.name} answer",
+                        kind=SpanKind.SERVER, attributes=attrs):
+                    await self._answer(client, app)
             else:
-                await self._send(client, url, body, headers, d.abort_after, app.timeout_s)
-        except httpx.TimeoutException:
-            self.outcomes["client_timeout"] += 1
+                await self._answer(client, app)
         except httpx.HTTPError as e:
             self.outcomes[type(e).__name__] += 1
         finally:
             self.sem.release()
 
+    async def _step(self, name: str, seconds: float, attrs: dict[str, Any]) -> None:
+        """An app's own step (retrieval, a tool call): a span if it traces, else a pause."""
+        if self.tracer is None:
+            await asyncio.sleep(seconds)
+            return
+        with self.tracer.start_as_current_span(name, kind=SpanKind.CLIENT, attributes=attrs):
+            await asyncio.sleep(seconds)
+
+    async def _answer(self, client: httpx.AsyncClient, app: App) -> None:
+        """A RAG app retrieves, then asks; an agent asks, calls a tool, asks again with what
+        the tool returned, step after step; each request retried as the app's client does."""
+        max_len = MODEL_PROFILES[app.model].max_model_len
+        d = draw_request(app, self.rng, max_len)
+        if app.retrieval_ms:
+            await self._step("retrieval", lognormal(self.rng, app.retrieval_ms, 10_000) / 1000,
+                             {"db.system.name": "qdrant", "db.operation.name": "query",
+                              "inferledger.context_tokens": round(d.prompt_tokens
+                                                                  * app.context_share)})
+        user, prompt = d.prompt_tokens, d.prompt_tokens
+        for step in range(lognormal(self.rng, app.steps, 12) if app.steps else 1):
+            if step:
+                await self._step("execute_tool search",
+                                 lognormal(self.rng, app.tool_ms, 60_000) / 1000,
+                                 {"gen_ai.operation.name": "execute_tool",
+                                  "gen_ai.tool.name": "search"})
+                prompt = min(prompt + d.output_tokens
+                             + lognormal(self.rng, app.tool_tokens, max_len), max_len - 16)
+                d = draw_request(app, self.rng, max_len)
+                d = replace(d, max_tokens=max(1, min(d.max_tokens, max_len - prompt)))
+            said = {"x-inferledger-user-tokens": str(user)} if app.kind == "agent" else {}
+            if not await self._attempts(client, app, d, prompt, said):
+                return  # the answer failed: an agent stops there
+
+    async def _attempts(self, client: httpx.AsyncClient, app: App, d: Any, prompt: int,
+                        said: dict[str, str]) -> bool:
+        """Send one request, and again (same Idempotency-Key) after a time-out or a 503, up
+        to the app's retries; True once it succeeded."""
+        key = secrets.token_hex(16) if app.retries else None
+        url = f"{next(self.targets[app.model])}{app.path}"
+        for attempt in range(1 + app.retries):
+            if attempt:
+                self.outcomes["retry"] += 1
+                await asyncio.sleep(app.retry_backoff_s * 2 ** (attempt - 1))
+            body = _body(app, prompt, d.max_tokens, d.stream, d.bad, self.rng)
+            headers = {"x-tenant": app.tenant, "x-route": app.name,
+                       "authorization": f"Bearer sk-{app.tenant}-demo",
+                       "x-stainless-retry-count": str(attempt), **said}
+            if key:
+                headers["idempotency-key"] = key
+            _PROPAGATOR.inject(headers)
+            try:
+                status = await self._send(client, url, body, headers, d.abort_after,
+                                          app.timeout_s)
+            except httpx.TimeoutException:
+                self.outcomes["client_timeout"] += 1
+                continue
+            if status != 503:
+                return status == 200
+        return False
+
     async def _send(self, client: httpx.AsyncClient, url: str, body: dict, headers: dict,
-                    abort_after: int | None, timeout_s: float | None) -> None:
+                    abort_after: int | None, timeout_s: float | None) -> int:
         timeout = httpx.Timeout(timeout_s or 120.0)
         if not body.get("stream"):
             resp = await client.post(url, json=body, headers=headers, timeout=timeout)
             self.outcomes[f"http_{resp.status_code}"] += 1
-            return
+            return resp.status_code
         async with client.stream("POST", url, json=body, headers=headers,
                                  timeout=timeout) as resp:
             chunks = 0
@@ -120,8 +177,9 @@ class LoadGenerator:
                     chunks += 1
                     if abort_after and chunks >= abort_after:
                         self.outcomes["client_abort"] += 1
-                        return  # closing the stream hangs up on the server
+                        return resp.status_code  # closing the stream hangs up on the server
             self.outcomes[f"http_{resp.status_code}"] += 1
+            return resp.status_code
 
     async def run(self, duration_s: float | None, stop: asyncio.Event | None = None) -> Counter:
         stop = stop or asyncio.Event()

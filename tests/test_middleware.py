@@ -112,6 +112,21 @@ def test_api_key_becomes_a_hashed_tenant_and_is_never_recorded(traced) -> None:
     assert not any("sk-very-secret" in str(v) for v in edge.attributes.values())
 
 
+def test_answer_headers_become_attributes(traced) -> None:
+    url, _, edge_spans, _ = traced
+    _chat(url, stream=False, headers={
+        "x-tenant": "acme", "idempotency-key": "order-77-summary", "x-stainless-retry-count": "1",
+        "x-inferledger-answer-id": "ticket-9", "x-inferledger-context-tokens": "12",
+        "x-inferledger-user-tokens": "not a number"})
+    (edge,) = _spans(edge_spans)
+    a = edge.attributes
+    assert a["inferledger.answer_id"] == "ticket-9" and a["inferledger.retry_attempt"] == 1
+    assert a["inferledger.usage.context_tokens"] == 12
+    assert "inferledger.usage.user_tokens" not in a  # malformed: ignored, the request went on
+    assert len(a["inferledger.retry_key"]) == 32  # a hash, not the caller's key
+    assert not any("order-77" in str(v) for v in a.values())
+
+
 def test_errors_are_recorded_with_their_status(traced) -> None:
     url, engine_spans, edge_spans, _ = traced
     r = _chat(url, stream=False, body={"model": "no-such-model"})
@@ -182,3 +197,40 @@ def test_start_up_is_recorded_once_the_server_is_ready(traced) -> None:
     assert span.attributes["inferledger.gpu_uuids"] == (gpu,)
     assert span.attributes["inferledger.host"] == "node-t"
     assert span.start_time == int(process_started_at() * 1e9) < span.end_time <= time.time_ns()
+
+
+def test_an_agent_client_traces_its_steps_and_says_the_users_tokens(traced) -> None:
+    """The simulator's live agent app against a served engine: a root span per answer, tool
+    calls between the steps, each step's request under the root with the user's tokens."""
+    import asyncio
+
+    from simulator.loadgen import LoadGenerator
+    from simulator.scenario import App, Lengths
+
+    url, _, edge_spans, _ = traced
+    app_spans = InMemorySpanExporter()
+    tp = TracerProvider()
+    tp.add_span_processor(SimpleSpanProcessor(app_spans))
+    agent = App("acme", "ops-agent", "agent", MODEL, 60.0, Lengths(20, 0.1), Lengths(4, 0.1),
+                steps=Lengths(3, 0.01), tool_ms=Lengths(20, 0.1), tool_tokens=Lengths(10, 0.1),
+                retries=1, error_share=0.0)
+    gen = LoadGenerator({MODEL: [url]}, (agent,), rate_per_s=4.0, seed=3, tracer_provider=tp)
+    asyncio.run(gen.run(duration_s=1.5))
+    spans = app_spans.get_finished_spans()
+    roots = {s.context.span_id for s in spans if s.name == "invoke_agent ops-agent"}
+    tools: dict[int, int] = {}
+    for s in spans:
+        if s.name == "execute_tool search" and s.parent.span_id in roots:
+            tools[s.parent.span_id] = tools.get(s.parent.span_id, 0) + 1
+    done = [r for r, n in tools.items() if n == 2]  # three steps, two tool calls between
+    assert done, tools
+    edges: dict[int, list] = {}
+    for e in _spans(edge_spans, 3 * len(done)):
+        if e.parent is not None and e.parent.span_id in done:
+            edges.setdefault(e.parent.span_id, []).append(e)
+    whole = [es for es in edges.values() if len(es) == 3]
+    assert whole, {k: len(v) for k, v in edges.items()}
+    for es in whole:  # every step says the same user prompt, with its own retry key
+        assert len({e.attributes["inferledger.usage.user_tokens"] for e in es}) == 1
+        assert len({e.attributes["inferledger.retry_key"] for e in es}) == 3
+        assert all(e.attributes["inferledger.retry_attempt"] == 0 for e in es)

@@ -12,6 +12,7 @@ loading.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -75,6 +76,26 @@ class _Exchange:
     disconnected: bool = False
     body: bytearray = field(default_factory=bytearray)
     tap: SseTap | None = None
+
+
+def answer_attributes(headers: dict[str, str]) -> dict[str, Any]:
+    """What ties a request to the answer it serves, from the caller's headers: an explicit
+    answer id, a retry of the same work (``Idempotency-Key``, kept only as a hash, and the
+    attempt number OpenAI's and Anthropic's SDKs send as ``X-Stainless-Retry-Count``), and
+    how much of the prompt was the user's own or added context. Malformed counts are
+    ignored, never an error: the request goes on."""
+    attrs: dict[str, Any] = {}
+    if answer := headers.get("x-inferledger-answer-id", "").strip()[:200]:
+        attrs["inferledger.answer_id"] = answer
+    if key := headers.get("idempotency-key", "").strip():
+        attrs["inferledger.retry_key"] = hashlib.sha256(key.encode()).hexdigest()[:32]
+    for header, name in (("x-stainless-retry-count", "inferledger.retry_attempt"),
+                         ("x-inferledger-context-tokens", "inferledger.usage.context_tokens"),
+                         ("x-inferledger-user-tokens", "inferledger.usage.user_tokens")):
+        value = headers.get(header, "").strip()
+        if value.isdigit():
+            attrs[name] = int(value)
+    return attrs
 
 
 class InferLedgerMiddleware:
@@ -245,7 +266,7 @@ class InferLedgerMiddleware:
             attrs["gen_ai.request.model"] = request["model"]
         if isinstance(request.get("max_tokens"), int):
             attrs["gen_ai.request.max_tokens"] = request["max_tokens"]
-        return attrs
+        return attrs | answer_attributes(headers)
 
     def _finish(self, span: Any, ex: _Exchange, error: BaseException | None,
                 state: dict) -> None:

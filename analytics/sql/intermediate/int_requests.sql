@@ -93,7 +93,9 @@ joined AS (
         e.gpu_uuids                                            AS tagged_gpu_uuids,
         e.upstream,
         e.operation,
-        nullif(e.caller_span_id, '')                           AS caller_span_id,
+        -- the caller's span: under a gateway that was dropped for its middleware child
+        -- (see edge), the gateway's own caller
+        nullif(coalesce(gw.caller_span_id, e.caller_span_id), '') AS caller_span_id,
         e.retry_key,
         e.retry_attempt,
         e.context_tokens                                       AS context_tokens_said,
@@ -117,6 +119,8 @@ joined AS (
     FROM matched m
     LEFT JOIN edge e ON e.span_key = m.edge_key
     LEFT JOIN eng g ON g.span_key = m.engine_key
+    LEFT JOIN stg_edge_spans gw ON gw.edge_source = 'gateway' AND e.edge_source = 'middleware'
+         AND gw.trace_id = e.trace_id AND gw.span_id = e.caller_span_id
 ),
 other_spans AS (
     -- Time in other spans of the same trace (retrieval, embeddings, tools): the rest of a
