@@ -50,7 +50,10 @@ def in_buckets(buckets: tuple[str, ...]) -> str:
 def headline(con: duckdb.DuckDBPyConnection, f: Filters) -> pd.Series:
     """The figures of one slice: spend and its parts, GPU-time shares, energy and carbon
     (spend_hourly); responses, cost per response and per 1k output tokens (attributed cost ÷
-    placed responses; cost_hourly); TTFT p95 and SLO attainment (request_costs)."""
+    placed responses; cost_hourly); TTFT p95 and SLO attainment (request_costs); answers
+    (answer_costs): cost per answer (its requests' own cost, retries included, ÷ answers),
+    cost per completed answer (the slice's whole GPU spend — idle, waste and failed answers
+    included — ÷ the answers that completed), retry and context cost."""
     w, p = f.where("hour", hourly=True)
     scope, sp = f.gpu_where()
     rw, rp = f.where()
@@ -92,6 +95,12 @@ def headline(con: duckdb.DuckDBPyConnection, f: Filters) -> pd.Series:
         SELECT quantile_cont(ttft_s, 0.5) AS ttft_p50_s, quantile_cont(ttft_s, 0.95) AS ttft_p95_s,
                avg(slo_met::INT) AS slo_attainment
         FROM request_costs WHERE {rw}
+    ), a AS (
+        SELECT count(*) AS answers, count_if(outcome = 'completed') AS completed_answers,
+               sum(requests) AS answer_requests, sum(cost_usd) AS answers_cost_usd,
+               sum(retry_cost_usd) AS retry_cost_usd, sum(context_cost_usd) AS context_cost_usd,
+               sum(kv_gb_s) AS kv_gb_s
+        FROM answer_costs WHERE {rw}
     )
     SELECT c.requests, c.placed_requests / nullif(c.requests, 0) AS placed_fraction,
            s.gpu_spend_usd, s.attributed_usd, s.useful_usd, s.wasted_usd, s.idle_cost_usd,
@@ -104,9 +113,14 @@ def headline(con: duckdb.DuckDBPyConnection, f: Filters) -> pd.Series:
            s.idle_s / nullif(s.gpu_seconds, 0) AS idle_fraction,
            s.gpu_seconds / 3600 AS gpu_hours, s.unmeasured_gpu_hours,
            s.energy_kwh, s.carbon_kg, c.api_cost_usd,
-           r.ttft_p50_s, r.ttft_p95_s, r.slo_attainment, s.idle_policy
-    FROM s, u, c, r"""
-    out = read_df(con, sql, p + sp + p + rp).iloc[0]
+           r.ttft_p50_s, r.ttft_p95_s, r.slo_attainment, s.idle_policy,
+           a.answers, a.completed_answers,
+           a.answer_requests / nullif(a.answers, 0) AS requests_per_answer,
+           a.answers_cost_usd / nullif(a.answers, 0) AS cost_per_answer_usd,
+           s.gpu_spend_usd / nullif(a.completed_answers, 0) AS cost_per_completed_answer_usd,
+           a.retry_cost_usd, a.context_cost_usd, a.kv_gb_s
+    FROM s, u, c, r, a"""
+    out = read_df(con, sql, p + sp + p + rp + rp).iloc[0]
     if pd.isna(out["gpu_spend_usd"]):  # no GPU time in the slice: its parts are unknown, not 0
         for k in ("attributed_usd", "useful_usd", "wasted_usd", "idle_cost_usd",
                   "idle_share_usd", "overhead_usd", "unmeasured_gpu_hours"):
@@ -164,3 +178,24 @@ def by_dimension(con: duckdb.DuckDBPyConnection, f: Filters, dim: str) -> pd.Dat
                m.energy_kwh, m.carbon_kg, n.api_cost_usd
         FROM m FULL JOIN n USING (name)
         ORDER BY name = '{NOT_CHARGED}', total_usd DESC NULLS LAST, {dim}""", p + p)
+
+
+def answers_by(con: duckdb.DuckDBPyConnection, f: Filters, dim: str) -> pd.DataFrame:
+    """Answers per app (route; or model, tenant, node): how many, how many completed, their
+    requests each, what one cost (its requests' own cost, retries included), the part spent
+    on retries and on added context, KV memory held, and how long the user waited."""
+    col = DIMENSIONS[dim]  # a whitelisted column name, never user text
+    w, p = f.where()
+    return read_df(con, f"""
+        SELECT coalesce({col}, '{no_value(dim)}') AS {dim}, count(*) AS answers,
+               count_if(outcome = 'completed') AS completed_answers,
+               avg(requests) AS requests_per_answer,
+               sum(cost_usd) / count(*) AS usd_per_answer,
+               sum(retry_cost_usd) AS retry_cost_usd,
+               sum(context_cost_usd) AS context_cost_usd,
+               sum(context_cost_usd) / nullif(sum(cost_usd), 0) AS context_share,
+               avg(kv_gb_s) AS kv_gb_s_per_answer,
+               quantile_cont(e2e_s, 0.95) AS answer_e2e_p95_s,
+               avg(other_spans_s) AS tool_time_per_answer_s
+        FROM answer_costs WHERE {w}
+        GROUP BY 1 ORDER BY sum(cost_usd) DESC NULLS LAST, 1""", p)

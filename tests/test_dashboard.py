@@ -64,6 +64,10 @@ def test_every_page_shows_demo_data(monkeypatch, demo_store, page) -> None:
         assert m["GPU spend"].startswith("$") and m["Useful GPU time"].endswith("%")
         assert int(m["Responses"].replace(",", "")) > 1000
         assert m["SLO attainment"].endswith("%") and m["Carbon"].endswith("CO₂e")
+        # answers: an agent's steps and retries make fewer answers than responses
+        assert 0 < int(m["Answers"].replace(",", "")) < int(m["Responses"].replace(",", ""))
+        assert m["Cost per answer"].startswith("$") and float(m["Requests per answer"]) > 1
+        assert m["Cost per completed answer"].startswith("$")
     elif page == "cost":
         from analytics.kpis import NOT_CHARGED
 
@@ -74,6 +78,10 @@ def test_every_page_shows_demo_data(monkeypatch, demo_store, page) -> None:
         totals = {round(frames[i]["total_usd"].sum(), 6) for i in range(4)}
         assert len(totals) == 1
         assert set(frames[4]["gpu_model"]) == {"NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-80GB"}
+        apps = frames[5].set_index("route")  # cost per answer, by app
+        assert apps.loc["ops-agent", "requests_per_answer"] > 2
+        assert 0.05 < apps.loc["contract-rag", "context_share"] < 0.9  # of prompt and reads
+        assert apps.loc["support-chat", "requests_per_answer"] == 1
     elif page == "gpu_efficiency":
         assert len(frames[0]) == 4  # GPU time by GPU
         assert (frames[1]["peak_power_w"] <= frames[1]["power_limit_w"]).all()
@@ -84,8 +92,10 @@ def test_every_page_shows_demo_data(monkeypatch, demo_store, page) -> None:
         assert frames[1]["e2e_s"].is_monotonic_decreasing  # the tail, slowest first
     elif page == "explorer":
         assert len(frames[0]) == 50
-        assert {x.label for x in at.metric} >= {"End to end", "TTFT", "Cost", "SLO"}
-        parts = frames[1]  # its share of each GPU-hour, priced
+        assert {x.label for x in at.metric} >= {"End to end", "TTFT", "Cost", "SLO",
+                                                 "Answer cost", "Of it retries"}
+        assert len(frames[1]) >= 1  # the requests of its answer
+        parts = frames[2]  # its share of each GPU-hour, priced
         assert (parts["gpu_seconds"] > 0).all() and (parts["gpu_cost_usd"] > 0).all()
     elif page == "settings":
         m = {x.label: x.value for x in at.metric}
@@ -105,7 +115,7 @@ def test_explorer_finds_a_request_by_trace_id(monkeypatch, demo_store) -> None:
     trace = at.dataframe[0].value["trace_id"].iloc[3]
     at.text_input(key="ex_text").input(trace[:12]).run()
     assert not at.exception
-    assert list(at.dataframe[0].value["trace_id"]) == [trace]
+    assert set(at.dataframe[0].value["trace_id"]) == {trace}  # an agent trace: its steps
     assert any(trace in c.value for c in at.caption)
     at.text_input(key="ex_text").input("no-such-trace").run()
     assert any("No request matches" in i.value for i in at.info)

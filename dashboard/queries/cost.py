@@ -8,11 +8,11 @@ import duckdb
 import pandas as pd
 
 from analytics.filters import Filters
-from analytics.kpis import NOT_CHARGED, bridge, by_dimension, headline, no_value
+from analytics.kpis import NOT_CHARGED, answers_by, bridge, by_dimension, headline, no_value
 from inferledger.store import read_df as df
 
-__all__ = ["bridge", "by_dimension", "by_gpu_type", "distribution", "headline", "percentiles",
-           "pricing_in_use", "versus_api"]
+__all__ = ["answers_by", "bridge", "by_dimension", "by_gpu_type", "distribution", "headline",
+           "percentiles", "pricing_in_use", "versus_api"]
 SHOWN = ["requests", "cost_usd", "wasted_usd", "idle_share_usd", "total_usd",
          "usd_per_response", "usd_per_1k_output_tokens", "energy_kwh", "carbon_kg"]
 

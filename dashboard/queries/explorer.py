@@ -8,19 +8,21 @@ import pandas as pd
 from analytics.filters import Filters
 from inferledger.store import read_df as df
 
-LIST_COLUMNS = ("request_uid, trace_id, request_id, started_at, model, tenant, route, outcome, "
-                "e2e_s, ttft_s, output_tokens, cost_usd")
+LIST_COLUMNS = ("request_uid, trace_id, request_id, answer_id, started_at, model, tenant, route, "
+                "outcome, e2e_s, ttft_s, output_tokens, cost_usd")
 
 
 def find(con: duckdb.DuckDBPyConnection, f: Filters, text: str, limit: int = 50
          ) -> pd.DataFrame:
-    """Requests whose trace id, request id or tenant is ``text`` (a prefix of an id will do),
-    within the filters."""
+    """Requests whose trace id, request id, answer id or tenant is ``text`` (a prefix of an
+    id will do), within the filters."""
     w, p = f.where()
     return df(con, f"""
         SELECT {LIST_COLUMNS} FROM request_costs
-        WHERE {w} AND (starts_with(trace_id, ?) OR starts_with(request_id, ?) OR tenant = ?)
-        ORDER BY started_at DESC LIMIT ?""", [*p, text, text, text, limit])
+        WHERE {w} AND (starts_with(trace_id, ?) OR starts_with(request_id, ?)
+                       OR starts_with(answer_id, ?) OR starts_with(answer_id, 'trace:' || ?)
+                       OR tenant = ?)
+        ORDER BY started_at DESC LIMIT ?""", [*p, text, text, text, text, text, limit])
 
 
 def top(con: duckdb.DuckDBPyConnection, f: Filters, by: str, limit: int = 50) -> pd.DataFrame:
@@ -39,12 +41,29 @@ def request(con: duckdb.DuckDBPyConnection, request_uid: str) -> pd.Series | Non
     return None if out.empty else out.iloc[0]
 
 
-def spans(con: duckdb.DuckDBPyConnection, trace_id: str) -> pd.DataFrame:
-    """Every span of the trace, for the timeline."""
+def spans(con: duckdb.DuckDBPyConnection, trace_ids: list[str]) -> pd.DataFrame:
+    """Every span of the traces, for a timeline."""
     return df(con, """
-        SELECT span_id, parent_span_id, name, service_name, to_timestamp(start_s) AS start,
-               to_timestamp(end_s) AS end, duration_s
-        FROM stg_spans WHERE trace_id = ? ORDER BY start_s""", [trace_id])
+        SELECT trace_id, span_id, parent_span_id, name, service_name,
+               to_timestamp(start_s) AS start, to_timestamp(end_s) AS end, duration_s
+        FROM stg_spans WHERE list_contains(?, trace_id) ORDER BY start_s""", [trace_ids])
+
+
+def answer(con: duckdb.DuckDBPyConnection, answer_id: str) -> pd.Series | None:
+    """The answer a request served (answer_costs)."""
+    out = df(con, "SELECT * FROM answer_costs WHERE answer_id = ?", [answer_id])
+    return None if out.empty else out.iloc[0]
+
+
+def answer_requests(con: duckdb.DuckDBPyConnection, answer_id: str) -> pd.DataFrame:
+    """Its requests in order, each attempt marked, with what it cost."""
+    return df(con, """
+        SELECT c.request_uid, c.trace_id, c.started_at, c.model, c.route, c.outcome,
+               c.answer_attempt, c.retried, c.input_tokens, c.context_tokens,
+               c.output_tokens, c.e2e_s, c.cost_usd, c.context_cost_usd, c.kv_gb_s,
+               r.started_s, r.finished_s
+        FROM request_costs c JOIN requests r USING (request_uid)
+        WHERE c.answer_id = ? ORDER BY r.started_s""", [answer_id])
 
 
 def gpu_context(con: duckdb.DuckDBPyConnection, gpu_uuids: list[str], start_s: float,

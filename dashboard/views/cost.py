@@ -35,6 +35,14 @@ with tabs[4]:
     ui.table("Spend by GPU type (GPU level: node filter only)", query(q.by_gpu_type, f),
              "cost_by_gpu_type")
 
+ui.table("Cost per answer, by app", query(q.answers_by, f, "route"), "cost_per_answer")
+st.caption(
+    f"{ui.number(now['answers'])} answers of {ui.number(now['requests_per_answer'], 2)} "
+    f"requests each on average; retries cost {ui.money(now['retry_cost_usd'])} and added "
+    f"context {ui.money(now['context_cost_usd'])} of the answers' cost. Fully loaded (all "
+    f"spend ÷ completed answers): {ui.money_small(now['cost_per_completed_answer_usd'])} "
+    "per completed answer.")
+
 st.subheader("Cost per response: the whole distribution")
 dist = query(q.distribution, f)
 if dist.empty:

@@ -1,6 +1,7 @@
-"""Request explorer: find a request by trace id, request id or tenant, or take the slowest
-or most expensive in range; see its spans on a timeline, the power and the batch on its GPUs
-while it ran, and how its cost was computed."""
+"""Request explorer: find a request by trace id, request id, answer id or tenant, or take the
+slowest or most expensive in range; see its spans on a timeline, the answer it served (its
+requests, retries and the app's own spans on one timeline), the power and the batch on its
+GPUs while it ran, and how its cost was computed."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from dashboard.queries import explorer as q
 f = current().filters
 st.title("Request explorer")
 left, right = st.columns([2, 1])
-text = left.text_input("Trace id, request id (or a prefix) or tenant", key="ex_text").strip()
+text = left.text_input("Trace id, request id, answer id (or a prefix) or tenant",
+                       key="ex_text").strip()
 mode = right.radio("Or list", ["slowest", "most expensive"], horizontal=True, key="ex_mode")
 found = query(q.find, f, text) if text else query(q.top, f, mode)
 if found.empty:
@@ -55,12 +57,36 @@ phases = phases.dropna()
 phases["start"] = pd.to_datetime(phases["start"], unit="s", utc=True)
 phases["end"] = pd.to_datetime(phases["end"], unit="s", utc=True)
 phases["kind"] = "phase (engine clock)"
-spans = query(q.spans, r["trace_id"])
+spans = query(q.spans, [r["trace_id"]])
 spans["kind"] = "span: " + spans["service_name"].fillna("")
 timeline = pd.concat([spans[["name", "start", "end", "kind"]], phases], ignore_index=True)
 st.altair_chart(alt.Chart(timeline).mark_bar().encode(
     x=alt.X("start:T", title=None), x2="end:T", y=alt.Y("name:N", sort=None, title=None),
     color="kind:N", tooltip=["name:N", "kind:N", "start:T", "end:T"]), width="stretch")
+
+a = query(q.answer, r["answer_id"]) if r["answer_id"] else None
+if a is not None:
+    st.subheader(f"Its answer: {a['requests']} request(s), {a['outcome']}")
+    c = st.columns(5)
+    c[0].metric("Answer cost", ui.money_small(a["cost_usd"]))
+    c[1].metric("Of it retries", ui.money_small(a["retry_cost_usd"]))
+    c[2].metric("Of it added context", ui.money_small(a["context_cost_usd"]))
+    c[3].metric("Answer end to end", ui.secs(a["e2e_s"]))
+    c[4].metric("Tools and retrieval", ui.secs(a["other_spans_s"]))
+    members = query(q.answer_requests, r["answer_id"])
+    ui.table("Its requests", members.drop(columns=["request_uid", "started_s", "finished_s"]),
+             "answer_requests")
+    whole = query(q.spans, sorted(set(members["trace_id"])))
+    whole["kind"] = "span: " + whole["service_name"].fillna("")
+    st.altair_chart(alt.Chart(whole).mark_bar().encode(
+        x=alt.X("start:T", title=None), x2="end:T",
+        y=alt.Y("label:N", sort=None, title=None), color="kind:N",
+        tooltip=["name:N", "kind:N", "start:T", "end:T",
+                 alt.Tooltip("duration_s:Q", format=".3f", title="seconds")]).transform_calculate(
+        label="datum.name + ' · ' + slice(datum.span_id, 0, 6)"), width="stretch")
+    st.caption(f"Answer `{a['answer_id']}` (grouped by {a['answer_key']}): its requests, "
+               "retries and the app's own spans (retrieval, tool calls) on one timeline; "
+               "retries are booked to this answer, not as anonymous waste.")
 
 if r["placed"]:
     st.subheader("Its GPUs while it ran: power and the batch it shared")

@@ -39,6 +39,19 @@ ui.metric(row[2], "Cost per response", now, before, "cost_per_response_usd", ui.
 ui.metric(row[3], "Cost per 1k output tokens", now, before, "cost_per_1k_output_usd",
           ui.money_small, lower_is_better=True)
 row = st.columns(4)
+ui.metric(row[0], "Answers", now, before, "answers", ui.number,
+          help="Requests grouped by the answer they served: a trace (an app's or agent's "
+               "root span) or an explicit answer id; retries join the answer they retried")
+ui.metric(row[1], "Cost per answer", now, before, "cost_per_answer_usd", ui.money_small,
+          lower_is_better=True,
+          help="An answer's requests' own GPU cost, retries included ÷ answers (idle excluded)")
+ui.metric(row[2], "Cost per completed answer", now, before, "cost_per_completed_answer_usd",
+          ui.money_small, lower_is_better=True,
+          help="All GPU spend in range — idle, waste and failed answers included — ÷ the "
+               "answers that completed: the fully loaded cost of one delivered answer")
+ui.metric(row[3], "Requests per answer", now, before, "requests_per_answer",
+          lambda v: ui.number(v, 2), lower_is_better=True)
+row = st.columns(4)
 ui.metric(row[0], "Useful GPU time", now, before, "useful_fraction", ui.pct)
 ui.metric(row[1], "Wasted GPU time", now, before, "wasted_fraction", ui.pct,
           lower_is_better=True,

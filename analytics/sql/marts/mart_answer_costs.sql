@@ -11,11 +11,12 @@
 --                  its last span's end; e2e_s the time between; ttft_s from its start to the
 --                  first token of its last successful generation (what the user waited for)
 --   other_spans_s  time in its traces' other spans (retrieval, tools, HTTP): latency, no GPU
+--   model, host_name: its last request's (tenant and route: its requests' most common)
 CREATE OR REPLACE TEMP TABLE mart_answer_costs AS
 WITH members AS (
     SELECT a.answer_id, a.answer_key, a.trace_id, a.superseded, a.final_attempt,
            r.started_s, r.first_token_s, r.finished_s, r.work_class, r.operation, r.tenant,
-           r.route, r.model, r.simulated, r.output_tokens, r.input_tokens, a.context_tokens,
+           r.route, r.model, r.host_name, r.simulated, r.output_tokens, r.input_tokens, a.context_tokens,
            r.other_spans_s,
            c.placed, c.gpu_seconds, c.energy_j, c.cost_usd, c.idle_share_usd, c.total_cost_usd,
            c.carbon_g, c.api_cost_usd, c.context_cost_usd, c.kv_gb_s, c.slo_met
@@ -40,6 +41,7 @@ per_answer AS (
         mode(tenant)                                                  AS tenant,
         mode(route)                                                   AS route,
         arg_max(model, started_s) FILTER (WHERE model IS NOT NULL)    AS model,
+        arg_max(host_name, started_s) FILTER (WHERE host_name IS NOT NULL) AS host_name,
         count(DISTINCT model)                                         AS models,
         count(DISTINCT trace_id)                                      AS traces,
         CASE WHEN bool_and(NOT final_attempt OR work_class = 'useful') THEN 'completed'
@@ -81,7 +83,7 @@ SELECT
     to_timestamp(least(p.first_request_s, t.start_s))                 AS started_at,
     date_trunc('hour', to_timestamp(least(p.first_request_s, t.start_s))) AS hour,
     to_timestamp(greatest(p.last_request_s, t.end_s))                 AS ended_at,
-    p.tenant, p.model, p.route, p.models, p.traces, p.outcome,
+    p.tenant, p.model, p.route, p.host_name, p.models, p.traces, p.outcome,
     p.requests, p.retries, p.unsuccessful_requests, p.unplaced_requests, p.embedding_requests,
     p.input_tokens, p.output_tokens, p.context_tokens,
     p.gpu_seconds, p.energy_j, p.cost_usd, p.retry_cost_usd, p.context_cost_usd,
