@@ -87,8 +87,15 @@ def test_summary_focus_report_and_store_agree_to_the_cent(demo_store, con, tmp_p
     s = json.loads(cli("analytics", "summary", "--json"))
     h = headline(con, Filters())
     for key in ("gpu_spend_usd", "attributed_usd", "idle_cost_usd", "wasted_usd",
-                "cost_per_response_usd", "energy_kwh", "carbon_kg"):
+                "cost_per_response_usd", "energy_kwh", "carbon_kg", "cost_per_answer_usd",
+                "cost_per_completed_answer_usd", "retry_cost_usd", "context_cost_usd"):
         assert s[key] == pytest.approx(h[key], rel=1e-12), key
+    # answers: their cost is their requests' cost, each request in exactly one answer
+    answers_usd, requests_usd, in_answers, requests = con.execute(
+        "SELECT (SELECT sum(cost_usd) FROM answer_costs), (SELECT sum(cost_usd) FROM "
+        "request_costs), (SELECT sum(requests) FROM answer_costs), "
+        "(SELECT count(*) FROM request_costs)").fetchall()[0]
+    assert cents(answers_usd) == cents(requests_usd) and in_answers == requests
     gpu_time = con.execute("SELECT sum(cost_usd) FROM gpu_time").fetchall()[0][0]
     assert cents(s["gpu_spend_usd"]) == cents(gpu_time)
 
@@ -108,6 +115,8 @@ def test_summary_focus_report_and_store_agree_to_the_cent(demo_store, con, tmp_p
     assert cents(r.waste.set_index("cause").loc["idle", "usd"]) == cents(s["idle_cost_usd"])
     assert cents(r.by_model["total_usd"].sum()) == cents(s["gpu_spend_usd"])
     assert cents(r.by_tenant["total_usd"].sum()) == cents(s["gpu_spend_usd"])
+    assert r.now["cost_per_completed_answer_usd"] == pytest.approx(
+        s["cost_per_completed_answer_usd"], rel=1e-12)
 
 
 def test_the_dashboard_pages_show_the_same_spend(monkeypatch, demo_store, con) -> None:

@@ -154,6 +154,15 @@ def test_report_over_starttls_with_login_matches_the_store(store, tls, caplog) -
     assert f"{requests:,}" in text and f"{requests:,}" in html
     assert f"${spend:,.2f}" in text and "Simulated data" in text and "Simulated data" in html
     assert "Top opportunities" in text
+    # The agent's steps and the retries make answers of several requests: cost per answer
+    # leads, from the same answers table
+    [(answers, completed)] = stored(store, f"""
+        SELECT count(*), count_if(outcome = 'completed') FROM answer_costs
+        WHERE started_at >= '{WEEK_START}' AND started_at < '{WEEK_END}'""")
+    assert answers < requests
+    assert f"{answers:,} answers ({completed:,} completed)" in text
+    assert "Cost per completed answer" in text and "Cost per completed answer" in html
+    assert text.index("Cost per completed answer") < text.index("Cost per response")
     # Charts: inline PNGs, each referenced by the HTML through its Content-ID.
     images = parts["image/png"]
     assert len(images) == 2

@@ -60,12 +60,40 @@ def _change(now: float | None, before: float | None) -> str:
     return f"{(now - before) / abs(before):+.1%}"
 
 
+# Where answers span several requests (agents, RAG, retries), what one answer cost leads.
+ANSWER_KPIS: tuple[tuple[str, str, Callable[[float | None], str], bool], ...] = (
+    ("Answers", "answers", _int, False),
+    ("Cost per completed answer", "cost_per_completed_answer_usd", lambda v: _usd(v, 6), True),
+    ("Cost per answer", "cost_per_answer_usd", lambda v: _usd(v, 6), True),
+)
+SEVERAL = 1.01  # requests per answer above which answers are not simply responses
+
+
+def answers_span_requests(f: WeeklyFigures) -> bool:
+    v = f.now.get("requests_per_answer")
+    return _ok(v) and v > SEVERAL
+
+
 def kpi_rows(f: WeeklyFigures) -> list[tuple[str, str, str, str]]:
-    """(label, this week, last week, change) for each headline figure; no change where the
-    weeks are not both whole (``coverage_note`` says why)."""
+    """(label, this week, last week, change) for each headline figure, cost per answer
+    first where answers span several requests; no change where the weeks are not both
+    whole (``coverage_note`` says why)."""
+    kpis = (*ANSWER_KPIS, *KPIS) if answers_span_requests(f) else KPIS
     return [(label, fmt(f.now.get(key)), fmt(f.before.get(key)),
              _change(f.now.get(key), f.before.get(key)) if f.comparable else "—")
-            for label, key, fmt, _ in KPIS]
+            for label, key, fmt, _ in kpis]
+
+
+def answer_line(f: WeeklyFigures) -> str | None:
+    """What one answer cost, in words, where answers span several requests."""
+    if not answers_span_requests(f):
+        return None
+    n = f.now
+    return (f"{_int(n.get('answers'))} answers ({_int(n.get('completed_answers'))} completed) "
+            f"from {_int(n.get('requests'))} responses, {n.get('requests_per_answer'):.2f} "
+            f"each: {_usd(n.get('cost_per_completed_answer_usd'), 6)} per completed answer "
+            f"with all spend included; retries cost {_usd(n.get('retry_cost_usd'))} and "
+            f"added context {_usd(n.get('context_cost_usd'))}.")
 
 
 def coverage_note(f: WeeklyFigures) -> str:
@@ -144,7 +172,10 @@ def text(f: WeeklyFigures) -> str:
         return "\n".join([*lines, "No responses and no GPU time were recorded this week.", ""])
     if (lever := f.lever()):
         lines += [lever, ""]
-    lines += [coverage_note(f), spend_line(f), ""]
+    lines += [coverage_note(f), spend_line(f)]
+    if (answers := answer_line(f)):
+        lines.append(answers)
+    lines.append("")
     lines += [f"{label:<27}{now:>18}   last week {before:>14}   {change}"
               for label, now, before, change in kpi_rows(f)]
     lines += ["", "Top models by cost:"]
@@ -187,6 +218,8 @@ def html(f: WeeklyFigures, chart_cids: dict[str, str]) -> str:
         out.append(f'<p style="font-size:17px;margin:6px 0 10px 0"><b>{escape(lever)}</b></p>')
     out.append(f'<p style="color:#555;margin:0 0 4px 0">{escape(coverage_note(f))}</p>'
                f'<p style="color:#555;margin:0 0 10px 0">{escape(spend_line(f))}</p>')
+    if (answers := answer_line(f)):
+        out.append(f'<p style="color:#555;margin:0 0 10px 0">{escape(answers)}</p>')
     out.append(_table(["", "This week", "Last week", "Change"],
                       [list(r) for r in kpi_rows(f)]))
     for name, title in (("cost", "Attributed cost per day"),
