@@ -61,6 +61,12 @@ def metric(col: st.delta_generator.DeltaGenerator, label: str, now: pd.Series,
                delta_color="inverse" if lower_is_better else "normal", help=help)
 
 
+def figures(items: list[tuple[str, str]]) -> None:
+    """A row of plain figures (label, formatted value), one column each."""
+    for col, (label, value) in zip(st.columns(len(items)), items, strict=True):
+        col.metric(label, value)
+
+
 def _count(v: float | None) -> str:
     return number(v)
 

@@ -68,6 +68,26 @@ def test_an_agent_run_is_one_answer_with_its_tool_time_and_context() -> None:
     assert by_answer[members[alone]["answer_id"]]["requests"] == 1
 
 
+def test_an_embedding_before_the_generation_joins_its_answer() -> None:
+    f = Fleet()
+    trace = secrets.token_hex(16)
+    root = f.span(trace, "rag answer", T0 + 0.9, T0 + 6)
+    embed = f.request(scheduled=T0 + 1, first_token=T0 + 1.05, finished=T0 + 1.05, gpus=[G],
+                      input_tokens=30, output_tokens=0, model=MODEL, trace=trace, parent=root,
+                      attrs={"gen_ai.operation.name": "embeddings"})
+    f.span(trace, "retrieval", T0 + 1.1, T0 + 1.4, parent=root)
+    gen = req(f, T0 + 1.5, dur=4.0, parent=root, trace=trace,
+              attrs={"gen_ai.operation.name": "chat"})
+    by_answer, _, costs = answers(sampled(f))
+    (a,) = by_answer.values()
+    assert (a["requests"], a["embedding_requests"], a["retries"]) == (2, 1, 0)
+    assert a["cost_usd"] == pytest.approx(costs[embed]["cost_usd"] + costs[gen]["cost_usd"])
+    assert costs[embed]["cost_usd"] > 0
+    # the user waited for the generation's first token, not the embedding's
+    assert a["ttft_s"] == pytest.approx((T0 + 1.7) - (T0 + 0.9))
+    assert a["other_spans_s"] == pytest.approx(0.3)
+
+
 def test_a_retry_with_an_idempotency_key_is_booked_once_to_the_answer_that_completed() -> None:
     f = Fleet()
     first = req(f, T0 + 1, dur=5.0, outcome="timeout", attrs={"inferledger.retry_key": "k1"})

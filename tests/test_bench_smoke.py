@@ -29,7 +29,7 @@ def test_attribution_accuracy_bench_runs_against_the_oracle() -> None:
     figures = json.loads(out.stdout.strip().splitlines()[-1])
     assert figures["method"] == "gpu_time" and figures["rate"] == "1Hz"
     run = figures["runs"]["tensor_parallel"]["1Hz"]
-    assert set(run) == {"gpu_time", "work", "time_overlap"}
+    assert set(run) == {"gpu_time", "work", "time_overlap", "kv_memory"}
     for r in run.values():
         assert r["missing"] == 0 and r["successful"] > 0
         assert 0 <= r["p50_rel_error"] <= r["p95_rel_error"] <= r["max_rel_error"]

@@ -37,14 +37,12 @@ if r is None:
 
 st.subheader(" · ".join(str(r[k]) if r[k] is not None and not pd.isna(r[k]) else no_value(k)
                         for k in ("model", "tenant", "route", "outcome")))
-c = st.columns(6)
-c[0].metric("End to end", ui.secs(r["e2e_s"]))
-c[1].metric("TTFT", ui.secs(r["ttft_s"]))
-c[2].metric("Tokens in", ui.number(r["input_tokens"]))
-c[3].metric("Tokens out", ui.number(r["output_tokens"]))
-c[4].metric("Cost", ui.money_small(r["cost_usd"]))
-c[5].metric("SLO", "met" if r["slo_met"] else "missed" if r["slo_met"] is not None
-            and not pd.isna(r["slo_met"]) else "—")
+ui.figures([("End to end", ui.secs(r["e2e_s"])), ("TTFT", ui.secs(r["ttft_s"])),
+            ("Tokens in", ui.number(r["input_tokens"])),
+            ("Tokens out", ui.number(r["output_tokens"])),
+            ("Cost", ui.money_small(r["cost_usd"])),
+            ("SLO", "met" if r["slo_met"] else "missed" if r["slo_met"] is not None
+             and not pd.isna(r["slo_met"]) else "—")])
 st.caption(f"trace `{r['trace_id']}` · request `{r['request_id']}` · node {r['host_name']} · "
            f"GPUs {', '.join(r['gpu_uuids']) if r['placed'] else 'unplaced'}")
 
@@ -67,12 +65,11 @@ st.altair_chart(alt.Chart(timeline).mark_bar().encode(
 a = query(q.answer, r["answer_id"]) if r["answer_id"] else None
 if a is not None:
     st.subheader(f"Its answer: {a['requests']} request(s), {a['outcome']}")
-    c = st.columns(5)
-    c[0].metric("Answer cost", ui.money_small(a["cost_usd"]))
-    c[1].metric("Of it retries", ui.money_small(a["retry_cost_usd"]))
-    c[2].metric("Of it added context", ui.money_small(a["context_cost_usd"]))
-    c[3].metric("Answer end to end", ui.secs(a["e2e_s"]))
-    c[4].metric("Tools and retrieval", ui.secs(a["other_spans_s"]))
+    ui.figures([("Answer cost", ui.money_small(a["cost_usd"])),
+                ("Of it retries", ui.money_small(a["retry_cost_usd"])),
+                ("Of it added context", ui.money_small(a["context_cost_usd"])),
+                ("Answer end to end", ui.secs(a["e2e_s"])),
+                ("Tools and retrieval", ui.secs(a["other_spans_s"]))])
     members = query(q.answer_requests, r["answer_id"])
     ui.table("Its requests", members.drop(columns=["request_uid", "started_s", "finished_s"]),
              "answer_requests")
