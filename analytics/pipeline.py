@@ -255,15 +255,29 @@ class Window:
                 f"{(self.hi - self.day) / HOUR_S:02.0f}:00")
 
 
+# What the derived tables hold, beyond prices and method: bumped when a release adds or
+# changes derived tables (2: answers and answer_costs), so results computed by an older
+# release are recomputed from raw once, whole, instead of mixing two shapes.
+DERIVED_VERSION = 2
+
+
+def derived_shape(settings: Settings) -> str:
+    """The derived tables' version and the settings that shape them without pricing them
+    (how requests group into answers): a change recomputes every day."""
+    return f"{DERIVED_VERSION}:{','.join(settings.answer_keys)}"
+
+
 @dataclass(frozen=True)
 class State:
-    """What the published results are based on, how far the data they saw went, and the day
-    from which on days have not yet been computed whole after their data was complete."""
+    """What the published results are based on, how far the data they saw went, the day
+    from which on days have not yet been computed whole after their data was complete, and
+    the shape of the derived tables (``derived_shape``; empty: an older release's)."""
 
     watermark_s: float
     pricing_version: str
     method: str
     settled_s: float = 0.0
+    shape: str = ""
 
     @classmethod
     def read(cls, data: DataDir) -> State | None:
@@ -493,8 +507,14 @@ def _run(data: DataDir, pricing: Pricing, settings: Settings, *, reprice: bool,
             f"{settings.method!r}. Re-run with `inferledger analytics run --reprice` to "
             "recompute past windows with them.")
     span = _data_range(data)
+    reshape = state is not None and state.shape != derived_shape(settings)
+    if reshape:
+        log.warning("the published results were computed with another shape (%r, now %r: a "
+                    "new release, or other [answers] keys): recomputing every day from raw",
+                    state.shape, derived_shape(settings))
     windows = windows_to_run(span, state, since=since, until=until, lateness_s=lateness_s,
-                             reprice=reprice, whole_days=pricing.idle_policy != "separate")
+                             reprice=reprice or reshape,
+                             whole_days=pricing.idle_policy != "separate")
     requests = intervals = 0
     worst = 0.0
     for i, window in enumerate(windows, 1):
@@ -510,7 +530,11 @@ def _run(data: DataDir, pricing: Pricing, settings: Settings, *, reprice: bool,
             watermark = max(watermark, span[1])
             # every day that ended lateness before the data's end has now been whole
             settled = max(settled, math.floor((watermark - lateness_s) / DAY_S) * DAY_S)
-        State(watermark, pricing.version, settings.method, settled).write(data)
+        if since is not None or until is not None:  # a backfill leaves the rest as it was
+            shape = state.shape if state else derived_shape(settings)
+        else:
+            shape = derived_shape(settings)
+        State(watermark, pricing.version, settings.method, settled, shape).write(data)
         _write_json(data.analytics_config, {"pricing": asdict(pricing),
                                             "settings": asdict(settings),
                                             "written_at": datetime.now(UTC).isoformat()})

@@ -34,6 +34,10 @@ def require_results(data: DataDir) -> None:
         raise NoResults(f"the results in {data.root} predate the spend ledger (spend_hourly): "
                         f"recompute them with `inferledger analytics run --reprice --data "
                         f"{data.root}`")
+    if not any(data.derived_table("answer_costs").glob("*.parquet")):
+        raise NoResults(f"the results in {data.root} predate answers (answer_costs): the next "
+                        f"`inferledger analytics run --data {data.root}` recomputes them (the "
+                        "scheduler does this on its interval)")
 
 
 def _plain(v: Any) -> Any:

@@ -50,6 +50,31 @@ def test_rerun_is_idempotent(data) -> None:
     assert stored(data, "SELECT * FROM request_costs ORDER BY request_uid") == first
 
 
+def test_results_of_another_shape_are_recomputed_whole(data, caplog) -> None:
+    """Results from a release without answers (or other [answers] keys) are recomputed from
+    raw, every day, without --reprice: prices did not change, the tables did."""
+    from dataclasses import replace
+
+    from analytics.settings import Settings
+
+    f, before, _ = two_days()
+    run(f.write(data))
+    old = State.read(data)
+    replace(old, shape="").write(data)  # as an older release left it
+    (data.derived_table("answers") / "day=2027-01-15.parquet").unlink()
+    assert run(data).days == 2  # both days again, not only the newest hours
+    assert "another shape" in caplog.text
+    assert stored(data, f"SELECT count(*) FROM answers WHERE request_uid = '{before}'") == [(1,)]
+    assert State.read(data).shape == old.shape
+    caplog.clear()
+    by_conversation = Settings(answer_keys=("gen_ai.conversation.id", "trace"))
+    assert run(data, settings=by_conversation).days == 2
+    assert "another shape" in caplog.text
+    caplog.clear()
+    run(data, settings=by_conversation)
+    assert "another shape" not in caplog.text  # then live again
+
+
 def test_late_data_within_lateness_and_backfill_beyond_it(data) -> None:
     f, _, _ = two_days()
     run(f.write(data))

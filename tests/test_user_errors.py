@@ -99,15 +99,15 @@ def test_readers_never_create_a_store(tmp_path) -> None:
     assert "Did you mean" not in line and not typo.exists()
 
 
-def _results_of_an_older_version(path) -> None:
-    """Published results from before spend_hourly existed: the other tables, not it."""
+def _results_of_an_older_version(path, table: str = "spend_hourly") -> None:
+    """Published results from before ``table`` existed: the other tables, not it."""
     import shutil
 
     from analytics.pipeline import run
 
     data = DataDir.at(path)
     run(data)
-    shutil.rmtree(data.derived_table("spend_hourly"))
+    shutil.rmtree(data.derived_table(table))
 
 
 @pytest.mark.parametrize("make, says", [
@@ -116,6 +116,7 @@ def _results_of_an_older_version(path) -> None:
     (lambda p: p.write_text("x"), "is a file, not a data directory"),
     (lambda p: write_catalog(DataDir.at(p)), "no analytics results"),
     (lambda p: _results_of_an_older_version(p), "analytics run --reprice"),
+    (lambda p: _results_of_an_older_version(p, "answer_costs"), "predate answers"),
 ])
 def test_summary_says_what_the_path_is(tmp_path, make, says) -> None:
     path = tmp_path / "d"
