@@ -183,6 +183,12 @@ def compute(con: duckdb.DuckDBPyConnection, pricing: Pricing, settings: Settings
     Raises :class:`ConservationError` when the invariant fails anywhere.
     """
     _register_config(con, pricing, settings)
+    # The window's spans, deduplicated once: the staging views over them (edge, engine and
+    # start-up spans) and the steps read them several times, and each read of the view would
+    # scan and deduplicate the raw segments again (a temporary table is found before the
+    # view of the same name). Halves a live run's compute.
+    con.execute("CREATE OR REPLACE TEMP TABLE stg_spans AS SELECT * FROM main.stg_spans"
+                ).fetchall()
     for step in steps:
         if step == ATTRIBUTE:
             _register_gpu_prices(con, pricing)
