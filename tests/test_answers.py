@@ -209,3 +209,21 @@ def test_answer_keys_setting(tmp_path) -> None:
     p.write_text('[answers]\nkeys = "trace"\n')
     with pytest.raises(SettingsError, match="keys"):
         load_settings(p)
+
+
+def test_the_caller_of_a_request_through_a_gateway_is_the_gateways_caller() -> None:
+    """Gateway in front of engines that run the middleware: the middleware's span stands for
+    the request, and its caller (for context and retries) is the span that called the
+    gateway."""
+    f = Fleet()
+    trace = secrets.token_hex(16)
+    root = f.span(trace, "rag answer", T0 + 0.5, T0 + 9)
+    f.span(trace, "retrieval", T0 + 0.6, T0 + 0.9, parent=root,
+           attrs={"inferledger.context_tokens": 120})
+    gateway = f.span(trace, "POST /v1/chat/completions", T0 + 0.95, T0 + 6.5, parent=root,
+                     attrs={"inferledger.span.source": "gateway",
+                            "gen_ai.request.model": MODEL})
+    r = req(f, T0 + 1, dur=5.0, parent=gateway, trace=trace)
+    by_answer, members, _ = answers(sampled(f))
+    assert len(by_answer) == 1 and members[r]["context_tokens"] == 120
+    assert by_answer[f"trace:{trace}"]["requests"] == 1  # the gateway span is not a request
