@@ -51,12 +51,16 @@ class Fleet:
                 engine_span: bool = True, queue: float = 0.0,
                 ttft: float | None = None, status: int = 200, choices: int = 1,
                 cached_tokens: int = 0, trace: str | None = None, parent: str | None = None,
-                attrs: dict | None = None, route: str | None = None) -> str:
+                attrs: dict | None = None, route: str | None = None,
+                engine_id: str = "chatcmpl-{}", engine_child: bool = True) -> str:
         """A request whose engine phases land exactly on the given wall-clock times; with
         ``choices`` > 1, vLLM's one ``llm_request`` span per choice (same request id and
         parent), each of ``output_tokens``, the edge counting them all. ``cached_tokens`` of
         the prompt were prefix-cache hits (not prefilled). ``trace`` and ``parent`` put it
-        under a caller's span; ``attrs`` are more attributes of its edge span."""
+        under a caller's span; ``attrs`` are more attributes of its edge span.
+        ``engine_id``: vLLM's request id around the middleware's (``cmpl-{}-0`` for text
+        completions); ``engine_child=False``: vLLM's span is not the edge span's child (no
+        trace context reached it), so only the request id joins them."""
         trace = trace or secrets.token_hex(16)
         edge_id, eng_id = secrets.token_hex(8), secrets.token_hex(8)
         arrival = scheduled - queue
@@ -76,7 +80,9 @@ class Fleet:
         }, {"service.name": "inferledger-middleware", "host.name": host}))
         for k in range(choices if engine_span else 0):
             span_id = eng_id if k == 0 else secrets.token_hex(8)
-            self.spans.append(_span(trace, span_id, edge_id, "llm_request", 2, arrival, finished, {
+            self.spans.append(_span(trace if engine_child else secrets.token_hex(16), span_id,
+                                    edge_id if engine_child else None, "llm_request", 2,
+                                    arrival, finished, {
                 "gen_ai.latency.time_in_queue": queue,
                 "gen_ai.latency.time_to_first_token": first_token - arrival,
                 "gen_ai.latency.time_in_model_prefill": first_token - scheduled,
@@ -86,7 +92,7 @@ class Fleet:
                 "gen_ai.usage.prompt_tokens": input_tokens,
                 "gen_ai.usage.completion_tokens": output_tokens,
                 "gen_ai.usage.cached_tokens": cached_tokens,
-                "gen_ai.request.id": f"chatcmpl-{eng_id}",
+                "gen_ai.request.id": engine_id.format(eng_id),
             }, {"service.name": "vllm", "host.name": host, "vllm.process_id": 42}))
         return f"{trace}:{edge_id}"
 

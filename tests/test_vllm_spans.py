@@ -71,3 +71,20 @@ def test_every_request_of_the_capture_is_one_row() -> None:
         (N2_TRACE, "both", 2), ("8c1fcb5f", "edge_only", 1), ("9ef6ea24", "engine_only", 1),
         ("a19bb235", "both", 1), ("eeb74837", "edge_only", 1)]
     assert len({r["request_uid"] for r in reqs}) == len(reqs)
+
+
+def test_a_text_completion_joins_by_request_id_without_trace_context() -> None:
+    """vLLM names a text completion `cmpl-<id>-0` (the prompt's index after the id the
+    middleware gave it); with no trace context between them, the id alone joins the two."""
+    from tests.builders import Fleet, rows
+
+    gpu = "GPU-ffffffff-0000-0000-0000-000000000001"
+    f = Fleet()
+    for k, engine_id in enumerate(("cmpl-{}-0", "chatcmpl-{}", "cmpl-{}")):
+        f.request(scheduled=1_800_000_000.0 + 3 * k, first_token=1_800_000_000.2 + 3 * k,
+                  finished=1_800_000_001.0 + 3 * k, gpus=[gpu], output_tokens=5,
+                  engine_id=engine_id, engine_child=False)
+    for t in range(12):
+        f.sample(gpu, 1_800_000_000.0 + t, energy_j=100.0 * t)
+    got = rows(f.con(), "SELECT seen_by, count(*) AS n FROM int_requests GROUP BY 1")
+    assert got == [{"seen_by": "both", "n": 3}]

@@ -30,7 +30,10 @@ SELECT
     span_key,
     parent_span_id,
     attributes['gen_ai.request.id']                                   AS request_id,
-    regexp_replace(attributes['gen_ai.request.id'], '^(chatcmpl|cmpl|embd)-', '') AS request_key,
+    -- the id the middleware gave it: vLLM adds a prefix, and for text completions also
+    -- the prompt's index (`cmpl-<id>-0`)
+    regexp_replace(regexp_replace(attributes['gen_ai.request.id'], '^cmpl-(.+)-[0-9]+$', '\1'),
+                   '^(chatcmpl|cmpl|embd)-', '')                      AS request_key,
     start_s                                                           AS arrival_s,
     TRY_CAST(attributes['gen_ai.latency.time_in_queue'] AS DOUBLE)            AS queue_s,
     TRY_CAST(attributes['gen_ai.latency.time_to_first_token'] AS DOUBLE)      AS ttft_s,
