@@ -186,7 +186,7 @@ def compute(con: duckdb.DuckDBPyConnection, pricing: Pricing, settings: Settings
     # The window's spans, deduplicated once: the staging views over them (edge, engine and
     # start-up spans) and the steps read them several times, and each read of the view would
     # scan and deduplicate the raw segments again (a temporary table is found before the
-    # view of the same name). Halves a live run's compute.
+    # view of the same name). A 2-hour window's compute: 1.37 s → 0.8 s (bench/RESULTS.md).
     con.execute("CREATE OR REPLACE TEMP TABLE stg_spans AS SELECT * FROM main.stg_spans"
                 ).fetchall()
     for step in steps:
