@@ -27,8 +27,9 @@ from analytics.attribution import attribute
 from analytics.pricing import Pricing, load_pricing
 from analytics.settings import Settings
 from inferledger.errors import ProductError, UserError
-from inferledger.store import DataDir, retry_vanished, write_catalog, write_parquet_atomic
-from inferledger.store.catalog import init_raw, views_sql
+from inferledger.store import DataDir, retry_vanished, write_catalog
+from inferledger.store.catalog import init_raw, raw_views_sql, views_sql
+from inferledger.store.snapshots import Snapshot, day_file, hour_file, hour_files_of
 
 log = logging.getLogger("inferledger.analytics")
 
@@ -76,6 +77,10 @@ PUBLISHED = {
     "mart_cost_daily": "cost_daily",
     "mart_conservation": "conservation",
 }
+
+
+# Views read once per window into temporary tables (compute), in dependency order.
+MATERIALISED = ("raw_metric_points", "stg_spans", "stg_gpu_samples")
 
 
 class RepriceRequired(UserError):
@@ -183,12 +188,13 @@ def compute(con: duckdb.DuckDBPyConnection, pricing: Pricing, settings: Settings
     Raises :class:`ConservationError` when the invariant fails anywhere.
     """
     _register_config(con, pricing, settings)
-    # The window's spans, deduplicated once: the staging views over them (edge, engine and
-    # start-up spans) and the steps read them several times, and each read of the view would
-    # scan and deduplicate the raw segments again (a temporary table is found before the
-    # view of the same name). A 2-hour window's compute: 1.37 s → 0.8 s (bench/RESULTS.md).
-    con.execute("CREATE OR REPLACE TEMP TABLE stg_spans AS SELECT * FROM main.stg_spans"
-                ).fetchall()
+    # The window's raw data read once: the staging views over it and the steps read it
+    # several times, and each read of a view would scan the segments (and deduplicate
+    # spans, pivot GPU samples) again; a temporary table is found before the view of the
+    # same name. A live 2-hour window's compute: 1.4 s → 0.9 s (bench/RESULTS.md).
+    for view in MATERIALISED:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {view} AS SELECT * FROM main.{view}"
+                    ).fetchall()
     for step in steps:
         if step == ATTRIBUTE:
             _register_gpu_prices(con, pricing)
@@ -214,6 +220,7 @@ DAY_S = 86_400
 HOUR_S = 3_600
 MARGIN_S = 3_600.0
 DEFAULT_LATENESS_S = 3_600.0
+RECEIPT_SLACK_S = 60.0
 
 # Published table → the epoch-seconds expression that puts a row in a UTC day (and hour).
 # Rows of a window are computed with MARGIN_S of data either side, so requests and
@@ -277,13 +284,16 @@ def derived_shape(settings: Settings) -> str:
 class State:
     """What the published results are based on, how far the data they saw went, the day
     from which on days have not yet been computed whole after their data was complete, and
-    the shape of the derived tables (``derived_shape``; empty: an older release's)."""
+    the shape of the derived tables (``derived_shape``; empty: an older release's), and the
+    receipt time up to which the runs have seen all data (0: not known, as in stores of
+    older releases): what was received after it is the new data a live run recomputes."""
 
     watermark_s: float
     pricing_version: str
     method: str
     settled_s: float = 0.0
     shape: str = ""
+    received_s: float = 0.0
 
     @classmethod
     def read(cls, data: DataDir) -> State | None:
@@ -314,24 +324,72 @@ def _day_label(day_start_s: float) -> str:
     return datetime.fromtimestamp(day_start_s, UTC).strftime("%Y-%m-%d")
 
 
-def _data_range(data: DataDir) -> tuple[float, float] | None:
-    """Earliest and latest time (epoch s) in the raw store, from Parquet statistics."""
-    return retry_vanished(lambda: _raw_range(data))
+@dataclass(frozen=True)
+class Touched:
+    """The time new data touched: from the earliest start of the new spans, of the new
+    samples and of every span those overlap in time or share a trace with (their shares and
+    answers change), to the latest end. Empty when nothing arrived."""
+
+    lo: float = math.inf
+    hi: float = -math.inf
+
+    @property
+    def empty(self) -> bool:
+        return self.lo > self.hi
 
 
-def _raw_range(data: DataDir) -> tuple[float, float] | None:
+@dataclass(frozen=True)
+class Probe:
+    span: tuple[float, float] | None  # earliest and latest time in the raw store (epoch s)
+    received_s: float  # newest receipt time
+    touched: Touched | None  # what arrived after the time asked for (None: not asked)
+
+
+def _probe(data: DataDir, received_after_s: float | None) -> Probe:
+    """The raw data's range, from Parquet statistics, and what arrived after a time."""
+    return retry_vanished(lambda: _raw_probe(data, received_after_s))
+
+
+def _raw_probe(data: DataDir, received_after_s: float | None) -> Probe:
     con = duckdb.connect()
     try:
-        con.execute(views_sql(data, include_derived=False)).fetchall()
-        row = con.execute(
-            "SELECT least(min(s.lo), min(m.lo)), greatest(max(s.hi), max(m.hi)) FROM "
-            "(SELECT min(start_time_unix_nano) lo, max(end_time_unix_nano) hi "
-            " FROM raw_spans) s, "
-            "(SELECT min(time_unix_nano) lo, max(time_unix_nano) hi FROM raw_metric_points) m"
-        ).fetchall()[0]
+        con.execute("\n".join(raw_views_sql(data))).fetchall()
+        lo, hi, received = con.execute(
+            "SELECT least(min(s.lo), min(m.lo)), greatest(max(s.hi), max(m.hi)), "
+            "greatest(max(s.r), max(m.r)) FROM "
+            "(SELECT min(start_time_unix_nano) lo, max(end_time_unix_nano) hi, "
+            " max(received_at_unix_nano) r FROM raw_spans) s, "
+            "(SELECT min(time_unix_nano) lo, max(time_unix_nano) hi, "
+            " max(received_at_unix_nano) r FROM raw_metric_points) m").fetchall()[0]
+        if lo is None:
+            return Probe(None, 0.0, None)
+        touched = None
+        if received_after_s is not None:
+            touched = _touched(con, int(received_after_s * 1e9))
     finally:
         con.close()
-    return None if row[0] is None else (row[0] / 1e9, row[1] / 1e9)
+    return Probe((lo / 1e9, hi / 1e9), (received or 0) / 1e9, touched)
+
+
+def _touched(con: duckdb.DuckDBPyConnection, after_ns: int) -> Touched:
+    con.execute(
+        "CREATE TEMP TABLE new_spans AS SELECT trace_id, start_time_unix_nano AS t0, "
+        "end_time_unix_nano AS t1 FROM raw_spans WHERE received_at_unix_nano > ?", [after_ns]
+    ).fetchall()
+    lo, hi = con.execute(
+        "SELECT least((SELECT min(t0) FROM new_spans), min(time_unix_nano)), "
+        "greatest((SELECT max(t1) FROM new_spans), max(time_unix_nano)) "
+        "FROM raw_metric_points WHERE received_at_unix_nano > ?", [after_ns]).fetchall()[0]
+    if lo is None:
+        return Touched()
+    # spans that started before and run into that time, or share a trace with new spans:
+    # looked for among those ending at most the margin before it
+    first = con.execute(
+        "SELECT min(start_time_unix_nano) FROM raw_spans WHERE end_time_unix_nano >= $margin "
+        "AND (end_time_unix_nano >= $lo AND start_time_unix_nano <= $hi "
+        "     OR trace_id IN (SELECT trace_id FROM new_spans))",
+        {"margin": lo - int(MARGIN_S * 1e9), "lo": lo, "hi": hi}).fetchall()[0][0]
+    return Touched(min(lo, first if first is not None else lo) / 1e9, hi / 1e9)
 
 
 def _days(lo: float, hi: float) -> list[float]:
@@ -345,16 +403,19 @@ def _whole(days: list[float]) -> list[Window]:
 
 def windows_to_run(span: tuple[float, float] | None, state: State | None, *,
                    since: float | None, until: float | None, lateness_s: float,
-                   reprice: bool, whole_days: bool = False) -> list[Window]:
+                   reprice: bool, whole_days: bool = False,
+                   touched: Touched | None = None) -> list[Window]:
     """What to (re)compute: a backfill range, everything, or what is new since the watermark.
 
     A backfill, a first run and a re-price compute whole UTC days. A live run recomputes only
-    the hours from ``lateness_s`` before the watermark to the newest data, and each day
-    whose data has become complete (its end more than ``lateness_s`` behind the watermark)
-    once more whole, so every finished day is computed from all of its data once (the
-    attribution's fits see the whole day). ``whole_days`` makes live runs compute whole days
-    too (an idle policy other than 'separate' shares idle over the day). ``span`` is the raw
-    data's time range; with no data at all, today (empty tables).
+    the hours new data touched (``touched``; without it, from ``lateness_s`` before the
+    watermark to the newest data), never earlier than ``lateness_s`` before the watermark
+    (older data is a backfill's), and each day whose data has become complete (its end more
+    than ``lateness_s`` behind the watermark) once more whole, so every finished day is
+    computed from all of its data once (the attribution's fits see the whole day).
+    ``whole_days`` makes live runs compute whole days too (an idle policy other than
+    'separate' shares idle over the day). ``span`` is the raw data's time range; with no
+    data at all, today (empty tables).
     """
     if since is not None or until is not None:
         lo = since if since is not None else (span[0] if span else time.time())
@@ -365,15 +426,20 @@ def windows_to_run(span: tuple[float, float] | None, state: State | None, *,
     if state is None or reprice:
         return _whole(_days(*span))
     # never before the earliest data, whatever the watermark says
-    lo = max(min(state.watermark_s - lateness_s, span[1]), span[0])
+    late = max(min(state.watermark_s - lateness_s, span[1]), span[0])
     complete = math.floor((max(state.watermark_s, span[1]) - lateness_s) / DAY_S) * DAY_S
-    settle = [d for d in _days(lo, span[1]) if state.settled_s <= d and d + DAY_S <= complete]
+    settle = [d for d in _days(late, span[1]) if state.settled_s <= d and d + DAY_S <= complete]
+    lo, hi = late, span[1]
+    if touched is not None:
+        if touched.empty or touched.hi < late:
+            return _whole(settle)
+        lo, hi = max(touched.lo, late), min(touched.hi, span[1])
     if whole_days:
-        return _whole(_days(lo, span[1]))
+        return _whole(sorted(set(settle) | set(_days(lo, hi))))
     out = _whole(settle)
     hour = math.floor(lo / HOUR_S) * HOUR_S
-    end = math.floor(span[1] / HOUR_S) * HOUR_S + HOUR_S
-    for d in _days(hour, span[1]):
+    end = math.floor(hi / HOUR_S) * HOUR_S + HOUR_S
+    for d in _days(hour, hi):
         if d in settle:
             continue
         w = Window(max(hour, d), min(end, d + DAY_S))
@@ -392,85 +458,110 @@ def _window_rows(table: str, lo: float, hi: float) -> str:
     return f"SELECT * FROM {table}"  # mart_latency: computed for its day (keep_from/_until)
 
 
-def _publish_day(con: duckdb.DuckDBPyConnection, data: DataDir, day: float) -> None:
-    label = _day_label(day)
-    for table, published in PUBLISHED.items():
-        arrow = con.sql(_window_rows(table, day, day + DAY_S)).to_arrow_table()
-        write_parquet_atomic(arrow, data.derived_partition(published, label), durable=False)
+def _hours(w: Window) -> range:
+    return range(int(w.lo), int(w.hi), HOUR_S)
 
 
-def _publish_hours(con: duckdb.DuckDBPyConnection, data: DataDir, w: Window) -> None:
-    """Replace the window's hours in its day's partitions: the day's other rows stay as they
-    were; then the per-day tables are recomputed from the day's rows as now published."""
+def _publish(con: duckdb.DuckDBPyConnection, snap: Snapshot, w: Window, final: bool) -> None:
+    """Put the window's rows in the snapshot: a finished day as one file per table, the
+    hours of a day still coming in as one file per hour (so a live run writes only its
+    hours, whatever the day already holds); then the per-day tables."""
     label = _day_label(w.day)
     for table, published in PUBLISHED.items():
         if table in DAILY:
             continue
-        path = data.derived_partition(published, label)
-        rows = con.sql(_window_rows(table, w.lo, w.hi)).to_arrow_table()
-        if path.exists():
-            con.register("old_rows", _old_rows(con, data, table, str(path), label, w))
-            con.register("new_rows", rows)
-            rows = con.sql("SELECT * FROM old_rows UNION ALL BY NAME SELECT * FROM new_rows"
-                           ).to_arrow_table()
-            con.unregister("old_rows")
-            con.unregister("new_rows")
-        write_parquet_atomic(rows, path, durable=False)
+        if final:
+            snap.write(published, day_file(label), con.sql(
+                _window_rows(table, w.lo, w.hi)).to_arrow_table())
+            snap.remove(published, hour_files_of(label))
+            continue
+        if w.whole_day:
+            snap.remove(published, day_file(label))
+        for h in _hours(w):
+            rows = con.sql(_window_rows(table, h, h + HOUR_S)).to_arrow_table()
+            name = hour_file(label, (h - int(w.day)) // HOUR_S)
+            if rows.num_rows:
+                snap.write(published, name, rows)
+            else:
+                snap.remove(published, name)
+        if not any(snap.table(published).glob("*.parquet")):  # a view needs a file to bind
+            snap.write(published, hour_file(label, int(w.lo - w.day) // HOUR_S),
+                       con.sql(_window_rows(table, w.lo, w.lo)).to_arrow_table())
+    _publish_daily(con, snap, w)
+
+
+def _publish_daily(con: duckdb.DuckDBPyConnection, snap: Snapshot, w: Window) -> None:
+    """The per-day tables (percentiles, the day's totals): from the window's own results
+    when it is the whole day, else recomputed from the day's rows in the snapshot."""
+    label = _day_label(w.day)
+    day_rows = {name: sorted(snap.table(name).glob(f"day={label}*.parquet"))
+                for name in ("requests", "request_costs", "cost_hourly")}
+    if w.whole_day or not all(day_rows.values()):
+        for table in DAILY:
+            snap.write(PUBLISHED[table], day_file(label),
+                       con.sql(_window_rows(table, w.lo, w.hi)).to_arrow_table())
+        return
     day = duckdb.connect()
     try:
         day.execute("SET TimeZone = 'UTC'").fetchall()
         day.execute("SET VARIABLE keep_from = ?", [w.day]).fetchall()
         day.execute("SET VARIABLE keep_until = ?", [w.day + DAY_S]).fetchall()
-        for name, published in (("int_requests", "requests"),
-                                ("mart_cost_hourly", "cost_hourly")):
-            day.read_parquet(str(data.derived_partition(published, label))).create_view(name)
-        day.read_parquet(str(data.derived_partition("request_costs", label))).select(
-            "request_uid, slo_met").create_view("int_request_slo")
+        files = {k: [str(f) for f in v] for k, v in day_rows.items()}
+        day.read_parquet(files["requests"]).create_view("int_requests")
+        day.read_parquet(files["cost_hourly"]).create_view("mart_cost_hourly")
+        day.read_parquet(files["request_costs"]).select("request_uid, slo_met").create_view(
+            "int_request_slo")
         for table in DAILY:
             day.execute(_sql(f"marts/{table}")).fetchall()
-            write_parquet_atomic(day.sql(f"SELECT * FROM {table}").to_arrow_table(),
-                                 data.derived_partition(PUBLISHED[table], label), durable=False)
+            snap.write(PUBLISHED[table], day_file(label),
+                       day.sql(f"SELECT * FROM {table}").to_arrow_table())
     finally:
         day.close()
 
 
-def _old_rows(con: duckdb.DuckDBPyConnection, data: DataDir, table: str, path: str,
-              label: str, w: Window) -> pa.Table:
-    """The rows of a published day partition outside the window."""
-    key = DAY_KEY[table]
-    if key is not None:
-        return con.read_parquet(path).filter(
-            f"NOT ({key} >= {w.lo} AND {key} < {w.hi})").to_arrow_table()
-    # int_request_gpus: the rows of requests that started outside the window (requests'
-    # rows outside it are the ones published before, whether or not it is merged yet)
-    con.read_parquet(str(data.derived_partition("requests", label))).filter(
-        f"NOT (started_s >= {w.lo} AND started_s < {w.hi})").select("request_uid").create_view(
-        "requests_outside")
-    return con.read_parquet(path).filter(
-        "request_uid IN (SELECT request_uid FROM requests_outside)").to_arrow_table()
+def _ranges(w: Window, settings: Settings) -> dict[str, tuple[int, int]]:
+    """The raw data a window is computed from: spans overlapping it with MARGIN_S either
+    side (requests crossing its edges, the rest of their answers); GPU and engine samples
+    from MARGIN_S before a whole day, or from the longest valid sample gap before a window
+    of hours — enough for the interval across its start — to MARGIN_S after it. Samples
+    are most of the raw rows (a live agent sends one per GPU metric per second), so a live
+    run reads minutes of them before its hours, not an hour."""
+    before = MARGIN_S if w.whole_day else min(MARGIN_S, settings.max_sample_gap_s)
+    return {"spans": (int((w.lo - MARGIN_S) * 1e9), int((w.hi + MARGIN_S) * 1e9)),
+            "metric_points": (int((w.lo - before) * 1e9), int((w.hi + MARGIN_S) * 1e9))}
 
 
-def _run_window(data: DataDir, w: Window, pricing: Pricing, settings: Settings
-                ) -> tuple[int, int, float]:
-    """Compute one window (with margins) and publish its rows."""
-    span = (int((w.lo - MARGIN_S) * 1e9), int((w.hi + MARGIN_S) * 1e9))
-    con = duckdb.connect()
+def _run_window(data: DataDir, w: Window, pricing: Pricing, settings: Settings,
+                complete_before: float) -> tuple[int, int, float]:
+    """Compute one window (with margins) and publish its rows in a new snapshot.
+
+    Days ending by ``complete_before`` have all their data: computed whole, they are
+    published as one file per table. A window of hours in a day published that way (an old
+    release's, or a longer lateness than before) is computed as the whole day instead.
+    """
+    snap = Snapshot(data)
     try:
-        con.execute("SET TimeZone = 'UTC'").fetchall()  # hours and days are UTC windows
-        con.execute(views_sql(data, include_derived=False, time_range_ns=span)).fetchall()
-        con.execute("SET VARIABLE keep_from = ?", [w.day]).fetchall()
-        con.execute("SET VARIABLE keep_until = ?", [w.day + DAY_S]).fetchall()
-        worst = compute(con, pricing, settings)
-        if w.whole_day:
-            _publish_day(con, data, w.day)
-        else:
-            _publish_hours(con, data, w)
-        n_req, n_iv = con.execute(
-            f"SELECT (SELECT count(*) FROM int_requests WHERE started_s >= {w.lo} AND "
-            f"started_s < {w.hi}), (SELECT count(*) FROM int_gpu_intervals WHERE "
-            f"t0 >= {w.lo} AND t0 < {w.hi})").fetchall()[0]
-    finally:
-        con.close()
+        if not w.whole_day and snap.has("requests", day_file(_day_label(w.day))):
+            w = Window(w.day, w.day + DAY_S)
+        con = duckdb.connect()
+        try:
+            con.execute("SET TimeZone = 'UTC'").fetchall()  # hours and days are UTC windows
+            con.execute(views_sql(data, include_derived=False,
+                                  time_ranges_ns=_ranges(w, settings))).fetchall()
+            con.execute("SET VARIABLE keep_from = ?", [w.day]).fetchall()
+            con.execute("SET VARIABLE keep_until = ?", [w.day + DAY_S]).fetchall()
+            worst = compute(con, pricing, settings)
+            _publish(con, snap, w, final=w.whole_day and w.day + DAY_S <= complete_before)
+            n_req, n_iv = con.execute(
+                f"SELECT (SELECT count(*) FROM int_requests WHERE started_s >= {w.lo} AND "
+                f"started_s < {w.hi}), (SELECT count(*) FROM int_gpu_intervals WHERE "
+                f"t0 >= {w.lo} AND t0 < {w.hi})").fetchall()[0]
+        finally:
+            con.close()
+        snap.commit()
+    except BaseException:
+        snap.abandon()
+        raise
     return n_req, n_iv, worst
 
 
@@ -512,7 +603,9 @@ def _run(data: DataDir, pricing: Pricing, settings: Settings, *, reprice: bool,
             f"{state.method!r}; this run has pricing {pricing.version!r} and method "
             f"{settings.method!r}. Re-run with `inferledger analytics run --reprice` to "
             "recompute past windows with them.")
-    span = _data_range(data)
+    probed_at = time.time()
+    probe = _probe(data, state.received_s if state and state.received_s else None)
+    span = probe.span
     reshape = state is not None and state.shape != derived_shape(settings)
     if reshape:
         log.warning("the published results were computed with another shape (%r, now %r: a "
@@ -520,12 +613,15 @@ def _run(data: DataDir, pricing: Pricing, settings: Settings, *, reprice: bool,
                     state.shape, derived_shape(settings))
     windows = windows_to_run(span, state, since=since, until=until, lateness_s=lateness_s,
                              reprice=reprice or reshape,
-                             whole_days=pricing.idle_policy != "separate")
+                             whole_days=pricing.idle_policy != "separate",
+                             touched=probe.touched)
     requests = intervals = 0
     worst = 0.0
+    end = max(state.watermark_s, span[1]) if state and span else (span[1] if span else 0.0)
+    complete_before = math.floor((end - lateness_s) / DAY_S) * DAY_S
     for i, window in enumerate(windows, 1):
-        n_req, n_iv, w = retry_vanished(lambda x=window: _run_window(data, x, pricing,
-                                                                     settings))
+        n_req, n_iv, w = retry_vanished(lambda x=window: _run_window(
+            data, x, pricing, settings, complete_before))
         requests, intervals, worst = requests + n_req, intervals + n_iv, max(worst, w)
         if progress:
             progress(i, len(windows), window.label())
@@ -540,7 +636,13 @@ def _run(data: DataDir, pricing: Pricing, settings: Settings, *, reprice: bool,
             shape = state.shape if state else derived_shape(settings)
         else:
             shape = derived_shape(settings)
-        State(watermark, pricing.version, settings.method, settled, shape).write(data)
+        received = state.received_s if state else 0.0
+        if since is None and until is None:
+            # a row is stamped on receipt and is in a segment only once durable (within
+            # seconds): rows stamped in the last RECEIPT_SLACK_S may still have been on
+            # their way, so the next run reads them again
+            received = max(received, min(probe.received_s, probed_at - RECEIPT_SLACK_S))
+        State(watermark, pricing.version, settings.method, settled, shape, received).write(data)
         _write_json(data.analytics_config, {"pricing": asdict(pricing),
                                             "settings": asdict(settings),
                                             "written_at": datetime.now(UTC).isoformat()})

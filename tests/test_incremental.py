@@ -28,8 +28,10 @@ def test_days_are_partitions_and_midnight_is_seamless(data) -> None:
     f, before, across = two_days()
     result = run(f.write(data))
     assert result.days == 2
-    assert sorted(p.name for p in data.derived_table("request_costs").glob("*.parquet")) == \
-        ["day=2027-01-15.parquet", "day=2027-01-16.parquet"]
+    # Neither day is complete (the data ends less than the lateness after midnight): their
+    # hours are files of their own, so live runs rewrite only the hours they recompute.
+    assert sorted(p.name for p in data.derived_table("gpu_time").glob("*.parquet")) == \
+        ["day=2027-01-15.h23.parquet", "day=2027-01-16.h00.parquet"]
     # The request across midnight belongs to the day it started; its GPU time to both days.
     got = dict(stored(data, "SELECT request_uid, gpu_seconds FROM request_costs"))
     assert got[across] == pytest.approx(200.0) and got[before] == pytest.approx(300.0)
@@ -61,7 +63,8 @@ def test_results_of_another_shape_are_recomputed_whole(data, caplog) -> None:
     run(f.write(data))
     old = State.read(data)
     replace(old, shape="").write(data)  # as an older release left it
-    (data.derived_table("answers") / "day=2027-01-15.parquet").unlink()
+    for f in data.derived_table("answers").glob("*.parquet"):
+        f.unlink()
     assert run(data).days == 2  # both days again, not only the newest hours
     assert "another shape" in caplog.text
     assert stored(data, f"SELECT count(*) FROM answers WHERE request_uid = '{before}'") == [(1,)]
@@ -193,6 +196,66 @@ def test_a_finished_day_is_computed_whole_once(data) -> None:
     # whole; the 17th's hours since an hour before the old watermark (23:30) as a window.
     assert seen == ["2027-01-16", "2027-01-17 00:00–02:00"]
     assert State.read(data).settled_s == MIDNIGHT + DAY_S
+    # the finished day is one file per table, its hours' files gone; the new day is hours
+    assert sorted(p.name for p in data.derived_table("gpu_time").glob("*.parquet")) == [
+        "day=2027-01-16.parquet", "day=2027-01-17.h00.parquet", "day=2027-01-17.h01.parquet"]
     seen.clear()
     run(data, progress=lambda i, n, label: seen.append(label))
     assert seen == ["2027-01-17 00:00–02:00"]  # settled once, not again
+
+
+def _received(table, at: float):
+    """``table`` as the collector stamps it: every row received at ``at`` (epoch s)."""
+    import pyarrow as pa
+
+    i = table.schema.get_field_index("received_at_unix_nano")
+    return table.set_column(i, "received_at_unix_nano",
+                            pa.array([int(at * 1e9)] * table.num_rows, pa.int64()))
+
+
+def _arrive(data, f: Fleet, name: str, at: float) -> None:
+    spans, points = f.tables()
+    write_parquet_atomic(_received(spans, at), data.raw_table("spans") / "d" / f"{name}.parquet")
+    if points.num_rows:
+        write_parquet_atomic(_received(points, at),
+                             data.raw_table("metric_points") / "d" / f"{name}.parquet")
+
+
+def test_a_live_run_recomputes_the_hours_new_data_touched(data) -> None:
+    import time
+
+    now = time.time()
+    f = Fleet()
+    traffic(f, MIDNIGHT, MIDNIGHT + 6 * 3600)
+    _arrive(data, f, "first", now - 3000)
+    run(data)
+    early = "SELECT * FROM request_costs WHERE started_at < TIMESTAMPTZ '2027-01-16 05:00:00+00' " \
+            "ORDER BY request_uid"
+    before = stored(data, early)
+    seen: list[str] = []
+    f = Fleet()
+    traffic(f, MIDNIGHT + 6 * 3600, MIDNIGHT + 6.5 * 3600)
+    _arrive(data, f, "live", now - 2000)
+    run(data, progress=lambda i, n, label: seen.append(label))
+    # the new half hour, not an hour before the watermark as well
+    assert seen == ["2027-01-16 06:00–07:00"]
+    assert stored(data, early) == before
+    # A late request from 05:40 (within the lateness of the 06:29 watermark): its hour only.
+    seen.clear()
+    late = Fleet()
+    at = MIDNIGHT + 5 * 3600 + 2400
+    uid = late.request(scheduled=at, first_token=at + 1, finished=at + 40, gpus=[G],
+                       output_tokens=10)
+    _arrive(data, late, "late", now - 1000)
+    run(data, progress=lambda i, n, label: seen.append(label))
+    assert seen == ["2027-01-16 05:00–06:00"]
+    assert uid in dict(stored(data, "SELECT request_uid, 1 FROM request_costs"))
+    # Nothing new: nothing recomputed.
+    seen.clear()
+    assert run(data, progress=lambda i, n, label: seen.append(label)).windows == 0
+    assert seen == []
+    # What the live runs published is what a backfill of the whole day computes.
+    live = {q: _rounded(stored(data, q)) for q in QUERIES}
+    run(data, since=MIDNIGHT, until=MIDNIGHT + 1)
+    for q in QUERIES:
+        assert _rounded(stored(data, q)) == live[q], q

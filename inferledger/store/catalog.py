@@ -53,28 +53,35 @@ _RAW_TIME = {"spans": ("end_time_unix_nano", "start_time_unix_nano"),
              "metric_points": ("time_unix_nano", "time_unix_nano")}
 
 
-def views_sql(data: DataDir, *, include_derived: bool = True,
-              time_range_ns: tuple[int, int] | None = None) -> str:
-    """Build the SQL API text for ``data``: raw and staging views, then derived tables.
-
-    With ``time_range_ns`` the raw views keep only what overlaps [start, end): the analytics
-    use this to compute one window at a time.
-    """
-    parts = ["-- InferLedger SQL API for this data directory. Generated; do not edit.", ""]
+def raw_views_sql(data: DataDir, time_ranges_ns: dict[str, tuple[int, int]] | None = None
+                  ) -> list[str]:
+    """The raw tables' views; with ``time_ranges_ns`` (raw table → [start, end)) those
+    views keep only what overlaps their range: the analytics compute one window at a time."""
+    parts = []
     for name in sorted(RAW_TABLES):
         glob = _sql_literal(str(data.raw_table(name) / "**" / "*.parquet"))
         where = ""
-        if time_range_ns is not None:
+        if time_ranges_ns and name in time_ranges_ns:
             end_col, start_col = _RAW_TIME[name]
-            where = (f" WHERE {end_col} >= {int(time_range_ns[0])}"
-                     f" AND {start_col} < {int(time_range_ns[1])}")
+            lo, hi = time_ranges_ns[name]
+            where = f" WHERE {end_col} >= {int(lo)} AND {start_col} < {int(hi)}"
         parts.append(
             f"CREATE OR REPLACE VIEW raw_{name} AS SELECT * FROM "
             f"read_parquet({glob}, union_by_name = true, hive_partitioning = false){where};"
         )
+    return parts
+
+
+def views_sql(data: DataDir, *, include_derived: bool = True,
+              time_ranges_ns: dict[str, tuple[int, int]] | None = None) -> str:
+    """Build the SQL API text for ``data``: raw and staging views, then derived tables."""
+    parts = ["-- InferLedger SQL API for this data directory. Generated; do not edit.", "",
+             *raw_views_sql(data, time_ranges_ns)]
     parts += ["", staging_sql(), ""]
     if include_derived and data.derived.exists():
-        for folder in sorted(p for p in data.derived.iterdir() if p.is_dir()):
+        # each table is a link into the current snapshot (inferledger/store/snapshots.py)
+        for folder in sorted(p for p in data.derived.iterdir()
+                             if p.is_dir() and not p.name.startswith((".", "_"))):
             if not any(folder.glob("*.parquet")):
                 continue
             glob = _sql_literal(str(folder / "*.parquet"))
