@@ -182,13 +182,20 @@ class Fleet:
 
     def con(self, settings: Settings | None = None,
             pricing: Pricing | None = None) -> duckdb.DuckDBPyConnection:
-        spans, points = self.tables()
-        con = duckdb.connect()
-        con.register("raw_spans", spans)
-        con.register("raw_metric_points", points)
-        con.execute(staging_sql()).fetchall()
+        con = staged(*self.tables())
         compute(con, pricing or load_pricing(), settings or Settings())
         return con
+
+
+def staged(spans: pa.Table, points: pa.Table) -> duckdb.DuckDBPyConnection:
+    """An in-memory connection with raw views over ``spans`` and ``points`` (as over the
+    store's segments) and the staging layer on top: what the analytics steps read."""
+    con = duckdb.connect()
+    for name, table in (("spans", spans), ("metric_points", points)):
+        con.register(f"rows_{name}", table)
+        con.execute(f"CREATE VIEW raw_{name} AS SELECT * FROM rows_{name}").fetchall()
+    con.execute(staging_sql()).fetchall()
+    return con
 
 
 class FlakyExporter(MetricExporter):

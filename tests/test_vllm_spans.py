@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 
 from analytics.pipeline import compute
 from analytics.pricing import load_pricing
 from analytics.settings import Settings
-from inferledger.store.catalog import staging_sql
 from inferledger.store.raw_schema import METRIC_POINTS, SPANS
+from tests.builders import staged
 
 FIXTURE = Path(__file__).parent / "fixtures" / "vllm-0.32" / "spans.jsonl"
 N2_TRACE = "3c09e7f8"
@@ -37,10 +36,7 @@ def _raw_spans() -> pa.Table:
 
 
 def _requests() -> list[dict]:
-    con = duckdb.connect()
-    con.register("raw_spans", _raw_spans())
-    con.register("raw_metric_points", METRIC_POINTS.empty_table())
-    con.execute(staging_sql()).fetchall()
+    con = staged(_raw_spans(), METRIC_POINTS.empty_table())
     compute(con, load_pricing(), Settings(), ("intermediate/int_requests",))
     cur = con.execute("SELECT * FROM int_requests ORDER BY trace_id")
     names = [c[0] for c in cur.description]

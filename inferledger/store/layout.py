@@ -27,8 +27,10 @@ class DataDir:
 
         raw/<table>/day=YYYY-MM-DD/<segment>.parquet  collector segments (append-only)
         wal/<writer>/<table>/<segment>.arrows  acknowledged rows not yet in a segment (≤ 1 s)
-        derived/<table>/day=YYYY-MM-DD.parquet          analytics outputs, one file per UTC day
-                                                       (each replaced atomically on re-runs)
+        derived/<table>/day=YYYY-MM-DD[.hHH].parquet    analytics outputs: a file per finished
+                                                       UTC day, per hour of a day coming in;
+                                                       <table> links into the current snapshot
+        derived/.snapshots/  generations of the derived tables (``store/snapshots.py``)
         derived/_state.json  the analytics watermark and the pricing/method it used
         derived/_config.json the pricing and settings of the last run (the dashboard shows it)
         views.sql            the SQL API, loadable by any DuckDB client
@@ -74,11 +76,8 @@ class DataDir:
         return self.raw / name
 
     def derived_table(self, name: str) -> Path:
-        """Folder of a derived table's day partitions."""
+        """Folder of a derived table's files (a link into the current snapshot)."""
         return self.derived / name
-
-    def derived_partition(self, name: str, day: str) -> Path:
-        return self.derived_table(name) / f"day={day}.parquet"
 
     @property
     def analytics_state(self) -> Path:
