@@ -31,8 +31,8 @@ from opentelemetry.sdk.metrics.export import MetricExporter, PeriodicExportingMe
 from opentelemetry.sdk.resources import Resource
 
 from agents.buffered_exporter import BufferedExporter
-from agents.containers import container_of
 from agents.gpu import GpuBackend, GpuLost, GpuSample, MigInstance
+from agents.processes import ancestors_of, container_of
 from inferledger.errors import UserError
 from inferledger.locks import ProcessLock
 
@@ -204,8 +204,11 @@ class NodeAgent:
             for p in s.processes:
                 if p.used_memory_bytes is not None:
                     mig = {"inferledger.gpu.mig_id": p.mig_uuid} if p.mig_uuid else {}
+                    owners = ancestors_of(p.pid)
+                    up = {"inferledger.process.ancestor_pids": ",".join(map(str, owners))
+                          } if owners else {}
                     yield Observation(p.used_memory_bytes, {
-                        **self._attrs(s), "process.pid": str(p.pid), **mig,
+                        **self._attrs(s), "process.pid": str(p.pid), **mig, **up,
                         **dict(container_of(p.pid))})
 
     def gpus_holding(self, pids: set[int]) -> list[str]:

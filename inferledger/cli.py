@@ -6,9 +6,10 @@ import argparse
 import json
 import logging
 import os
+import socket
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -106,18 +107,28 @@ def cmd_agent(args: argparse.Namespace) -> int:
     from agents.vllm_metrics import EngineScraper, Target, local_locator
     from inferledger.otel import metric_exporter
 
+    def scraper(host: str, gpus_holding: Callable[[set[int]], list[str]]) -> EngineScraper:
+        return EngineScraper([Target(u.rstrip("/") + "/metrics") for u in args.vllm],
+                             metric_exporter(args.otlp_endpoint, args.otlp_protocol), host,
+                             args.vllm_interval, locate=local_locator(gpus_holding))
+
+    stop = _stop_event()
+    if args.gpu_backend == "none":  # GPUs read by another agent (DCGM): engines only
+        if not args.vllm:
+            raise UserError("--gpu-backend none samples no GPU: name an engine with --vllm")
+        log.info("agent scraping %d engine(s) every %.1fs, no GPU sampling",
+                 len(args.vllm), args.vllm_interval)
+        scraper(args.host or socket.gethostname(), lambda _pids: []).run_until(stop)
+        return 0
     agent_lock(args.gpu_backend).acquire()  # held until exit: one agent per node's GPUs
     try:
         backend = open_backend(args.gpu_backend)
     except GpuError as e:
         raise UserError(str(e)) from None
-    stop = _stop_event()
     agent = NodeAgent(backend, metric_exporter(args.otlp_endpoint, args.otlp_protocol),
                       host=args.host, interval_s=args.interval)
     if args.vllm:
-        EngineScraper([Target(u.rstrip("/") + "/metrics") for u in args.vllm],
-                      metric_exporter(args.otlp_endpoint, args.otlp_protocol), agent.host,
-                      args.vllm_interval, locate=local_locator(agent.gpus_holding)).start(stop)
+        scraper(agent.host, agent.gpus_holding).start(stop)
     agent.run_until(stop)
     return 0
 
@@ -465,7 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "and exports energy, power, memory, utilization and processes, and "
                        "scrapes local vLLM engines' /metrics.")
     a.add_argument("--gpu-backend", default="nvml", metavar="SPEC",
-                   help="'nvml' (real GPUs, default) or 'sim:PATH' (a simulated node)")
+                   help="'nvml' (real GPUs, default), 'sim:PATH' (a simulated node) or "
+                   "'none' (GPUs read by another agent, e.g. DCGM: only --vllm engines)")
     a.add_argument("--host", help="host name to report (default: this machine's)")
     a.add_argument("--interval", type=float, default=1.0, metavar="SECONDS",
                    help="sampling interval, 0.1–60 s (default 1)")

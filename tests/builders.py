@@ -24,7 +24,9 @@ H100 = "NVIDIA H100 80GB HBM3"
 
 
 def _attrs(d: dict) -> list[tuple[str, str]]:
-    return [(k, v if isinstance(v, str) else json.dumps(v)) for k, v in d.items()]
+    """As the collector stores them: text values; an attribute set to None is not sent."""
+    return [(k, v if isinstance(v, str) else json.dumps(v)) for k, v in d.items()
+            if v is not None]
 
 
 def _span(trace_id, span_id, parent, name, kind, start_s, end_s, attrs, resource) -> dict:
@@ -52,7 +54,8 @@ class Fleet:
                 ttft: float | None = None, status: int = 200, choices: int = 1,
                 cached_tokens: int = 0, trace: str | None = None, parent: str | None = None,
                 attrs: dict | None = None, route: str | None = None,
-                engine_id: str = "chatcmpl-{}", engine_child: bool = True) -> str:
+                engine_id: str = "chatcmpl-{}", engine_child: bool = True,
+                edge_span: bool = True) -> str:
         """A request whose engine phases land exactly on the given wall-clock times; with
         ``choices`` > 1, vLLM's one ``llm_request`` span per choice (same request id and
         parent), each of ``output_tokens``, the edge counting them all. ``cached_tokens`` of
@@ -60,15 +63,17 @@ class Fleet:
         under a caller's span; ``attrs`` are more attributes of its edge span.
         ``engine_id``: vLLM's request id around the middleware's (``cmpl-{}-0`` for text
         completions); ``engine_child=False``: vLLM's span is not the edge span's child (no
-        trace context reached it), so only the request id joins them."""
+        trace context reached it), so only the request id joins them. ``edge_span=False``:
+        no middleware, vLLM's span straight under ``parent`` (a proxy's, say)."""
         trace = trace or secrets.token_hex(16)
         edge_id, eng_id = secrets.token_hex(8), secrets.token_hex(8)
         arrival = scheduled - queue
         extra = dict(attrs or {})
         if route is not None:
             extra["inferledger.route"] = route
-        self.spans.append(_span(trace, edge_id, parent, f"chat {model}", 2, arrival - 0.001,
-                                finished + 0.001, extra | {
+        (self.spans if edge_span else []).append(_span(
+            trace, edge_id, parent, f"chat {model}", 2, arrival - 0.001, finished + 0.001,
+            extra | {
             "inferledger.span.source": "middleware", "inferledger.tenant": tenant,
             "gen_ai.request.model": model, "inferledger.outcome": outcome,
             "inferledger.request_id": eng_id, "http.response.status_code": status,
@@ -80,8 +85,9 @@ class Fleet:
         }, {"service.name": "inferledger-middleware", "host.name": host}))
         for k in range(choices if engine_span else 0):
             span_id = eng_id if k == 0 else secrets.token_hex(8)
+            under = edge_id if edge_span else parent
             self.spans.append(_span(trace if engine_child else secrets.token_hex(16), span_id,
-                                    edge_id if engine_child else None, "llm_request", 2,
+                                    under if engine_child else None, "llm_request", 2,
                                     arrival, finished, {
                 "gen_ai.latency.time_in_queue": queue,
                 "gen_ai.latency.time_to_first_token": first_token - arrival,
@@ -97,11 +103,11 @@ class Fleet:
         return f"{trace}:{edge_id}"
 
     def span(self, trace: str, name: str, start: float, end: float, *,
-             parent: str | None = None, attrs: dict | None = None) -> str:
-        """A span of a caller (an app's root span, an agent run, a retrieval or tool call);
-        returns its span id."""
+             parent: str | None = None, attrs: dict | None = None, kind: int = 1) -> str:
+        """A span of a caller (an app's root span, an agent run, a retrieval or tool call;
+        ``kind=2``, SERVER: a proxy's); returns its span id."""
         span_id = secrets.token_hex(8)
-        self.spans.append(_span(trace, span_id, parent, name, 1, start, end, attrs or {},
+        self.spans.append(_span(trace, span_id, parent, name, kind, start, end, attrs or {},
                                 {"service.name": "app"}))
         return span_id
 
@@ -134,10 +140,13 @@ class Fleet:
                             kind="sum" if name == "hw.energy" else "gauge", source=source,
                             received_at=received_at)
 
-    def process(self, gpu: str, t: float, pid: int, *, host: str = "node") -> None:
-        """The agent saw ``pid`` holding memory on ``gpu`` at ``t``."""
+    def process(self, gpu: str, t: float, pid: int, *, host: str = "node",
+                ancestors: list[int] | None = None) -> None:
+        """The agent saw ``pid`` (child of ``ancestors[0]``, …) holding memory on ``gpu``."""
+        up = {"inferledger.process.ancestor_pids": ",".join(map(str, ancestors))
+              } if ancestors else {}
         self._point("inferledger.gpu.process.memory.usage", t, 1e9,
-                    {"hw.id": gpu, "process.pid": str(pid)}, host=host)
+                    {"hw.id": gpu, "process.pid": str(pid), **up}, host=host)
 
     def engine_counter(self, name: str, t: float, value: float, *, gpus: list[str],
                        pid: int = 42, host: str = "node", model: str = "m",

@@ -60,3 +60,14 @@ def test_both_stacks_are_described() -> None:
     assert {"vllm", "agent"} <= gpu and {"sim-node-a", "sim-node-b", "loadgen"} <= sim
     assert services["vllm"]["deploy"]["resources"]["reservations"]["devices"][0]["driver"] \
         == "nvidia"
+
+
+def test_vllms_spans_name_the_node_the_agent_reports() -> None:
+    """vLLM's own spans carry no host unless OTEL_RESOURCE_ATTRIBUTES names it; it must be
+    the name the middleware and the agent report, or engine-only rows cannot be placed."""
+    services = _doc()["services"]
+    env = services["vllm"]["environment"]
+    agent = services["agent"]["command"]
+    host = agent[agent.index("--host") + 1]
+    assert env["OTEL_RESOURCE_ATTRIBUTES"] == f"host.name={host}"
+    assert env["INFERLEDGER_HOST"] == host and env["OTEL_SERVICE_NAME"]

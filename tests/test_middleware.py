@@ -234,3 +234,64 @@ def test_an_agent_client_traces_its_steps_and_says_the_users_tokens(traced) -> N
         assert len({e.attributes["inferledger.usage.user_tokens"] for e in es}) == 1
         assert len({e.attributes["inferledger.retry_key"] for e in es}) == 3
         assert all(e.attributes["inferledger.retry_attempt"] == 0 for e in es)
+
+
+def test_inside_vllm_it_sends_where_vllm_sends_its_spans(node, collector, data, monkeypatch):
+    """vLLM turns ``--otlp-traces-endpoint`` into OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (a gRPC
+    address by vLLM's default): with nothing else set, the middleware's spans go there too,
+    over gRPC (they were posted as HTTP to the gRPC port and lost)."""
+    from analytics.pipeline import run
+
+    monkeypatch.delenv("INFERLEDGER_OTLP_ENDPOINT", raising=False)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                       f"http://127.0.0.1:{collector.grpc_port}")
+    monkeypatch.setenv("INFERLEDGER_GPU_BACKEND", f"sim:{node}")
+    assert MiddlewareConfig.from_env().protocol == "grpc"
+    app = make_engine(node, [0], TracerProvider())
+    app.add_middleware(InferLedgerMiddleware)
+    with serving(app) as url:
+        assert _chat(url, stream=False).status_code == 200
+    mw = app.middleware_stack
+    while not isinstance(mw, InferLedgerMiddleware):
+        mw = mw.app
+    mw.tracer_provider.shutdown()
+    run(data)
+    assert stored(data, "SELECT seen_by, outcome FROM requests") == [("edge_only", "ok")]
+
+
+@pytest.mark.parametrize(("env", "protocol"), [
+    ({}, "grpc"),  # vLLM's default for its endpoint
+    ({"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf"}, "http/protobuf"),
+    ({"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}, "http/protobuf"),
+    ({"INFERLEDGER_OTLP_ENDPOINT": "http://c:4318"}, "http/protobuf"),
+    ({"INFERLEDGER_OTLP_ENDPOINT": "c:4317", "INFERLEDGER_OTLP_PROTOCOL": "grpc"}, "grpc"),
+])
+def test_the_protocol_follows_the_endpoint_it_came_with(env, protocol) -> None:
+    assert MiddlewareConfig.from_env({"INFERLEDGER_TENANT_HASH_KEY": "k", **env}
+                                     ).protocol == protocol
+
+
+def test_its_warnings_print_where_the_server_silenced_the_root_logger(capsys) -> None:
+    """vLLM's API server sets the root logger to ERROR; a tenant key left at its default and
+    a GPU placement that fell back must still reach the operator's console."""
+    import logging
+
+    import agents.tracing.middleware as middleware
+
+    root, saved = logging.getLogger(), logging.getLogger().level
+    mw_log = middleware.log
+    state = (mw_log.level, mw_log.propagate, list(mw_log.handlers))
+    root.setLevel(logging.ERROR)
+    try:
+        middleware.keep_warnings_visible()
+        middleware.keep_warnings_visible()  # twice: still one handler
+        MiddlewareConfig.from_env({"INFERLEDGER_GPU_BACKEND": "none"})
+        middleware._gpu_uuids(MiddlewareConfig(gpu_backend="bogus"))
+        err = capsys.readouterr().err
+    finally:
+        root.setLevel(saved)
+        mw_log.setLevel(state[0])
+        mw_log.propagate = state[1]
+        mw_log.handlers[:] = state[2]
+    assert err.count("INFERLEDGER_TENANT_HASH_KEY is not set") == 1
+    assert "GPU placement unknown (unknown GPU backend 'bogus'" in err

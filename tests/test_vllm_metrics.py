@@ -9,7 +9,7 @@ from opentelemetry.sdk.metrics.export import MetricExportResult
 from agents.vllm_metrics import EngineScraper, Target, parse
 from inferledger.otel import metric_exporter
 from simulator.gpu_state import NodeGpus, sim_uuid
-from tests.builders import stored
+from tests.builders import stored, stored_when
 from tests.engine_server import MODEL, make_engine, serving
 
 V0 = """# TYPE vllm:gpu_cache_usage_perc gauge
@@ -173,3 +173,36 @@ def test_the_simulated_engine_serves_vllm_032s_names_and_labels(tmp_path) -> Non
     [info] = [k for k in kept if k[0] == "vllm:cache_config_info"]
     assert info[2] == {"engine": "0", "kv_cache_size_tokens": "524288", "num_gpu_blocks": "4096",
                        "block_size": "128"}
+
+
+def test_the_agent_scrapes_engines_on_a_node_whose_gpus_another_agent_reads(
+        tmp_path, collector, data) -> None:
+    """``--gpu-backend none`` (GPUs read by DCGM, say): no NVML, no GPU sampling, the engines'
+    /metrics still exported with the engine's process; without an engine it is a one-line
+    error, since it would have nothing to do."""
+    import signal
+    import subprocess
+    import sys
+
+    state = tmp_path / "n.gpus"
+    NodeGpus.create(state, "node-s", ["h100"]).close()
+    cmd = [sys.executable, "-m", "inferledger", "agent", "--gpu-backend", "none",
+           "--host", "node-d", "--otlp-endpoint", f"http://127.0.0.1:{collector.http_port}"]
+    alone = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    lines = alone.stderr.strip().splitlines()
+    assert alone.returncode == 2 and len(lines) == 1, alone.stderr
+    assert lines[0].endswith("--gpu-backend none samples no GPU: name an engine with --vllm")
+    with serving(make_engine(state, [0], None)) as url:
+        proc = subprocess.Popen([*cmd, "--vllm", url, "--vllm-interval", "0.2"],
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            got = stored_when(data, "SELECT DISTINCT host_name, counter FROM stg_engine_counters "
+                                    "WHERE counter = 'vllm:prompt_tokens_total'", bool, 60)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            err = proc.communicate(timeout=60)[1]
+    assert got == [("node-d", "vllm:prompt_tokens_total")], err
+    assert proc.returncode == 0, err
+    gpu_points = stored(data, "SELECT count(*) FROM raw_metric_points "
+                              "WHERE metric_name LIKE 'hw.%'")
+    assert gpu_points == [(0,)]

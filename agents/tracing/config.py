@@ -1,15 +1,20 @@
 """Middleware settings, from environment variables (vLLM constructs it with no arguments).
 
 =====================================  ==========================================================
-``INFERLEDGER_OTLP_ENDPOINT``          collector address (default: the OTEL_EXPORTER_OTLP_* vars)
-``INFERLEDGER_OTLP_PROTOCOL``          ``grpc`` or ``http/protobuf`` (default ``http/protobuf``)
+``INFERLEDGER_OTLP_ENDPOINT``          collector address (default: where vLLM sends its spans)
+``INFERLEDGER_OTLP_PROTOCOL``          ``grpc`` or ``http/protobuf`` (default: see below)
 ``INFERLEDGER_TENANT_HEADER``          request header naming the tenant (default ``x-tenant``)
 ``INFERLEDGER_ROUTE_HEADER``           request header naming the app/route (default ``x-route``)
 ``INFERLEDGER_TENANT_HASH_KEY``        secret for hashing API keys into tenant ids
 ``INFERLEDGER_HOST``                   host name reported for placement (default: hostname)
-``INFERLEDGER_GPU_BACKEND``            ``nvml`` or ``sim:PATH``, to resolve CUDA_VISIBLE_DEVICES
+``INFERLEDGER_GPU_BACKEND``            ``nvml``, ``sim:PATH``, ``none``: GPU lookup (placement)
 ``INFERLEDGER_REQUEST_USAGE``          ask vLLM for stream usage and strip it (default ``true``)
 =====================================  ==========================================================
+
+Without ``INFERLEDGER_OTLP_ENDPOINT`` the middleware sends where vLLM sends its own spans, by
+vLLM's rule: ``--otlp-traces-endpoint`` becomes ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` in the
+server's environment, spoken in ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`` (default ``grpc``, as
+vLLM's). With it, the protocol defaults to ``http/protobuf`` (the collector's port 4318).
 """
 
 from __future__ import annotations
@@ -53,9 +58,14 @@ class MiddlewareConfig:
         def var(name: str, kind: Kind = _TEXT, default: object = None) -> Any:
             return resolve(kind, env=e, var=name, default=default)
 
+        endpoint = var("INFERLEDGER_OTLP_ENDPOINT")
+        protocol = var("INFERLEDGER_OTLP_PROTOCOL", choice(*PROTOCOLS), None)
+        if protocol is None and endpoint is None:  # vLLM's exporter settings, vLLM's default
+            protocol = var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", choice(*PROTOCOLS), None) \
+                or var("OTEL_EXPORTER_OTLP_PROTOCOL", choice(*PROTOCOLS), "grpc")
         return cls(
-            endpoint=var("INFERLEDGER_OTLP_ENDPOINT"),
-            protocol=var("INFERLEDGER_OTLP_PROTOCOL", choice(*PROTOCOLS), "http/protobuf"),
+            endpoint=endpoint,
+            protocol=protocol or "http/protobuf",
             tenant_header=var("INFERLEDGER_TENANT_HEADER", default="x-tenant").lower(),
             route_header=var("INFERLEDGER_ROUTE_HEADER", default="x-route").lower(),
             hash_key=(key or _DEFAULT_HASH_KEY).encode(),

@@ -54,6 +54,8 @@ def _gpu_uuids(cfg: MiddlewareConfig) -> list[str]:
     """GPUs this server process uses: CUDA_VISIBLE_DEVICES resolved through NVML."""
     from agents.gpu import GpuError, open_backend, resolve_visible_devices
 
+    if cfg.gpu_backend == "none":  # placed by the agent's process samples instead
+        return []
     try:
         backend = open_backend(cfg.gpu_backend)
     except (GpuError, UserError) as e:
@@ -98,12 +100,26 @@ def answer_attributes(headers: dict[str, str]) -> dict[str, Any]:
     return attrs
 
 
+def keep_warnings_visible() -> None:
+    """Print the middleware's warnings even where the host server silenced them: vLLM's API
+    server sets the root logger to ERROR, which would hide a placement that fell back or a
+    tenant key left at its default. Only then does it get its own handler on stderr."""
+    if log.isEnabledFor(logging.WARNING):
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.WARNING)
+    log.propagate = False
+
+
 class InferLedgerMiddleware:
     def __init__(self, app: Any, config: MiddlewareConfig | None = None,
                  tracer_provider: TracerProvider | None = None,
                  source: str = "middleware") -> None:
         """``source="gateway"``: in front of engines, not inside one, so the span names the
         upstream chosen and no host, PID or GPUs of its own (the engine's span places it)."""
+        keep_warnings_visible()
         self.app = app
         self.cfg = config or MiddlewareConfig.from_env()
         self.source = source

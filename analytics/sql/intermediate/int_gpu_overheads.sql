@@ -1,5 +1,6 @@
 -- GPU work that belongs to no request, placed on GPUs like requests are (span or metric
--- tags, else host/PID against the agent's process samples).
+-- tags, else host/PID against the agent's process samples and their ancestors,
+-- int_gpu_process_owners).
 
 -- int_engine_loading: each GPU's model-loading windows (an engine's start-up).
 CREATE OR REPLACE TEMP TABLE int_engine_loading AS
@@ -10,8 +11,9 @@ WHERE len(gpu_uuids) > 0
 UNION ALL
 SELECT DISTINCT s.host_name, p.gpu_uuid, s.pid, s.start_s, s.end_s, 'process_match'
 FROM stg_engine_startups s
-JOIN stg_gpu_processes p
-  ON p.host_name = s.host_name AND p.pid = s.pid AND p.ts_s BETWEEN s.start_s AND s.end_s + 60
+JOIN int_gpu_process_owners p
+  ON p.host_name = s.host_name AND p.owner_pid = s.pid
+ AND p.ts_s BETWEEN s.start_s AND s.end_s + 60
 WHERE coalesce(len(s.gpu_uuids), 0) = 0;
 
 -- int_recompute: prompt tokens each engine recomputed after preempting requests, per scrape
@@ -55,6 +57,6 @@ WHERE len(gpu_uuids) > 0 AND tokens > 0
 UNION ALL
 SELECT DISTINCT r.host_name, r.model, p.gpu_uuid, r.t0, r.t1, r.tokens
 FROM r
-JOIN stg_gpu_processes p
-  ON p.host_name = r.host_name AND p.pid = r.pid AND p.ts_s BETWEEN r.t0 - 60 AND r.t1 + 60
+JOIN int_gpu_process_owners p
+  ON p.host_name = r.host_name AND p.owner_pid = r.pid AND p.ts_s BETWEEN r.t0 - 60 AND r.t1 + 60
 WHERE coalesce(len(r.gpu_uuids), 0) = 0 AND r.tokens > 0;

@@ -1,8 +1,8 @@
 -- int_requests: one row per inference request, edge span joined to vLLM's span.
 -- Join: the engine span whose parent is the edge span (W3C traceparent), else the same
--- request id. Requests seen by one side only are kept and flagged in `seen_by`. A gateway
--- span whose child is a middleware span (gateway in front of engines that run the
--- middleware) is the same request: the middleware's span, closer to the engine, stands.
+-- request id. Requests seen by one side only are kept and flagged in `seen_by`. An edge
+-- span whose child is another edge span (a gateway or GenAI proxy in front of engines that
+-- run the middleware) is the same request: the span closest to the engine stands.
 -- A request with n > 1 choices is one response: its choices' engine spans become one row.
 --
 -- Clocks: vLLM's queue/prefill/decode/inference come from the engine's monotonic clock and
@@ -12,10 +12,9 @@
 CREATE OR REPLACE TEMP TABLE int_requests AS
 WITH edge AS (
     SELECT * FROM stg_edge_spans g
-    WHERE g.edge_source = 'middleware' OR NOT EXISTS (
+    WHERE NOT EXISTS (
         SELECT 1 FROM stg_edge_spans m
-        WHERE m.edge_source = 'middleware' AND m.trace_id = g.trace_id
-          AND m.parent_span_id = g.span_id)
+        WHERE m.trace_id = g.trace_id AND m.parent_span_id = g.span_id)
 ),
 choices AS (
     -- Each choice's phases on the wall clock (see Clocks above).
@@ -76,9 +75,9 @@ joined AS (
         coalesce(g.request_id, e.request_key)                  AS request_id,
         CASE WHEN e.span_key IS NOT NULL AND g.span_key IS NOT NULL THEN 'both'
              WHEN e.span_key IS NOT NULL THEN 'edge_only' ELSE 'engine_only' END AS seen_by,
-        e.tenant,
-        e.route,
-        e.model,
+        coalesce(e.tenant, gw.tenant)                          AS tenant,
+        coalesce(e.route, gw.route)                            AS route,
+        coalesce(e.model, gw.model)                            AS model,
         e.stream,
         e.http_status,
         coalesce(e.outcome,
@@ -93,8 +92,8 @@ joined AS (
         e.gpu_uuids                                            AS tagged_gpu_uuids,
         e.upstream,
         e.operation,
-        -- the caller's span: under a gateway that was dropped for its middleware child
-        -- (see edge), the gateway's own caller
+        -- the caller's span: under a gateway or proxy that was dropped for its child
+        -- (see edge), that one's own caller
         nullif(coalesce(gw.caller_span_id, e.caller_span_id), '') AS caller_span_id,
         e.retry_key,
         e.retry_attempt,
@@ -119,7 +118,7 @@ joined AS (
     FROM matched m
     LEFT JOIN edge e ON e.span_key = m.edge_key
     LEFT JOIN eng g ON g.span_key = m.engine_key
-    LEFT JOIN stg_edge_spans gw ON gw.edge_source = 'gateway' AND e.edge_source = 'middleware'
+    LEFT JOIN stg_edge_spans gw ON gw.edge_source <> 'middleware'
          AND gw.trace_id = e.trace_id AND gw.span_id = e.caller_span_id
 ),
 other_spans AS (

@@ -37,13 +37,18 @@ GROUP BY host_name, coalesce(resource_attributes['service.instance.id'], host_na
 
 -- stg_gpu_processes: which host PIDs held memory on which GPU at each sample (placement),
 -- with the container and Kubernetes pod the agent found them in (NULL outside one) and,
--- on a MIG-partitioned GPU, the instance they run in.
+-- on a MIG-partitioned GPU, the instance they run in. `owner_pids`: the process and its
+-- ancestors, any of which may be the one a request span names (vLLM V1's worker holds the
+-- GPU; its grandparent, the API server, serves).
 CREATE OR REPLACE VIEW stg_gpu_processes AS
 SELECT DISTINCT
     host_name,
     attributes['hw.id']                                AS gpu_uuid,
     attributes['inferledger.gpu.mig_id']               AS mig_uuid,
     TRY_CAST(attributes['process.pid'] AS BIGINT)      AS pid,
+    list_prepend(TRY_CAST(attributes['process.pid'] AS BIGINT),
+                 coalesce(TRY_CAST(string_split(attributes['inferledger.process.ancestor_pids'],
+                                                ',') AS BIGINT[]), []))   AS owner_pids,
     attributes['container.id']                         AS container_id,
     attributes['k8s.pod.uid']                          AS pod_uid,
     time_unix_nano / 1e9                               AS ts_s,
