@@ -83,8 +83,10 @@ SPAN_ATTRIBUTES = (
     Name("gen_ai.provider.name", "string", "vllm"),
     Name("gen_ai.request.model", "string", "the model asked for", required=True),
     Name("gen_ai.request.max_tokens", "int", "the reply's token limit", "{token}"),
-    Name("gen_ai.request.temperature", "double", "sampling temperature (the simulator's vLLM "
-         "spans)"),
+    Name("gen_ai.request.temperature", "double", "sampling temperature (vLLM's span, where "
+         "not 0)"),
+    Name("gen_ai.request.top_p", "double", "nucleus sampling (vLLM's span)"),
+    Name("gen_ai.request.n", "int", "choices asked for (vLLM's span)"),
     Name("gen_ai.response.model", "string", "the model that answered"),
     Name("gen_ai.response.finish_reasons", "string[]", "why each choice ended"),
     Name("gen_ai.usage.input_tokens", "int", "prompt tokens", "{token}"),

@@ -295,3 +295,23 @@ def test_its_warnings_print_where_the_server_silenced_the_root_logger(capsys) ->
         mw_log.handlers[:] = state[2]
     assert err.count("INFERLEDGER_TENANT_HASH_KEY is not set") == 1
     assert "GPU placement unknown (unknown GPU backend 'bogus'" in err
+
+
+def test_the_simulated_engines_span_has_real_vllms_attributes(traced) -> None:
+    """Pinned to a real vLLM 0.32 llm_request span (tests/fixtures/vllm-0.32): the same
+    attribute names, the same resource keys that analytics read."""
+    from pathlib import Path
+
+    url, engine_spans, _, _ = traced
+    fixture = Path(__file__).parent / "fixtures" / "vllm-0.32" / "spans.jsonl"
+    real = next(s for s in map(json.loads, fixture.read_text().splitlines())
+                if s["name"] == "llm_request")
+    assert _chat(url, stream=False, body={"temperature": 0.7, "top_p": 0.9, "n": 1}
+                 ).status_code == 200
+    for _ in range(200):
+        if engine_spans.get_finished_spans():
+            break
+        time.sleep(0.02)
+    (sim,) = engine_spans.get_finished_spans()
+    assert set(sim.attributes) == set(real["attributes"])
+    assert sim.kind.value == real["kind"] - 1  # OTLP numbers kinds from 1, the SDK from 0

@@ -152,7 +152,8 @@ def test_the_middleware_checks_its_environment() -> None:
                                    "INFERLEDGER_TENANT_HASH_KEY": "k"})
     cfg = MiddlewareConfig.from_env({"INFERLEDGER_REQUEST_USAGE": "false",
                                      "INFERLEDGER_TENANT_HASH_KEY": "k"})
-    assert cfg.request_usage is False and cfg.protocol == "http/protobuf"
+    # no endpoint of its own: vLLM's exporter settings, and vLLM's default protocol
+    assert cfg.request_usage is False and cfg.protocol == "grpc"
 
 
 def test_an_unknown_attribution_method(tmp_path) -> None:
