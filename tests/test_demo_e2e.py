@@ -150,6 +150,8 @@ def test_demo_for_a_duration(tmp_path) -> None:
                           ).fetchall()[0]
     loading = dict(con.execute("SELECT gpu_uuid, sum(model_loading_s) FROM gpu_time GROUP BY 1")
                    .fetchall())
+    loading_from = con.execute("SELECT DISTINCT start_source FROM stg_engine_startups"
+                               ).fetchall()
     con.close()
     assert outcomes.get("ok", 0) >= 15
     assert {"llama-3.1-8b-instruct", "qwen2.5-32b-instruct"} <= models
@@ -162,6 +164,7 @@ def test_demo_for_a_duration(tmp_path) -> None:
     assert scraped == (3, True)
     # The agent watched every engine load its model: each GPU has model-loading time.
     assert len(loading) == 4 and all(v > 0.5 for v in loading.values()), loading
+    assert loading_from == [("vllm",)]  # each engine's own "Overall Loading", as vLLM's
     assert _processes_mentioning(str(data)) == []
 
 

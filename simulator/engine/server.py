@@ -59,7 +59,13 @@ def serve_engine(*, model: str, state: Path, host: str, port: int, otlp_endpoint
         provider = TracerProvider(resource=resource)
         provider.add_span_processor(BatchSpanProcessor(span_exporter(otlp_endpoint,
                                                                      otlp_protocol)))
+    # vLLM 0.32 spans its own start-up ("Overall Loading", a root span of the API server's
+    # process): the model-loading window's start, which the process start is not.
+    loading = provider.get_tracer("vllm.v1.engine.core_client").start_span(
+        "Overall Loading") if provider is not None else None
     core.load_weights(profile.weight_bytes / (8e9 * len(indices)) if load_s is None else load_s)
+    if loading is not None:
+        loading.end()
     app = build_app(core, model, provider, list(middleware), seed=seed)
     log.info("engine %s on %s GPU(s) %s, pid %d: http://%s:%d/v1", model, gpus.node, indices,
              os.getpid(), host, port)
