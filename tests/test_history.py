@@ -244,6 +244,10 @@ def test_history_through_a_real_collector_into_the_analytics(data, collector) ->
     [(idle, useful)] = stored(data, """
         SELECT sum(idle_s), sum(useful_s) FROM gpu_time""")
     assert idle > 0 and useful > 0
+    # Each engine's model loading is timed from vLLM's own start-up span, as live.
+    [(engines, from_vllm)] = stored(data, """
+        SELECT count(*), count_if(start_source = 'vllm') FROM stg_engine_startups""")
+    assert engines == 3 and from_vllm == engines
 
 
 def test_sim_history_command_prints_its_rate(data, collector) -> None:

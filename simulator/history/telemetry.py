@@ -3,11 +3,10 @@ exactly as the live stack emits them, with timestamps from the virtual clock.
 
 Spans: the tracing middleware's edge span (``agents/tracing/middleware.py``), vLLM's
 ``llm_request`` child (``simulator/engine/tracing.py``), for RAG and agent apps the app's own
-root span over the answer with its retrieval or tool calls as children, and one
-``inferledger.engine.startup`` per engine. Metrics: what the
-node agent exports per GPU (``agents/node_agent.py``), at the times
-:mod:`simulator.history.generate` picks. Everything
-carries ``inferledger.simulated=true``.
+root span over the answer with its retrieval or tool calls as children, and per engine its
+start-up: the middleware's ``inferledger.engine.startup`` and vLLM's ``Overall Loading``.
+Metrics: what the node agent exports per GPU (``agents/node_agent.py``), at the times
+:mod:`simulator.history.generate` picks. Everything carries ``inferledger.simulated=true``.
 
 Messages are built straight into OTLP's protobuf classes: the SDK's span encoder costs
 ~60 µs a span and an observable instrument cannot be given a timestamp; building the
@@ -146,6 +145,12 @@ class SpanFactory:
                        name="inferledger.engine.startup", kind=Span.SPAN_KIND_INTERNAL,
                        start_time_unix_nano=int(start * _NS), end_time_unix_nano=int(end * _NS))
         s.attributes.extend(kvs({"inferledger.span.source": "engine_startup", **e.placement}))
+        # vLLM 0.32's own root span over its start-up, as the live engine emits it: here the
+        # process starts loading at once, so both spans cover the same window.
+        batch.span(_resource("vllm", e.node, e.pid), "vllm.v1.engine.core_client",
+                   trace_id=self._id(128), span_id=self._id(64), name="Overall Loading",
+                   kind=Span.SPAN_KIND_INTERNAL, start_time_unix_nano=int(start * _NS),
+                   end_time_unix_nano=int(end * _NS))
 
     def _constant(self, e: Engine, app: App) -> list[KeyValue]:
         """The edge span's attributes that only depend on the engine and the app."""
