@@ -103,6 +103,9 @@ class _Traffic:
     bad: list[tuple[float, int]] = field(default_factory=list)  # (arrival, app index)
     answers: list[_Answer] = field(default_factory=list)
     cols: dict[str, list] = field(default_factory=lambda: {c: [] for c in _SLOT})
+    # each answer's slots once served (set by _serve): a scan per answer would make sending
+    # quadratic in the window's requests (a month of fleet-16 is 7.9 M)
+    slots_of: dict[int, list[int]] = field(default_factory=dict)
 
     def add(self, **slot: Any) -> int:
         for c in _SLOT:
@@ -221,6 +224,9 @@ def _serve(tr: _Traffic, start: float, n_bins: int, bin_s: float = BIN_S,
     order = happened[np.argsort(req.arrival[happened], kind="stable")]
     tr.cols = {k: [v[i] for i in order] for k, v in tr.cols.items()}
     tr.cols["arrival"] = req.arrival[order].tolist()
+    tr.slots_of = {}
+    for j, a in enumerate(tr.cols["answer"]):
+        tr.slots_of.setdefault(a, []).append(j)
     req = req.take(order)
     if truth is not None:
         truth.append(Truth(oracle.gpu_s[order], oracle.energy_j[order]))
@@ -444,7 +450,7 @@ def _answer_spans(factory: SpanFactory, batch: SpanBatch, tr: _Traffic, req: Req
     if not app.has_root_span:
         return None
     c = tr.cols
-    slots = [j for j in range(len(c["answer"])) if c["answer"][j] == a]
+    slots = tr.slots_of[a]
     end = max(float(req.finished[j]) for j in slots) + 0.002
     children = []
     if ans.retrieval_s:
