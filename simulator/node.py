@@ -14,13 +14,14 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from agents.gpu import open_backend
+from agents.gpu import NvmlBackend
 from agents.node_agent import NodeAgent, agent_lock
 from agents.vllm_metrics import EngineScraper, Target
 from inferledger.errors import UserError
 from inferledger.otel import metric_exporter
 from inferledger.procs import Supervisor, wait_for_port
 from simulator import SIMULATED_RESOURCE
+from simulator.fake_nvml import SimulatedNvml
 from simulator.gpu_models import GPU_MODELS
 from simulator.gpu_state import NodeGpus, sim_uuid
 
@@ -63,7 +64,7 @@ def run_node(*, name: str, gpu_models: list[str], engines: list[EngineSpec], sta
     lock = agent_lock(backend_spec).acquire(hint="one simulated node per state file")
     NodeGpus.create(state, name, gpu_models).close()
     # The agent first, as on a real node: it sees the engines load their models.
-    agent = NodeAgent(open_backend(backend_spec), metric_exporter(collector_http),
+    agent = NodeAgent(NvmlBackend(SimulatedNvml(state)), metric_exporter(collector_http),
                       host=name, interval_s=interval_s, resource_attributes=SIMULATED_RESOURCE)
     sup = Supervisor()
     targets: list[Target] = []

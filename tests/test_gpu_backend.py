@@ -8,6 +8,7 @@ import pynvml
 import pytest
 
 from agents.gpu import GpuLost, GpuUnavailable, NvmlBackend, open_backend, resolve_visible_devices
+from inferledger.errors import UserError
 from simulator.fake_nvml import SimulatedNvml
 from simulator.gpu_state import NodeGpus
 
@@ -148,3 +149,12 @@ def test_no_nvml_library_says_to_use_the_simulator() -> None:
     with pytest.raises(GpuUnavailable, match="sim:PATH"):
         open_backend("nvml")
 
+
+
+@pytest.mark.parametrize("spec", ["bogus", "dcgm:localhost", "sim"])
+def test_unknown_backend_names_the_registered_ones(spec: str) -> None:
+    """``sim`` is the simulator's entry point (the agent imports no simulator code); an
+    unknown name is a one-line error listing what is registered."""
+    with pytest.raises(UserError, match=r"use 'nvml' or 'sim:…'") as e:
+        open_backend(spec)
+    assert "\n" not in str(e.value)

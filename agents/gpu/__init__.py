@@ -1,10 +1,15 @@
 """GPU backends behind one interface. ``open_backend`` picks one from a spec string.
 
 ``nvml``  real GPUs through nvidia-ml-py.
-``sim:PATH``  a simulated node's GPUs (the simulator's stand-in NVML, same backend code).
+``NAME:ARG``  an NVML-compatible library another package registers under the entry-point
+group ``inferledger.nvml`` (a callable taking ``ARG``), driven by the same backend code:
+the simulator registers ``sim`` (``sim:PATH``, a simulated node's state file). The agent
+never imports what stands in for the hardware; the stand-in hands itself over.
 """
 
 from __future__ import annotations
+
+from importlib.metadata import entry_points
 
 from agents.gpu.backend import (
     GpuBackend,
@@ -24,14 +29,19 @@ __all__ = ["GpuBackend", "GpuError", "GpuLost", "GpuProcess", "GpuSample", "GpuU
            "resolve_visible_devices"]
 
 
+NVML_PROVIDERS = "inferledger.nvml"
+
+
 def open_backend(spec: str = "nvml") -> GpuBackend:
     if spec == "nvml":
         return NvmlBackend()
-    if spec.startswith("sim:"):
-        from simulator.fake_nvml import SimulatedNvml
-
-        return NvmlBackend(SimulatedNvml(spec[4:]))
-    raise UserError(f"unknown GPU backend {spec!r}: use 'nvml' or 'sim:PATH'")
+    name, sep, arg = spec.partition(":")
+    found = entry_points(group=NVML_PROVIDERS, name=name) if sep else ()
+    for provider in found:
+        return NvmlBackend(provider.load()(arg))
+    known = sorted(f"'{ep.name}:…'" for ep in entry_points(group=NVML_PROVIDERS))
+    raise UserError(f"unknown GPU backend {spec!r}: use 'nvml' or " + (
+        " or ".join(known) if known else "an NVML provider a package registers"))
 
 
 def resolve_visible_devices(backend: GpuBackend, visible: str | None) -> list[str]:

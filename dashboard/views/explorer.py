@@ -30,7 +30,8 @@ labels = {uid: f"{tid[:16]}…  {model}  {outcome}  {ui.secs(e2e)}" for uid, tid
           e2e in found[["request_uid", "trace_id", "model", "outcome", "e2e_s"]].itertuples(
               index=False)}
 uid = st.selectbox("Request", list(labels), format_func=labels.get, key="ex_request")
-r = query(q.request, uid)
+listed = found.set_index("request_uid")["started_at"]
+r = query(q.request, uid, listed[uid].timestamp()) if uid in listed.index else None
 if r is None:
     st.warning("That request is no longer in the published results.")
     st.stop()
@@ -55,14 +56,15 @@ phases = phases.dropna()
 phases["start"] = pd.to_datetime(phases["start"], unit="s", utc=True)
 phases["end"] = pd.to_datetime(phases["end"], unit="s", utc=True)
 phases["kind"] = "phase (engine clock)"
-spans = query(q.spans, [r["trace_id"]])
+started, finished = float(r["started_s"]), float(r["finished_s"])
+spans = query(q.spans, [r["trace_id"]], started, finished)
 spans["kind"] = "span: " + spans["service_name"].fillna("")
 timeline = pd.concat([spans[["name", "start", "end", "kind"]], phases], ignore_index=True)
 st.altair_chart(alt.Chart(timeline).mark_bar().encode(
     x=alt.X("start:T", title=None), x2="end:T", y=alt.Y("name:N", sort=None, title=None),
     color="kind:N", tooltip=["name:N", "kind:N", "start:T", "end:T"]), width="stretch")
 
-a = query(q.answer, r["answer_id"]) if r["answer_id"] else None
+a = query(q.answer, r["answer_id"], started) if r["answer_id"] else None
 if a is not None:
     st.subheader(f"Its answer: {a['requests']} request(s), {a['outcome']}")
     ui.figures([("Answer cost", ui.money_small(a["cost_usd"])),
@@ -70,10 +72,11 @@ if a is not None:
                 ("Of it added context", ui.money_small(a["context_cost_usd"])),
                 ("Answer end to end", ui.secs(a["e2e_s"])),
                 ("Tools and retrieval", ui.secs(a["other_spans_s"]))])
-    members = query(q.answer_requests, r["answer_id"])
+    members = query(q.answer_requests, r["answer_id"], a["started_at"].timestamp())
     ui.table("Its requests", members.drop(columns=["request_uid", "started_s", "finished_s"]),
              "answer_requests")
-    whole = query(q.spans, sorted(set(members["trace_id"])))
+    whole = query(q.spans, sorted(set(members["trace_id"])), float(members["started_s"].min()),
+                  float(members["finished_s"].max()))
     whole["kind"] = "span: " + whole["service_name"].fillna("")
     st.altair_chart(alt.Chart(whole).mark_bar().encode(
         x=alt.X("start:T", title=None), x2="end:T",
@@ -87,8 +90,7 @@ if a is not None:
 
 if r["placed"]:
     st.subheader("Its GPUs while it ran: power and the batch it shared")
-    ctx = query(q.gpu_context, list(r["gpu_uuids"]), float(r["started_s"]),
-                float(r["finished_s"]))
+    ctx = query(q.gpu_context, list(r["gpu_uuids"]), started, finished)
     if ctx.empty:
         st.caption("No GPU samples around this request.")
     else:
@@ -103,7 +105,7 @@ if r["placed"]:
             y=alt.Y("running:Q", title="requests running"))), width="stretch")
 
 st.subheader("How its cost was computed")
-parts = query(q.cost_parts, uid)
+parts = query(q.cost_parts, uid, started, finished)
 if not r["placed"]:
     st.caption("Not placed on any GPU (no span or process ties it to one), so it has no "
                "attributed GPU time and no cost yet.")

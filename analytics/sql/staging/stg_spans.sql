@@ -1,4 +1,8 @@
 -- stg_spans: every span once (exporter retries may deliver duplicates), times as epoch seconds.
+-- A duplicate is the same span sent again, so it has the same start: keeping the start in the
+-- dedupe's key changes nothing, and lets a filter on start_s reach the Parquet scan (a window
+-- passes filters on its partition keys down), so a query for spans near a time reads only
+-- the segments of that time.
 CREATE OR REPLACE VIEW stg_spans AS
 SELECT
     trace_id,
@@ -18,7 +22,8 @@ SELECT
     resource_attributes,
     attributes
 FROM raw_spans
-QUALIFY row_number() OVER (PARTITION BY trace_id, span_id ORDER BY received_at_unix_nano) = 1;
+QUALIFY row_number() OVER (PARTITION BY trace_id, span_id, start_time_unix_nano
+                          ORDER BY received_at_unix_nano) = 1;
 
 -- stg_engine_spans: vLLM's llm_request spans (SERVER kind). Latencies are seconds; queue,
 -- prefill, decode and inference come from the engine's monotonic clock, TTFT and e2e from
