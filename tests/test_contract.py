@@ -85,9 +85,9 @@ def test_the_scan_sees_names_where_they_are() -> None:
     mw = _python_names(ROOT / "agents" / "tracing" / "middleware.py")
     assert {"inferledger.outcome", "gen_ai.usage.output_tokens", "inferledger.ttft_s"} <= mw
     assert "inferledger.middleware" not in mw  # its logger's and tracer's name
-    sql = _sql_names(ROOT / "analytics" / "sql" / "staging" / "stg_spans.sql")
+    sql = _sql_names(ROOT / "inferledger" / "store" / "sql" / "staging" / "stg_spans.sql")
     assert {"gen_ai.latency.time_in_queue", "vllm.process_id", "llm_request"} <= sql
-    gpu = _sql_names(ROOT / "analytics" / "sql" / "staging" / "stg_gpu.sql")
+    gpu = _sql_names(ROOT / "inferledger" / "store" / "sql" / "staging" / "stg_gpu.sql")
     assert {"hw.energy", "inferledger.gpu.process.memory.usage"} <= gpu
 
 

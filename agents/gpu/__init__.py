@@ -2,7 +2,7 @@
 
 ``nvml``  real GPUs through nvidia-ml-py.
 ``NAME:ARG``  an NVML-compatible library another package registers under the entry-point
-group ``inferledger.nvml`` (a callable taking ``ARG``), driven by the same backend code:
+group ``inferledger_nvml`` (a callable taking ``ARG``), driven by the same backend code:
 the simulator registers ``sim`` (``sim:PATH``, a simulated node's state file). The agent
 never imports what stands in for the hardware; the stand-in hands itself over.
 """
@@ -29,7 +29,7 @@ __all__ = ["GpuBackend", "GpuError", "GpuLost", "GpuProcess", "GpuSample", "GpuU
            "resolve_visible_devices"]
 
 
-NVML_PROVIDERS = "inferledger.nvml"
+NVML_PROVIDERS = "inferledger_nvml"
 
 
 def open_backend(spec: str = "nvml") -> GpuBackend:

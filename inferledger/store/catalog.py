@@ -42,8 +42,10 @@ def init_raw(data: DataDir) -> None:
 
 
 def staging_sql() -> str:
-    """The staging layer (raw → typed), shipped as ``analytics/sql/staging/*.sql``."""
-    folder = resources.files("analytics") / "sql" / "staging"
+    """The staging layer (raw → typed, deduplicated), shipped with the store as
+    ``inferledger/store/sql/staging/*.sql``: the store owns its SQL API's lower half, so a
+    collector that writes the catalog deploys without the analytics."""
+    folder = resources.files("inferledger.store") / "sql" / "staging"
     files = sorted(p for p in folder.iterdir() if p.name.endswith(".sql"))
     return "\n".join(p.read_text() for p in files)
 
