@@ -23,7 +23,7 @@ def collector(root: Path) -> Iterator[str]:
     """``inferledger collector`` writing ``root``; yields its OTLP/HTTP base URL."""
     http_port, grpc_port = free_port(), free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "inferledger", "collector", "--data", str(root),
+        [sys.executable, "-m", "commands", "collector", "--data", str(root),
          "--http-port", str(http_port), "--grpc-port", str(grpc_port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -37,7 +37,7 @@ def collector(root: Path) -> Iterator[str]:
 def dashboard(root: Path) -> Iterator[str]:
     """``inferledger dashboard`` on ``root``; yields its URL once healthy."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "inferledger", "dashboard", "--data",
+    proc = subprocess.Popen([sys.executable, "-m", "commands", "dashboard", "--data",
                              str(root), "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"

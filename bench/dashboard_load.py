@@ -67,7 +67,7 @@ def live_demo(root: Path) -> Iterator[str]:
     its dashboard; yields the dashboard's URL once the first live analytics run is done."""
     dash, base = free_port(), 20_000 + os.getpid() % 20_000
     proc = subprocess.Popen(
-        [sys.executable, "-m", "inferledger", "demo", "--data", str(root), "--scenario",
+        [sys.executable, "-m", "commands", "demo", "--data", str(root), "--scenario",
          "fleet-16", "--grpc-port", str(free_port()), "--http-port", str(free_port()),
          "--dashboard-port", str(dash), "--engine-port-base", str(base)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

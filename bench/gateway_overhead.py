@@ -57,7 +57,7 @@ def _port() -> int:
 
 @contextlib.contextmanager
 def _proc(args: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[str]:
-    p = subprocess.Popen([sys.executable, "-m", "inferledger", *args],
+    p = subprocess.Popen([sys.executable, "-m", "commands", *args],
                          env={**os.environ, **(env or {})},
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -191,7 +191,7 @@ def phase(name: str, clients: int, seconds: float, rate: float | None, conns: in
     data = DataDir.at(root / "data")
     http_port, grpc_port = _free_port(), _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "inferledger", "collector", "--data", str(data.root),
+        [sys.executable, "-m", "commands", "collector", "--data", str(data.root),
          "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--compact-every", "5",
          *([] if workers is None else ["--workers", str(workers)])],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

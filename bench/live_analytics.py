@@ -106,7 +106,7 @@ def main() -> None:
     ports = {k: free_port() for k in ("grpc", "http", "dashboard")}
     base = 20_000 + os.getpid() % 20_000
     proc = subprocess.Popen(
-        [sys.executable, "-m", "inferledger", "demo", "--data", str(root), "--scenario",
+        [sys.executable, "-m", "commands", "demo", "--data", str(root), "--scenario",
          args.scenario, "--history", args.history, "--grpc-port", str(ports["grpc"]),
          "--http-port", str(ports["http"]), "--dashboard-port", str(ports["dashboard"]),
          "--engine-port-base", str(base)],

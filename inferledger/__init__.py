@@ -1,3 +1,3 @@
-"""InferLedger: what one LLM response really costs on your own GPUs, and why it was slow."""
-
-__version__ = "0.1.0"
+"""InferLedger's foundation: the store (layout, raw schemas, staging SQL, catalog, snapshots), the
+wire contract, configuration, errors, OpenTelemetry and process helpers. It imports no role
+(collector, agents, analytics, dashboard, simulator) and no command (``commands/``)."""

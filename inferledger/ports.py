@@ -38,7 +38,7 @@ def holder(port: int) -> str:
 
 def _short(cmd: str, limit: int = 120) -> str:
     """A command line fit for one line of a message."""
-    cmd = " ".join(cmd.split()).replace(" -m inferledger ", " inferledger ")
+    cmd = " ".join(cmd.split()).replace(" -m commands ", " inferledger ")
     return cmd if len(cmd) <= limit else cmd[:limit - 1] + "…"
 
 

@@ -43,7 +43,7 @@ class Supervisor:
 
     def spawn(self, name: str, args: Sequence[str], env: dict[str, str] | None = None) -> Child:
         """Run ``inferledger ARGS…`` with this interpreter."""
-        cmd = [sys.executable, "-m", "inferledger", *args]
+        cmd = [sys.executable, "-m", "commands", *args]
         proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})},
                                 start_new_session=True, preexec_fn=_die_with_parent)
         child = Child(name, proc)

@@ -81,7 +81,7 @@ def test_samples_taken_during_an_outage_reach_the_store_after_it(tmp_path) -> No
     NodeGpus.create(state, "node-b", ["h100"]).close()
     data = DataDir.at(tmp_path / "data")
     http = free_block(2)
-    args = [sys.executable, "-m", "inferledger", "collector", "--data", str(data.root),
+    args = [sys.executable, "-m", "commands", "collector", "--data", str(data.root),
             "--http-port", str(http), "--grpc-port", str(http + 1)]
 
     def collector() -> subprocess.Popen:

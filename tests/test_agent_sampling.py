@@ -67,7 +67,7 @@ def test_gpu_health_mig_and_gpm_reach_the_store(tmp_path) -> None:
     data = DataDir.at(tmp_path / "data")
     http = free_block(2)
     collector = subprocess.Popen(
-        [sys.executable, "-m", "inferledger", "collector", "--data", str(data.root),
+        [sys.executable, "-m", "commands", "collector", "--data", str(data.root),
          "--http-port", str(http), "--grpc-port", str(http + 1)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for_port("127.0.0.1", http, 30)

@@ -22,7 +22,7 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
 @pytest.fixture
 def dashboard(demo_store):
     port = free_block(1)
-    proc = subprocess.Popen([sys.executable, "-m", "inferledger", "dashboard", "--data",
+    proc = subprocess.Popen([sys.executable, "-m", "commands", "dashboard", "--data",
                              str(demo_store.root), "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"

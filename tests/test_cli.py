@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from inferledger.cli import build_parser, main
+from commands.cli import build_parser, main
 from inferledger.store import DataDir, write_catalog
 
 
@@ -44,7 +44,7 @@ def test_stores_are_taken_with_data(tmp_path) -> None:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "inferledger", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "commands", *args], capture_output=True,
                           text=True, timeout=60)
 
 

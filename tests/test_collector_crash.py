@@ -61,7 +61,7 @@ def test_kill_9_mid_stream_loses_nothing_acknowledged(tmp_path) -> None:
     data = tmp_path / "data"
     http = free_block(2)
     grpc_port = http + 1
-    args = [sys.executable, "-m", "inferledger", "collector", "--data", str(data),
+    args = [sys.executable, "-m", "commands", "collector", "--data", str(data),
             "--http-port", str(http), "--grpc-port", str(grpc_port),
             "--compact-every", "0.2"]  # kills land mid-compaction too
 

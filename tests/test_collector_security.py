@@ -80,7 +80,7 @@ def test_tls_and_token_over_grpc(secured, data) -> None:
 
 
 def test_half_a_tls_configuration_is_refused(tmp_path) -> None:
-    out = subprocess.run([sys.executable, "-m", "inferledger", "collector", "--data",
+    out = subprocess.run([sys.executable, "-m", "commands", "collector", "--data",
                           str(tmp_path / "d"), "--tls-cert", str(tmp_path / "c.pem")],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "both a certificate and its key" in out.stderr

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from inferledger.cli import build_parser
+from commands.cli import build_parser
 
 COMPOSE = Path(__file__).resolve().parent.parent / "docker-compose.yml"
 

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.e2e
 
 def _demo_args(data: Path, *extra: str) -> list[str]:
     base = free_block(8)
-    return [sys.executable, "-m", "inferledger", "demo", "--data", str(data),
+    return [sys.executable, "-m", "commands", "demo", "--data", str(data),
             "--grpc-port", str(base), "--http-port", str(base + 1),
             "--dashboard-port", str(base + 2), "--engine-port-base", str(base + 3),
             "--analytics-interval", "5", *extra]
@@ -110,7 +110,7 @@ def test_demo_for_a_duration(tmp_path) -> None:
     _no_traceback(log)
     assert "requests" in stdout and "conservation_max_rel_error" in stdout
 
-    summary = subprocess.run([sys.executable, "-m", "inferledger", "analytics", "summary",
+    summary = subprocess.run([sys.executable, "-m", "commands", "analytics", "summary",
                               "--json", "--data", str(data)], capture_output=True, text=True,
                              timeout=60)
     s = json.loads(summary.stdout)

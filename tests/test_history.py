@@ -252,10 +252,10 @@ def test_history_through_a_real_collector_into_the_analytics(data, collector) ->
 
 def test_sim_history_command_prints_its_rate(data, collector) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "inferledger", "sim", "history", "--scenario", "bursty",
+        [sys.executable, "-m", "commands", "sim", "history", "--scenario", "bursty",
          "--days", "30m", "--endpoint", f"http://127.0.0.1:{collector.http_port}"],
         capture_output=True, text=True, timeout=120, check=True).stdout
     assert "simulated day(s) of 4 GPUs" in out and "days per minute" in out
-    bad = subprocess.run([sys.executable, "-m", "inferledger", "sim", "history", "--days", "x"],
+    bad = subprocess.run([sys.executable, "-m", "commands", "sim", "history", "--days", "x"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "not a duration like 7d" in bad.stderr

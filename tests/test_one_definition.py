@@ -79,7 +79,7 @@ def test_a_tenant_filter_gives_the_tenants_row(con) -> None:
 
 def test_summary_focus_report_and_store_agree_to_the_cent(demo_store, con, tmp_path) -> None:
     def cli(*args: str) -> str:
-        out = subprocess.run([sys.executable, "-m", "inferledger", *args, "--data",
+        out = subprocess.run([sys.executable, "-m", "commands", *args, "--data",
                               str(demo_store.root)], capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr
         return out.stdout

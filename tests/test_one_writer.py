@@ -23,13 +23,13 @@ from tests.ports import free_block
 
 
 def _start(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "inferledger", *args],
+    return subprocess.Popen([sys.executable, "-m", "commands", *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
 def _refused(*args: str) -> str:
     """Run a second instance: it must exit 2 at once with one line, and no traceback."""
-    out = subprocess.run([sys.executable, "-m", "inferledger", *args], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "commands", *args], capture_output=True,
                          text=True, timeout=60)
     lines = out.stderr.strip().splitlines()
     assert out.returncode == 2 and len(lines) == 1, (out.returncode, out.stderr)

@@ -190,7 +190,7 @@ def stack(tmp_path_factory) -> Iterator[tuple[DataDir, Sent, dict]]:
         env.pop(var, None)
     # The agent first: its samples cover the model loading too.
     agent = subprocess.Popen([
-        sys.executable, "-m", "inferledger", "agent", "--gpu-backend", f"sim:{state}",
+        sys.executable, "-m", "commands", "agent", "--gpu-backend", f"sim:{state}",
         "--host", HOST, "--interval", "0.5", "--vllm", url, "--vllm-interval", "1",
         "--otlp-endpoint", f"http://127.0.0.1:{collector.http_port}"],
         stderr=subprocess.DEVNULL)

@@ -234,12 +234,12 @@ def test_exactly_once_even_after_a_crash_mid_send(store) -> None:
 
 def test_empty_week_is_a_short_honest_report(store, tmp_path) -> None:
     out = tmp_path / "w40.txt"
-    run = subprocess.run([sys.executable, "-m", "inferledger", "report", "preview", "--data",
+    run = subprocess.run([sys.executable, "-m", "commands", "report", "preview", "--data",
                           str(store.root), "--week", "2026-W40", "--out", str(out)],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and "no data that week" in run.stdout
     assert "No responses and no GPU time were recorded this week." in out.read_text()
-    bad = subprocess.run([sys.executable, "-m", "inferledger", "report", "send", "--data",
+    bad = subprocess.run([sys.executable, "-m", "commands", "report", "send", "--data",
                           str(store.root), "--week", "2026-47"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "not an ISO week" in bad.stderr

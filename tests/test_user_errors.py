@@ -18,7 +18,7 @@ def _cli(*args: str, env: dict[str, str] | None = None, cwd=None
          ) -> subprocess.CompletedProcess:
     import os
 
-    return subprocess.run([sys.executable, "-m", "inferledger", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "commands", *args], capture_output=True,
                           text=True, timeout=120, env={**os.environ, **(env or {})}, cwd=cwd)
 
 
@@ -127,7 +127,7 @@ def test_summary_says_what_the_path_is(tmp_path, make, says) -> None:
 def test_a_conservation_failure_is_reported_as_a_bug_of_ours(tmp_path, monkeypatch,
                                                               caplog) -> None:
     import analytics.pipeline
-    from inferledger.cli import main
+    from commands.cli import main
 
     assert issubclass(ConservationError, ProductError)
     assert not issubclass(ConservationError, AssertionError)

@@ -186,7 +186,7 @@ def test_the_agent_scrapes_engines_on_a_node_whose_gpus_another_agent_reads(
 
     state = tmp_path / "n.gpus"
     NodeGpus.create(state, "node-s", ["h100"]).close()
-    cmd = [sys.executable, "-m", "inferledger", "agent", "--gpu-backend", "none",
+    cmd = [sys.executable, "-m", "commands", "agent", "--gpu-backend", "none",
            "--host", "node-d", "--otlp-endpoint", f"http://127.0.0.1:{collector.http_port}"]
     alone = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     lines = alone.stderr.strip().splitlines()

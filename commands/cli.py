@@ -307,7 +307,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from inferledger.demo import DemoOptions, run_demo
+    from commands.demo import DemoOptions, run_demo
 
     return run_demo(DemoOptions(
         data=Path(args.data), duration_s=args.duration, dashboard=not args.no_dashboard,

@@ -1,3 +1,0 @@
-from inferledger.cli import main
-
-raise SystemExit(main())
