@@ -65,14 +65,11 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-METHODS = ("gpu_time", "work", "time_overlap", "kv_memory")
-CLASSES = ("useful", "failed", "aborted", "timed_out")  # a request's work_class
+from inferledger.vocabulary import BUCKETS, CLASSES, METHODS
+
 PREEMPTED = len(CLASSES)  # the class index of recomputation segments (no owner)
 MIN_SEGMENT_S = 1e-3
 UNACCOUNTED_UTILIZATION = 0.05  # utilization above what requests explain: unaccounted work
-BUCKETS = (*CLASSES, "preempted", "model_loading", "idle", "unaccounted")  # the kernel's
-# gpu_time's: the kernel's, and intervals quarantined by int_gpu_intervals' checks
-GPU_TIME_BUCKETS = (*BUCKETS, "unmeasured")
 
 
 @dataclass

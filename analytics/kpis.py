@@ -16,18 +16,10 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
-from analytics.attribution import CLASSES
 from analytics.filters import Filters
 from inferledger.store import read_df
+from inferledger.vocabulary import BRIDGE, UNMEASURED, WASTED
 
-# GPU time no delivered answer came from, other than idle: requests that failed, were
-# aborted or timed out, prompts recomputed after preemption, engines loading, and
-# utilization no request explains. The single definition of "wasted".
-WASTED = ("failed", "aborted", "timed_out", "preempted", "model_loading", "unaccounted")
-# Spend, bucket by bucket, in the order a bridge shows it: it adds up to GPU spend.
-BRIDGE = ("useful", *WASTED, "idle")
-# Measured time that failed the input checks: shown in hours, never priced.
-UNMEASURED = "unmeasured"
 NOT_CHARGED = "(idle and overhead: not charged)"
 # One colour per bucket on every page and in the report ("wasted": the buckets together).
 COLOURS = {"useful": "#2e7d32", "wasted": "#e65100", "failed": "#c62828",
@@ -35,7 +27,6 @@ COLOURS = {"useful": "#2e7d32", "wasted": "#e65100", "failed": "#c62828",
            "model_loading": "#1e88e5", "unaccounted": "#6d4c41", "idle": "#9e9e9e",
            "unmeasured": "#37474f"}
 DIMENSIONS = {"model": "model", "tenant": "tenant", "route": "route", "node": "host_name"}
-assert set(CLASSES) <= set(BRIDGE)
 
 
 def no_value(dim: str) -> str:

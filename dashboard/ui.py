@@ -10,7 +10,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from analytics.kpis import COLOURS, UNMEASURED
+from analytics.kpis import COLOURS
+from inferledger.vocabulary import UNMEASURED
 
 SIMULATED = ("**Simulated data.** These figures come from InferLedger's simulated vLLM fleet "
              "and simulated GPUs, not from real hardware.")

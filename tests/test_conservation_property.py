@@ -12,9 +12,9 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analytics.attribution import GPU_TIME_BUCKETS, METHODS
 from analytics.pipeline import CONSERVATION_TOLERANCE
 from analytics.settings import Settings
+from inferledger.vocabulary import GPU_TIME_BUCKETS, METHODS
 from tests.builders import Fleet, rows
 
 T0 = 1_800_000_000.0 - 40  # the hour changes mid-workload: two windows

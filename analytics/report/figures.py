@@ -14,9 +14,7 @@ import pandas as pd
 
 from analytics.filters import Filters, floor_hour
 from analytics.kpis import (
-    BRIDGE,
     NOT_CHARGED,
-    WASTED,
     bridge,
     by_dimension,
     headline,
@@ -25,6 +23,7 @@ from analytics.kpis import (
 )
 from analytics.report.week import Week
 from inferledger.store import read_df as _df
+from inferledger.vocabulary import BRIDGE, WASTED
 
 NIGHT_HOURS = (0, 6)  # local hours [start, end) counted as night
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
-from analytics.attribution import GPU_TIME_BUCKETS as BUCKETS
 from analytics.filters import Filters
 from dashboard.queries.overview import bucket
 from inferledger.store import read_df as df
+from inferledger.vocabulary import GPU_TIME_BUCKETS as BUCKETS
 
 # A GPU as people tell them apart, the distinct part first (a chart legend cuts long labels):
 # its node, the end of its UUID (UUIDs of one vendor share their start), its model.

@@ -7,8 +7,9 @@ import duckdb
 import pandas as pd
 
 from analytics.filters import Filters
-from analytics.kpis import WASTED, bridge, headline, in_buckets, no_value
+from analytics.kpis import bridge, headline, in_buckets, no_value
 from inferledger.store import read_df as df
+from inferledger.vocabulary import WASTED
 
 __all__ = ["bridge", "bucket", "cost_trend", "gpu_trend", "headline"]
 

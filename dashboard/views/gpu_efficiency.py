@@ -8,11 +8,11 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from analytics.attribution import GPU_TIME_BUCKETS as BUCKETS
 from dashboard import ui
 from dashboard.context import current, query
 from dashboard.queries import gpu as q
 from dashboard.queries.overview import bucket
+from inferledger.vocabulary import GPU_TIME_BUCKETS as BUCKETS
 
 f = current().filters
 st.title("GPU efficiency")
