@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from _stack import collector, dashboard, free_port
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 
 from analytics.pipeline import run as run_analytics
@@ -41,6 +42,7 @@ from simulator.history.generate import generate_history, report_progress
 from simulator.scenario import load_scenario
 
 GOAL_S = 2.0
+TIMEOUT_MS = 60_000
 CHROMIUM = "/usr/bin/chromium"
 DONE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 CHART_MARKS = '[data-testid="stVegaLiteChart"] svg.marks g[class*="mark-"] path'
@@ -81,12 +83,22 @@ def live_demo(root: Path) -> Iterator[str]:
 
 
 def render_once(page, url: str, path: str, title: str) -> float:
+    """Seconds to the page rendered; a page that does not render within the time-out counts
+    as the time-out, with a screenshot and what the page says kept for a look."""
     started = time.monotonic()
-    page.goto(f"{url}/{path}")
-    page.get_by_role("heading", name=title, exact=True).wait_for(timeout=120_000)
-    page.wait_for_selector(DONE, timeout=120_000)
-    if path != "settings":  # every other page draws charts
-        page.locator(CHART_MARKS).first.wait_for(timeout=120_000)
+    try:
+        page.goto(f"{url}/{path}")
+        page.get_by_role("heading", name=title, exact=True).wait_for(timeout=TIMEOUT_MS)
+        page.wait_for_selector(DONE, timeout=TIMEOUT_MS)
+        if path != "settings":  # every other page draws charts
+            page.locator(CHART_MARKS).first.wait_for(timeout=TIMEOUT_MS)
+    except PlaywrightTimeout:
+        shot = Path(tempfile.gettempdir()) / f"dashboard_load-{path or 'overview'}.png"
+        page.screenshot(path=str(shot), full_page=True)
+        errors = page.locator('[data-testid="stException"]').all_inner_texts()
+        print(f"{title}: not rendered in {TIMEOUT_MS / 1000:.0f} s (screenshot {shot}); "
+              f"page errors: {errors or 'none'}", flush=True)
+        return TIMEOUT_MS / 1000
     return time.monotonic() - started
 
 

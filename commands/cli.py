@@ -215,6 +215,9 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     load_pricing(args.pricing)  # checked now, not at the first run
+    # Before any thread starts, so DuckDB's and the kernel's threads inherit it: the analytics
+    # are batch work and yield the CPU to the collector's acknowledgements and to readers.
+    os.nice(args.nice)
     run_scheduler(DataDir.at(args.data), interval_s=args.interval, pricing=args.pricing,
                   settings=settings, stop=_stop_event(), settings_path=args.config)
     return 0
@@ -558,6 +561,9 @@ def build_parser() -> argparse.ArgumentParser:
     _analytics_args(sc)
     sc.add_argument("--interval", type=float, default=60.0, metavar="SECONDS",
                     help="seconds between analytics runs (default 60)")
+    sc.add_argument("--nice", type=int, default=10, choices=range(20), metavar="0-19",
+                    help="CPU priority below the collector and the dashboard on a shared host "
+                    "(default 10; 0: the same)")
     sc.set_defaults(func=cmd_scheduler)
 
     rp = sub.add_parser("report", help="the weekly report: preview or send one week",

@@ -77,6 +77,13 @@ def preflight(o: DemoOptions) -> tuple[Scenario, DataDir]:
     return scenario, data
 
 
+# The simulated fleet (nodes with their engines and agents, the gateway, the load) stands for
+# other machines: on this one it runs below the parts that answer people and clients (the
+# collector's acknowledgements, the dashboard), beside the batch analytics (the scheduler
+# lowers itself by as much), so neither starves a page being read.
+FLEET_NICE = 10
+
+
 def _start(sup: Supervisor, o: DemoOptions, data: DataDir, scenario: Scenario) -> None:
     host = o.listen
     collector = sup.spawn("collector", ["collector", "--data", str(data.root), "--listen", host,
@@ -98,7 +105,7 @@ def _start(sup: Supervisor, o: DemoOptions, data: DataDir, scenario: Scenario) -
             args += ["--engine", str(e)]
             upstreams += ["--upstream", f"http://{host}:{e.port}"]
             models.add(e.model)
-        child = sup.spawn(node.name, args)
+        child = sup.spawn(node.name, args, nice=FLEET_NICE)
         for e in node.engines:
             wait_for_port(host, e.port, 90, child)
             log.info("engine %-24s on %s GPU %s: http://%s:%d/v1", e.model, node.name,
@@ -106,7 +113,7 @@ def _start(sup: Supervisor, o: DemoOptions, data: DataDir, scenario: Scenario) -
     gateway = sup.spawn("gateway", ["gateway", "--listen", f"{host}:{o.engine_port_base}",
                                     *upstreams, "--otlp-endpoint", f"http://{host}:{o.http_port}",
                                     "--otlp-protocol", "http/protobuf"],
-                        {"INFERLEDGER_TENANT_HASH_KEY": "simulated-demo-key"})
+                        {"INFERLEDGER_TENANT_HASH_KEY": "simulated-demo-key"}, nice=FLEET_NICE)
     wait_for_port(host, o.engine_port_base, 30, gateway)
     log.info("gateway (all models)          http://%s:%d/v1", host, o.engine_port_base)
     files = (["--pricing", str(o.pricing)] if o.pricing else []) + (
@@ -121,7 +128,7 @@ def _start(sup: Supervisor, o: DemoOptions, data: DataDir, scenario: Scenario) -
                for a in ("--target", f"{m}=http://{host}:{o.engine_port_base}")]
     sup.spawn("loadgen", ["sim", "loadgen", *targets, "--rate", str(o.rate_per_s),
                           "--scenario", o.scenario,
-                          "--otlp-endpoint", f"http://{host}:{o.http_port}"])
+                          "--otlp-endpoint", f"http://{host}:{o.http_port}"], nice=FLEET_NICE)
 
 
 def _history(o: DemoOptions, data: DataDir, scenario: Scenario) -> None:

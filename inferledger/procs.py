@@ -41,11 +41,19 @@ class Supervisor:
     def __init__(self) -> None:
         self.children: list[Child] = []
 
-    def spawn(self, name: str, args: Sequence[str], env: dict[str, str] | None = None) -> Child:
-        """Run ``inferledger ARGS…`` with this interpreter."""
+    def spawn(self, name: str, args: Sequence[str], env: dict[str, str] | None = None,
+              nice: int = 0) -> Child:
+        """Run ``inferledger ARGS…`` with this interpreter, ``nice`` below this process's
+        CPU priority."""
         cmd = [sys.executable, "-m", "commands", *args]
+
+        def setup() -> None:
+            _die_with_parent()
+            if nice:
+                os.nice(nice)
+
         proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})},
-                                start_new_session=True, preexec_fn=_die_with_parent)
+                                start_new_session=True, preexec_fn=setup)
         child = Child(name, proc)
         self.children.append(child)
         log.debug("started %s (pid %d): %s", name, proc.pid, " ".join(cmd))
