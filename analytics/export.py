@@ -5,8 +5,8 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from analytics.summary import require_results
 from inferledger.errors import UserError
+from inferledger.results.published import require_results
 from inferledger.store import DataDir, connect_readonly
 
 FORMATS = ("csv", "parquet")

@@ -317,14 +317,6 @@ def _write_json(path: Path, obj: object) -> None:
     os.replace(tmp, path)
 
 
-def effective_config(data: DataDir) -> dict | None:
-    """The pricing and settings the published results use (for the dashboard), if any."""
-    try:
-        return json.loads(data.analytics_config.read_text())
-    except FileNotFoundError:
-        return None
-
-
 def _day_label(day_start_s: float) -> str:
     return datetime.fromtimestamp(day_start_s, UTC).strftime("%Y-%m-%d")
 

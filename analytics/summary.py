@@ -1,5 +1,5 @@
 """The headline figures of a data directory, from the published tables: the same figures
-(analytics/kpis.py) the dashboard and the weekly report show, over all the data."""
+(inferledger/results/kpis.py) the dashboard and the weekly report show, over all the data."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Any
 
 import pandas as pd
 
-from analytics.filters import Filters
-from analytics.kpis import headline
-from inferledger.errors import UserError
+from inferledger.results.filters import Filters
+from inferledger.results.kpis import headline
+from inferledger.results.published import require_results
 from inferledger.store import DataDir, connect_readonly
 
 CHECKS_SQL = """
@@ -18,26 +18,6 @@ SELECT (SELECT coalesce(max(greatest(rel_error_s, rel_error_j)), 0) FROM conserv
        coalesce((SELECT bool_or(simulated) FROM spend_hourly), false)
            OR coalesce((SELECT bool_or(simulated) FROM cost_hourly), false) AS simulated
 """
-
-
-class NoResults(UserError):
-    """The analytics have not run on this data directory yet."""
-
-
-def require_results(data: DataDir) -> None:
-    """A store with published results, or a one-line error saying which of the two it lacks."""
-    data.check_store()
-    if not any(data.derived_table("cost_hourly").glob("*.parquet")):
-        raise NoResults(f"no analytics results in {data.root} yet: run `inferledger analytics "
-                        f"run --data {data.root}` (the scheduler does this on its interval)")
-    if not any(data.derived_table("spend_hourly").glob("*.parquet")):
-        raise NoResults(f"the results in {data.root} predate the spend ledger (spend_hourly): "
-                        f"recompute them with `inferledger analytics run --reprice --data "
-                        f"{data.root}`")
-    if not any(data.derived_table("answer_costs").glob("*.parquet")):
-        raise NoResults(f"the results in {data.root} predate answers (answer_costs): the next "
-                        f"`inferledger analytics run --data {data.root}` recomputes them (the "
-                        "scheduler does this on its interval)")
 
 
 def _plain(v: Any) -> Any:

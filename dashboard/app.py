@@ -12,12 +12,12 @@ import os
 
 import streamlit as st
 
-from analytics.filters import DEFAULT_RANGE, RANGES, Filters
-from analytics.summary import require_results
 from dashboard import ui
 from dashboard.context import Context, query, set_current
 from dashboard.queries import base
 from inferledger.errors import UserError
+from inferledger.results.filters import DEFAULT_RANGE, RANGES, Filters
+from inferledger.results.published import require_results
 from inferledger.store import DataDir
 
 PAGES = [

@@ -14,7 +14,7 @@ from typing import Any
 import duckdb
 import streamlit as st
 
-from analytics.filters import Filters
+from inferledger.results.filters import Filters
 from inferledger.store import DataDir, connect_readonly
 
 _KEY = "inferledger_context"

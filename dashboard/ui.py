@@ -10,7 +10,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from analytics.kpis import COLOURS
+from inferledger.results.kpis import COLOURS
 from inferledger.vocabulary import UNMEASURED
 
 SIMULATED = ("**Simulated data.** These figures come from InferLedger's simulated vLLM fleet "
@@ -174,5 +174,5 @@ def waterfall(steps: pd.DataFrame, total_label: str = "GPU spend") -> alt.Chart:
 
 
 def colour_scale(buckets: list[str]) -> alt.Scale:
-    """The shared bucket colours (analytics/kpis.py) for a chart's buckets, in that order."""
+    """The shared bucket colours (inferledger/results/kpis.py) for a chart's buckets, in order."""
     return alt.Scale(domain=buckets, range=[COLOURS[b] for b in buckets])

@@ -69,7 +69,7 @@ def test_every_page_shows_demo_data(monkeypatch, demo_store, page) -> None:
         assert m["Cost per answer"].startswith("$") and float(m["Requests per answer"]) > 1
         assert m["Cost per completed answer"].startswith("$")
     elif page == "cost":
-        from analytics.kpis import NOT_CHARGED
+        from inferledger.results.kpis import NOT_CHARGED
 
         assert set(frames[0]["model"]) == {"llama-3.1-8b-instruct", "qwen2.5-32b-instruct",
                                            NOT_CHARGED}  # idle and overhead: its own row

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from analytics.filters import Filters
 from analytics.pipeline import run
 from dashboard.queries.gpu import activity, node_power
+from inferledger.results.filters import Filters
 from inferledger.store import DataDir, connect_readonly
 from tests.builders import Fleet
 

@@ -77,12 +77,12 @@ def test_a_clock_stepping_back_and_a_long_gap_are_quarantined() -> None:
 def test_the_gpu_page_and_the_report_show_what_was_quarantined(tmp_path) -> None:
     from datetime import UTC, datetime
 
-    from analytics.filters import Filters
     from analytics.pipeline import run
     from analytics.report.figures import weekly_figures
     from analytics.report.render import html, text
     from analytics.report.week import Week
     from dashboard.queries.gpu import unmeasured
+    from inferledger.results.filters import Filters
     from inferledger.store import DataDir, connect_readonly
 
     f = Fleet()

@@ -13,12 +13,12 @@ import duckdb
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from analytics.filters import Filters
-from analytics.kpis import NOT_CHARGED, bridge, by_dimension, headline
 from analytics.report.figures import weekly_figures
 from analytics.report.week import Week
 from dashboard import ui
 from dashboard.queries import base
+from inferledger.results.filters import Filters
+from inferledger.results.kpis import NOT_CHARGED, bridge, by_dimension, headline
 from inferledger.store import connect_readonly
 from inferledger.vocabulary import BRIDGE
 from tests.conftest import WEDNESDAY_2PM

@@ -24,10 +24,10 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from analytics.report.config import ReportConfig, ReportConfigError, Smtp, load_report_config
-from analytics.report.delivery import latest_states, read_log, send_log_path
 from analytics.report.jobs import send
 from analytics.report.week import Week
 from analytics.scheduler import REPORT_JOB, build_scheduler, job_store_url, schedule_report
+from inferledger.results.published import delivery_states, read_send_log
 from inferledger.store import DataDir
 from tests.builders import stored
 from tests.ports import free_block
@@ -175,7 +175,7 @@ def test_report_over_starttls_with_login_matches_the_store(store, tls, caplog) -
     table = pd.read_csv(io.StringIO(attachment.get_content()))
     for dim in ("model", "tenant"):
         assert table[table["dimension"] == dim]["cost_usd"].sum() == pytest.approx(cost)
-    assert PASSWORD not in caplog.text and PASSWORD not in send_log_path(store).read_text()
+    assert PASSWORD not in caplog.text and PASSWORD not in store.send_log.read_text()
 
 
 WEEK_START, WEEK_END = "2026-11-23 00:00:00+00", "2026-11-30 00:00:00+00"
@@ -205,7 +205,7 @@ def test_a_failing_server_is_retried_and_a_dead_one_recorded(store) -> None:
     finally:
         server.stop()
     assert outcome.state == "failed" and "451" in outcome.error
-    states = {e["week"]: e["state"] for e in latest_states(store).values()}
+    states = {e["week"]: e["state"] for e in delivery_states(store).values()}
     assert states == {WEEK: "sent", "2026-W47": "failed"}
 
 
@@ -219,7 +219,7 @@ def test_exactly_once_even_after_a_crash_mid_send(store) -> None:
         # Other recipients are another delivery.
         assert send(store, Week.parse(WEEK), config, to=["ops@example.com"]).state == "sent"
         # A process that died after claiming a send, before recording its outcome:
-        log = send_log_path(store)
+        log = store.send_log
         log.write_text(log.read_text() + '{"key": "2026-W47|cto@example.com,finops@example'
                        '.com", "week": "2026-W47", "state": "claimed", "at": "x"}\n'
                        '{"torn line')
@@ -309,7 +309,7 @@ def test_scheduler_restarts_keep_the_job_and_a_missed_monday_sends_once(store, t
         server.stop()
     assert len(inbox.messages) == 1
     last_week = Week.last_complete(datetime.now(UTC)).label
-    assert [e["state"] for e in read_log(store)] == ["claimed", "sent"]
+    assert [e["state"] for e in read_send_log(store)] == ["claimed", "sent"]
     assert inbox.messages[0]["Subject"].endswith(last_week)
 
 

@@ -11,8 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from analytics.kpis import COLOURS
 from analytics.report.figures import WeeklyFigures
+from inferledger.results.kpis import COLOURS
 
 
 def _png(fig: plt.Figure) -> bytes:

@@ -23,18 +23,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from pathlib import Path
 
 from analytics.report import smtp
 from analytics.report.config import ReportConfig
 from inferledger.errors import UserError
+from inferledger.results.published import delivery_states
 from inferledger.store import DataDir
 
 log = logging.getLogger("inferledger.report")
-
-
-def send_log_path(data: DataDir) -> Path:
-    return data.root / "reports" / "send_log.jsonl"
 
 
 def delivery_key(week: str, recipients: list[str] | tuple[str, ...]) -> str:
@@ -49,29 +45,9 @@ class Outcome:
     error: str | None = None
 
 
-def read_log(data: DataDir) -> list[dict]:
-    path = send_log_path(data)
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:  # a line torn by a crash mid-write: the state before it stands
-            continue
-    return out
-
-
-def latest_states(data: DataDir) -> dict[str, dict]:
-    states: dict[str, dict] = {}
-    for entry in read_log(data):
-        states[entry["key"]] = entry
-    return states
-
-
 @contextmanager
 def _locked(data: DataDir) -> Iterator[None]:
-    path = send_log_path(data)
+    path = data.send_log
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_suffix(".lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -83,7 +59,7 @@ def _locked(data: DataDir) -> Iterator[None]:
 
 def _append(data: DataDir, entry: dict) -> None:
     line = json.dumps({**entry, "at": datetime.now(UTC).isoformat()}) + "\n"
-    with open(send_log_path(data), "a") as f:
+    with open(data.send_log, "a") as f:
         f.write(line)
         f.flush()
         os.fsync(f.fileno())
@@ -99,7 +75,7 @@ def deliver(data: DataDir, week: str, config: ReportConfig,
         raise UserError("no recipients: set [report] to = [...] or INFERLEDGER_REPORT_TO")
     key = delivery_key(week, recipients)
     with _locked(data):
-        last = latest_states(data).get(key)
+        last = delivery_states(data).get(key)
         if last and not force and last["state"] == "sent":
             log.info("report %s already sent to %s at %s", week, ", ".join(recipients),
                      last["at"])

@@ -1,4 +1,4 @@
-"""What the weekly report says, read from the published results through analytics/kpis.py
+"""What the weekly report says, read from the published results through inferledger/results/kpis.py
 (the figures the dashboard shows): the week's headline figures against the week before, the
 spend bridge, the top tenants and models and the biggest movers, waste by cause, the
 largest opportunities in words — and what the week's data covers, so a partial week or a
@@ -12,8 +12,9 @@ from datetime import datetime
 import duckdb
 import pandas as pd
 
-from analytics.filters import Filters, floor_hour
-from analytics.kpis import (
+from analytics.report.week import Week
+from inferledger.results.filters import Filters, floor_hour
+from inferledger.results.kpis import (
     NOT_CHARGED,
     bridge,
     by_dimension,
@@ -21,7 +22,6 @@ from analytics.kpis import (
     in_buckets,
     no_value,
 )
-from analytics.report.week import Week
 from inferledger.store import read_df as _df
 from inferledger.vocabulary import BRIDGE, WASTED
 

@@ -13,9 +13,9 @@ from html import escape
 
 import pandas as pd
 
-from analytics.kpis import NOT_CHARGED
 from analytics.report.charts import cost_by_day, gpu_time_by_day
 from analytics.report.figures import WeeklyFigures
+from inferledger.results.kpis import NOT_CHARGED
 
 SIMULATED = ("Simulated data: these figures come from InferLedger's simulated vLLM fleet and "
              "simulated GPUs, not from real hardware.")

@@ -1,5 +1,5 @@
-"""Cost: where the money went by model, tenant, route, node and GPU type (analytics/kpis.py's
-one definition, so the rows add up to the Overview's spend), the spread of cost per
+"""Cost: where the money went by model, tenant, route, node and GPU type (the one definition
+in inferledger/results/kpis.py, so the rows add up to the Overview's spend), the spread of cost per
 response, what the same tokens would cost at API list prices, the pricing in use."""
 
 from __future__ import annotations
@@ -7,8 +7,15 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
-from analytics.filters import Filters
-from analytics.kpis import NOT_CHARGED, answers_by, bridge, by_dimension, headline, no_value
+from inferledger.results.filters import Filters
+from inferledger.results.kpis import (
+    NOT_CHARGED,
+    answers_by,
+    bridge,
+    by_dimension,
+    headline,
+    no_value,
+)
 from inferledger.store import read_df as df
 
 __all__ = ["answers_by", "bridge", "by_dimension", "by_gpu_type", "distribution", "headline",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
-from analytics.filters import Filters
+from inferledger.results.filters import Filters
 from inferledger.store import read_df as df
 
 LIST_COLUMNS = ("request_uid, trace_id, request_id, answer_id, started_at, model, tenant, route, "

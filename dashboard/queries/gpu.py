@@ -6,8 +6,8 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
-from analytics.filters import Filters
 from dashboard.queries.overview import bucket
+from inferledger.results.filters import Filters
 from inferledger.store import read_df as df
 from inferledger.vocabulary import GPU_TIME_BUCKETS as BUCKETS
 

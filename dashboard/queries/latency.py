@@ -5,9 +5,9 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
-from analytics.filters import Filters
-from analytics.kpis import no_value
 from dashboard.queries.overview import bucket
+from inferledger.results.filters import Filters
+from inferledger.results.kpis import no_value
 from inferledger.store import read_df as df
 
 PHASES = ("edge_overhead_s", "queue_s", "prefill_s", "decode_s", "other_spans_s")

@@ -1,13 +1,13 @@
 """Overview: the headline figures of a period (and the one before it), its spend bucket by
-bucket, and how cost and GPU time moved. Every figure is analytics/kpis.py's."""
+bucket, and how cost and GPU time moved. Every figure is inferledger/results/kpis.py's."""
 
 from __future__ import annotations
 
 import duckdb
 import pandas as pd
 
-from analytics.filters import Filters
-from analytics.kpis import bridge, headline, in_buckets, no_value
+from inferledger.results.filters import Filters
+from inferledger.results.kpis import bridge, headline, in_buckets, no_value
 from inferledger.store import read_df as df
 from inferledger.vocabulary import WASTED
 

@@ -9,10 +9,10 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from analytics.kpis import no_value
 from dashboard import ui
 from dashboard.context import current, query
 from dashboard.queries import explorer as q
+from inferledger.results.kpis import no_value
 
 f = current().filters
 st.title("Request explorer")

@@ -7,14 +7,13 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from analytics.pipeline import effective_config
-from analytics.report.delivery import latest_states
 from dashboard import ui
 from dashboard.context import current
+from inferledger.results.published import delivery_states, published_config
 from inferledger.store import DataDir
 
 st.title("Pricing & settings")
-config = effective_config(DataDir.at(current().data_root))
+config = published_config(DataDir.at(current().data_root))
 if config is None:
     ui.no_data_yet("The analytics have not run on this store yet. ")
     st.stop()
@@ -50,7 +49,7 @@ ui.table("Static placement (for requests no span or process places)",
 st.caption(f"Pricing file: {pricing['source'] or 'built-in defaults'}")
 
 st.subheader("Weekly report deliveries")
-deliveries = pd.DataFrame(latest_states(DataDir.at(current().data_root)).values(),
+deliveries = pd.DataFrame(delivery_states(DataDir.at(current().data_root)).values(),
                           columns=["week", "to", "state", "at", "attempts", "error"])
 if deliveries.empty:
     st.caption("No weekly report sent from this store yet (the scheduler sends one on Monday "

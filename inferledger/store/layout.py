@@ -88,6 +88,11 @@ class DataDir:
         """The pricing and settings the published results were computed with."""
         return self.derived / "_config.json"
 
+    @property
+    def send_log(self) -> Path:
+        """The weekly report's deliveries, one state per line (append-only)."""
+        return self.root / "reports" / "send_log.jsonl"
+
     # -- writers: one process per file set, each behind its lock ------------------------
     def collector_lock(self) -> ProcessLock:
         """Held by the collector for its lifetime: it alone writes ``raw/`` and ``wal/``."""

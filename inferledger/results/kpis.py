@@ -16,7 +16,7 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
-from analytics.filters import Filters
+from inferledger.results.filters import Filters
 from inferledger.store import read_df
 from inferledger.vocabulary import BRIDGE, UNMEASURED, WASTED
 
