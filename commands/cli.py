@@ -354,7 +354,8 @@ def cmd_sim_history(args: argparse.Namespace) -> int:
 
 
 def cmd_sim_node(args: argparse.Namespace) -> int:
-    from simulator.node import EngineSpec, run_node
+    from commands.sim_node import run_node
+    from simulator.node import EngineSpec
 
     run_node(name=args.name, gpu_models=args.gpus.split(","),
              engines=[EngineSpec.parse(e) for e in args.engine], state=Path(args.state),
