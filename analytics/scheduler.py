@@ -12,6 +12,7 @@ a week already sent is never sent again.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -22,8 +23,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from analytics.pipeline import run
+from analytics.pricing import load_pricing
 from analytics.report.config import ReportConfig, load_report_config
-from analytics.report.jobs import send_last_week
+from analytics.report.weekly import send_last_week
 from analytics.settings import Settings
 from inferledger.locks import Busy
 from inferledger.store import DataDir
@@ -76,8 +78,14 @@ def schedule_report(scheduler: BackgroundScheduler, data: DataDir, settings_path
 
 def run_scheduler(data: DataDir, *, interval_s: float, pricing: Path | None,
                   settings: Settings, stop: threading.Event,
-                  settings_path: Path | None = None) -> None:
+                  settings_path: Path | None = None, nice: int = 0) -> None:
+    """Run the analytics every ``interval_s`` and the weekly report on its schedule until
+    ``stop``, ``nice`` steps below the processes beside it (the collector, the dashboard)."""
     config = load_report_config(settings_path)  # checked before anything starts
+    load_pricing(pricing)  # checked now, not at the first run
+    # Before any thread starts, so DuckDB's and the kernel's threads inherit it: the analytics
+    # are batch work and yield the CPU to the collector's acknowledgements and to readers.
+    os.nice(nice)
     lock = data.ensure().scheduler_lock().acquire(
         hint="one scheduler per data directory (it runs the analytics and sends the report)")
     scheduler = build_scheduler(data)

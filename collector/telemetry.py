@@ -3,7 +3,7 @@
 Accepted, rejected, throttled and duplicate items, the write queue's depth, how long each
 durable flush took, and the raw store's size. The OpenTelemetry SDK aggregates them; every
 ``interval_s`` its exporter encodes them with the standard OTLP encoder and hands them to
-the same pipeline the receivers use (no network hop, no second store). Counters are
+the same ingest the receivers use (no network hop, no second store). Counters are
 cumulative, so an export refused under overload loses nothing: the next one carries the
 totals. Query them as ``stg_collector_metrics``.
 """
@@ -32,7 +32,7 @@ from inferledger.store import DataDir
 from inferledger.store.layout import file_sizes
 
 if TYPE_CHECKING:
-    from collector.workers import Pipeline
+    from collector.workers import Ingest
 
 log = logging.getLogger("inferledger.collector")
 
@@ -69,9 +69,9 @@ class Telemetry:
     def __init__(self, data: DataDir, host: str, interval_s: float = 10.0) -> None:
         self.data = data
         self.recent = RecentKeys()
-        self.pipeline: Pipeline | None = None
+        self.ingest: Ingest | None = None
         self.http_throttled: Callable[[], int] = lambda: 0
-        self.refused = 0  # outcomes UNAVAILABLE: the pipeline was full or could not write
+        self.refused = 0  # outcomes UNAVAILABLE: the ingest was full or could not write
         reader = PeriodicExportingMetricReader(_IngestExporter(self),
                                                export_interval_millis=interval_s * 1000)
         self.provider = MeterProvider(
@@ -97,10 +97,10 @@ class Telemetry:
         meter.create_observable_gauge("inferledger.collector.store.files", [self._store_files],
                                       unit="{file}", description="raw segment files")
 
-    def attach(self, pipeline: Pipeline, http_throttled: Callable[[], int]) -> None:
-        """The pipeline (where exports go, whose queue is measured) and the HTTP receiver's
+    def attach(self, ingest: Ingest, http_throttled: Callable[[], int]) -> None:
+        """The ingest (where exports go, whose queue is measured) and the HTTP receiver's
         count of requests refused for lack of a slot."""
-        self.pipeline, self.http_throttled = pipeline, http_throttled
+        self.ingest, self.http_throttled = ingest, http_throttled
 
     def record(self, signal: str, outcome: jobs.Outcome) -> None:
         """Count one request's outcome (every receiver calls this)."""
@@ -118,7 +118,7 @@ class Telemetry:
             self.flush_duration.record(seconds)
 
     def _queue(self, _: CallbackOptions) -> Sequence[Observation]:
-        return [Observation(self.pipeline.pending_rows if self.pipeline else 0)]
+        return [Observation(self.ingest.pending_rows if self.ingest else 0)]
 
     def _throttled(self, _: CallbackOptions) -> Sequence[Observation]:
         return [Observation(self.refused + self.http_throttled())]
@@ -144,11 +144,11 @@ class _IngestExporter(MetricExporter):
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000,
                **_: object) -> MetricExportResult:
-        pipeline = self.telemetry.pipeline
-        if pipeline is None:
+        ingest = self.telemetry.ingest
+        if ingest is None:
             return MetricExportResult.FAILURE
         body = encode_metrics(metrics_data).SerializeToString()
-        outcome = pipeline.submit(jobs.Job("metrics", body))
+        outcome = ingest.submit(jobs.Job("metrics", body))
         self.telemetry.record("metrics", outcome)
         if outcome.status != jobs.OK:
             log.info("own metrics not written this round (%s); totals follow next time",

@@ -49,7 +49,16 @@ START_TIMEOUT_S = 180.0  # a cold numba cache compiles the trace walk (≈ 10 s 
 SLOT_BYTES = 4 << 20  # a channel's shared-memory slot (pages are used only when touched)
 
 
-class Pipeline(Protocol):
+def default_workers() -> int:
+    """One worker process per core (at most 4); none on a single core."""
+    cores = len(os.sched_getaffinity(0))
+    return min(cores, 4) if cores > 1 else 0
+
+
+class Ingest(Protocol):
+    """Where the receivers hand each decoded request: run here (:class:`InProcess`) or in
+    worker processes (:class:`WorkerPool`), answered with its outcome once durable."""
+
     def submit(self, job: Job) -> Outcome: ...
 
     @property

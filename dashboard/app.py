@@ -1,13 +1,14 @@
 """InferLedger dashboard: what responses cost, where GPU time went, why a response was slow.
 
-Run with ``inferledger dashboard --data DIR`` (the data directory arrives as
-``$INFERLEDGER_DATA``). This entry script draws what every page shares — the store check,
-the simulated-data banner, the filters in the sidebar — then runs the chosen page from
-``dashboard/views/``.
+Run with ``inferledger dashboard --data DIR`` (the data directory arrives as the script's
+``--data`` argument; without one, ``$INFERLEDGER_DATA``, as every command reads it). This
+entry script draws what every page shares — the store check, the simulated-data banner, the
+filters in the sidebar — then runs the chosen page from ``dashboard/views/``.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 
 import streamlit as st
@@ -56,7 +57,9 @@ def _sidebar(data_root: str) -> Filters:
 
 
 def main() -> None:
-    data_root = os.environ.get("INFERLEDGER_DATA", "./inferledger-data")
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default=os.environ.get("INFERLEDGER_DATA", "./inferledger-data"))
+    data_root = ap.parse_known_args()[0].data
     page = st.navigation(PAGES)
     try:
         require_results(DataDir.at(data_root))

@@ -20,17 +20,22 @@ import itertools
 import logging
 import random
 import secrets
+import signal
 import time
 from collections import Counter
 from dataclasses import replace
 from typing import Any
 
 import httpx
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from inferledger.errors import UserError
+from inferledger.otel import span_exporter
+from simulator import SIMULATED_RESOURCE
 from simulator.arrivals import draw_request, hourly_share, lognormal
 from simulator.engine.profiles import MODEL_PROFILES
 from simulator.scenario import App
@@ -203,3 +208,30 @@ class LoadGenerator:
                 await asyncio.gather(*pending, return_exceptions=True)
         log.info("load generator done: %s", dict(self.outcomes))
         return self.outcomes
+
+
+def run_loadgen(targets: dict[str, list[str]], apps: tuple[App, ...], *, rate_per_s: float,
+                duration_s: float | None, seed: int | None,
+                otlp_endpoint: str | None = None) -> Counter:
+    """Send the apps' traffic until ``duration_s`` passes or SIGINT/SIGTERM; with
+    ``otlp_endpoint`` (OTLP/HTTP) the apps trace their own steps, as instrumented apps do."""
+    provider = None
+    if otlp_endpoint:
+        provider = TracerProvider(resource=Resource.create({
+            "service.name": "inferledger-sim-apps", **SIMULATED_RESOURCE}))
+        provider.add_span_processor(BatchSpanProcessor(
+            span_exporter(otlp_endpoint, "http/protobuf")))
+
+    async def main() -> Counter:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        return await LoadGenerator(targets, apps, rate_per_s=rate_per_s, seed=seed,
+                                   tracer_provider=provider).run(duration_s, stop)
+
+    try:
+        return asyncio.run(main())
+    finally:
+        if provider is not None:
+            provider.shutdown()

@@ -50,8 +50,8 @@ def _spend_everywhere(page, url: str, store, tmp: Path) -> dict[str, str]:
     import re
 
     from analytics.report.config import ReportConfig
-    from analytics.report.jobs import preview
     from analytics.report.week import Week
+    from analytics.report.weekly import preview
     from analytics.summary import summary
     from dashboard.ui import money
 
@@ -115,8 +115,8 @@ def test_every_page_renders_in_chromium(dashboard, demo_store, tmp_path) -> None
 
 def test_weekly_report_html_renders_in_chromium(demo_store, tmp_path) -> None:
     from analytics.report.config import ReportConfig
-    from analytics.report.jobs import preview
     from analytics.report.week import Week
+    from analytics.report.weekly import preview
 
     shots = Path(os.environ.get("INFERLEDGER_SCREENSHOTS", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)

@@ -164,7 +164,7 @@ def test_http_overload_is_503_with_retry_after(collector) -> None:
     def refuse(*_a, **_k):
         raise Overloaded("busy")
 
-    collector.pipeline.ingestor.batcher.submit = refuse
+    collector.ingest.ingestor.batcher.submit = refuse
     req = ExportTraceServiceRequest()
     req.resource_spans.add().scope_spans.add().spans.add(
         trace_id=b"\x01" * 16, span_id=b"\x02" * 8, name="x")
@@ -180,8 +180,8 @@ def test_requests_past_the_in_flight_bound_get_503_at_once() -> None:
     from collector.workers import InProcess
 
     sink = _SlowSink()
-    pipeline = InProcess(DurableBatcher(sink, linger_s=0.0))
-    server = OtlpHttpServer(("127.0.0.1", 0), pipeline, max_in_flight=1)
+    ingest = InProcess(DurableBatcher(sink, linger_s=0.0))
+    server = OtlpHttpServer(("127.0.0.1", 0), ingest, max_in_flight=1)
     server.start()
     url = f"http://127.0.0.1:{server.server_address[1]}/v1/traces"
     req = ExportTraceServiceRequest()
@@ -211,7 +211,7 @@ def test_requests_past_the_in_flight_bound_get_503_at_once() -> None:
         sink.release.set()
         server.shutdown()
         server.server_close()
-        pipeline.close()
+        ingest.close()
 
 
 def test_duplicates_from_retries_are_counted_once(collector, data) -> None:
@@ -332,7 +332,7 @@ def test_worker_processes_share_the_load_and_a_dead_one_is_replaced(data) -> Non
         assert send(99, padding=SLOT_BYTES) == 200  # too big for a slot: through the pipe
         acked.append(99)
         assert send(0) == 200  # a retry: counted as a duplicate, whichever worker has it
-        first = c.pipeline._procs[0]
+        first = c.ingest._procs[0]
         os.kill(first.pid, signal.SIGKILL)
         first.join(5)
         deadline = time.monotonic() + 60
@@ -341,7 +341,7 @@ def test_worker_processes_share_the_load_and_a_dead_one_is_replaced(data) -> Non
                 assert time.monotonic() < deadline
                 time.sleep(0.1)
             acked.append(i)
-        while c.pipeline._procs[0] is first:  # replaced in the background
+        while c.ingest._procs[0] is first:  # replaced in the background
             assert time.monotonic() < deadline
             time.sleep(0.1)
         for i in range(40, 60):  # both workers take jobs again

@@ -24,8 +24,8 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from analytics.report.config import ReportConfig, ReportConfigError, Smtp, load_report_config
-from analytics.report.jobs import send
 from analytics.report.week import Week
+from analytics.report.weekly import send
 from analytics.scheduler import REPORT_JOB, build_scheduler, job_store_url, schedule_report
 from inferledger.results.published import delivery_states, read_send_log
 from inferledger.store import DataDir

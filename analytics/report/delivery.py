@@ -38,7 +38,7 @@ def delivery_key(week: str, recipients: list[str] | tuple[str, ...]) -> str:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Delivery:
     state: str  # sent, failed, already_sent, in_doubt
     key: str
     attempts: int = 0
@@ -67,7 +67,7 @@ def _append(data: DataDir, entry: dict) -> None:
 
 def deliver(data: DataDir, week: str, config: ReportConfig,
             build: Callable[[list[str]], EmailMessage], *, to: list[str] | None = None,
-            force: bool = False, sleep: Callable[[float], None] = time.sleep) -> Outcome:
+            force: bool = False, sleep: Callable[[float], None] = time.sleep) -> Delivery:
     """Send the week's report to ``to`` (default: the configured recipients) unless it was
     sent already; retry failures with exponential back-off."""
     recipients = sorted(to or config.to)
@@ -79,13 +79,13 @@ def deliver(data: DataDir, week: str, config: ReportConfig,
         if last and not force and last["state"] == "sent":
             log.info("report %s already sent to %s at %s", week, ", ".join(recipients),
                      last["at"])
-            return Outcome("already_sent", key)
+            return Delivery("already_sent", key)
         if last and not force and last["state"] == "claimed":
             log.warning("report %s to %s is in doubt: a send started at %s never recorded its "
                         "outcome (the process stopped). Not resending; `inferledger report "
                         "send --week %s --force` resends.", week, ", ".join(recipients),
                         last["at"], week)
-            return Outcome("in_doubt", key)
+            return Delivery("in_doubt", key)
         msg = build(recipients)
         _append(data, {"key": key, "week": week, "to": recipients, "state": "claimed",
                        "message_id": msg["Message-ID"]})
@@ -103,9 +103,9 @@ def deliver(data: DataDir, week: str, config: ReportConfig,
             _append(data, {"key": key, "week": week, "to": recipients, "state": "sent",
                            "attempts": attempt, "message_id": msg["Message-ID"]})
             log.info("report %s sent to %s (attempt %d)", week, ", ".join(recipients), attempt)
-            return Outcome("sent", key, attempt)
+            return Delivery("sent", key, attempt)
         _append(data, {"key": key, "week": week, "to": recipients, "state": "failed",
                        "attempts": config.retries, "error": error})
         log.error("report %s to %s FAILED after %d attempts: %s", week, ", ".join(recipients),
                   config.retries, error)
-        return Outcome("failed", key, config.retries, error)
+        return Delivery("failed", key, config.retries, error)

@@ -19,7 +19,7 @@ from collector.signals import METRICS, TRACES, Signal
 
 if TYPE_CHECKING:
     from collector.telemetry import Telemetry
-    from collector.workers import Pipeline
+    from collector.workers import Ingest
 
 _CODES = {jobs.INVALID: grpc.StatusCode.INVALID_ARGUMENT,
           jobs.TOO_LARGE: grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -28,10 +28,10 @@ _CODES = {jobs.INVALID: grpc.StatusCode.INVALID_ARGUMENT,
           jobs.INTERNAL: grpc.StatusCode.INTERNAL}
 
 
-def _service(signal: Signal, pipeline: Pipeline,
+def _service(signal: Signal, ingest: Ingest,
              telemetry: Telemetry | None) -> grpc.GenericRpcHandler:
     def export(body: bytes, context: grpc.ServicerContext) -> bytes:
-        outcome = pipeline.submit(jobs.Job(signal.name, body))
+        outcome = ingest.submit(jobs.Job(signal.name, body))
         if telemetry is not None:
             telemetry.record(signal.name, outcome)
         if outcome.status != jobs.OK:
@@ -43,13 +43,13 @@ def _service(signal: Signal, pipeline: Pipeline,
         signal.grpc_service, {"Export": grpc.unary_unary_rpc_method_handler(export)})
 
 
-def start_grpc(address: str, pipeline: Pipeline, security: Security | None = None,
+def start_grpc(address: str, ingest: Ingest, security: Security | None = None,
                telemetry: Telemetry | None = None) -> tuple[grpc.Server, int]:
     """Start the server on ``address`` (``host:port``; port 0 picks one); return it and the port."""
     security = security or Security()
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=MAX_IN_FLIGHT, thread_name_prefix="otlp-grpc"),
-        handlers=[_service(s, pipeline, telemetry) for s in (TRACES, METRICS)],
+        handlers=[_service(s, ingest, telemetry) for s in (TRACES, METRICS)],
         # No SO_REUSEPORT (gRPC's default on Linux): a second collector on this port must
         # fail, not silently take half of the first one's traffic.
         options=[("grpc.max_receive_message_length", jobs.MAX_BODY_BYTES),

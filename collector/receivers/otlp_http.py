@@ -25,7 +25,7 @@ from collector.signals import SIGNALS, Signal
 
 if TYPE_CHECKING:
     from collector.telemetry import Telemetry
-    from collector.workers import Pipeline
+    from collector.workers import Ingest
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._status(415, code_pb2.INVALID_ARGUMENT,
                          f"unsupported Content-Encoding {encoding!r}", reply_type)
             return
-        outcome = self.server.pipeline.submit(
+        outcome = self.server.ingest.submit(
             jobs.Job(signal.name, raw, json=ctype == JSON, gzip=encoding == "gzip"))
         if self.server.telemetry is not None:
             self.server.telemetry.record(signal.name, outcome)
@@ -180,11 +180,11 @@ class OtlpHttpServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], pipeline: Pipeline,
+    def __init__(self, address: tuple[str, int], ingest: Ingest,
                  max_in_flight: int = MAX_IN_FLIGHT, security: Security | None = None,
                  telemetry: Telemetry | None = None) -> None:
         super().__init__(address, _Handler)
-        self.pipeline, self.telemetry = pipeline, telemetry
+        self.ingest, self.telemetry = ingest, telemetry
         self.slots = threading.BoundedSemaphore(max_in_flight)
         self.throttled = 0
         self.security = security or Security()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from analytics.report import render
 from analytics.report.config import ReportConfig, load_report_config
-from analytics.report.delivery import Outcome, deliver
+from analytics.report.delivery import Delivery, deliver
 from analytics.report.figures import WeeklyFigures, weekly_figures
 from analytics.report.week import Week
 from inferledger.store import DataDir, connect_readonly
@@ -38,7 +38,7 @@ def preview(data: DataDir, week: Week, out: Path, config: ReportConfig) -> Weekl
 
 
 def send(data: DataDir, week: Week, config: ReportConfig, *, to: list[str] | None = None,
-         force: bool = False) -> Outcome:
+         force: bool = False) -> Delivery:
     f = figures(data, week, config.timezone)
     return deliver(data, week.label, config,
                    lambda recipients: render.email(f, config.sender, recipients),
