@@ -17,7 +17,8 @@ import time
 
 import duckdb
 
-from analytics.pipeline import STEPS, compute
+from analytics.compute import compute
+from analytics.models import steps
 from analytics.pricing import load_pricing
 from analytics.settings import Settings
 from inferledger.store.catalog import staging_sql
@@ -27,9 +28,10 @@ GPUS = 8
 T0 = 1_800_000_000.0
 # The steps whose tables the bench fills itself (built empty first, for their schemas), and
 # the timed rest, from what derives from them (each request's SLO verdict) to the marts.
-INPUTS = STEPS[:STEPS.index("intermediate/int_gpu_intervals") + 1]
-TIMED = ("intermediate/int_request_slo",
-         *STEPS[STEPS.index("intermediate/int_gpu_overheads"):])
+INPUTS = ("intermediate/int_gpu_intervals", "intermediate/int_requests",
+          "intermediate/int_request_slo", "intermediate/int_answers",
+          "intermediate/int_request_gpus")
+TIMED = ("intermediate/int_request_slo", *(s for s in steps() if s not in INPUTS))
 
 
 def build(con: duckdb.DuckDBPyConnection, requests: int, samples: int) -> None:

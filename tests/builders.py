@@ -13,7 +13,7 @@ import duckdb
 import pyarrow as pa
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 
-from analytics.pipeline import compute
+from analytics.compute import compute
 from analytics.pricing import Pricing, load_pricing
 from analytics.settings import Settings
 from inferledger.store import DataDir, connect_readonly, write_catalog, write_parquet_atomic

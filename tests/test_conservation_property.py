@@ -12,7 +12,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analytics.pipeline import CONSERVATION_TOLERANCE
+from analytics.compute import CONSERVATION_TOLERANCE
 from analytics.settings import Settings
 from inferledger.vocabulary import GPU_TIME_BUCKETS, METHODS
 from tests.builders import Fleet, rows

@@ -5,7 +5,9 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from analytics.pipeline import DAY_S, State, run
+from analytics.pipeline import run
+from analytics.watermark import Watermark
+from analytics.windows import DAY_S
 from inferledger.store import write_parquet_atomic
 from tests.builders import Fleet, stored
 
@@ -40,7 +42,7 @@ def test_days_are_partitions_and_midnight_is_seamless(data) -> None:
     assert hours == {"2027-01-15": pytest.approx(100.0), "2027-01-16": pytest.approx(100.0)}
     measured = stored(data, "SELECT sum(measured_s), max(rel_error_s) FROM conservation")[0]
     assert measured[0] == pytest.approx(1400.0) and measured[1] <= 1e-9  # each hour once
-    state = State.read(data)
+    state = Watermark.read(data)
     assert state.watermark_s == pytest.approx(MIDNIGHT + 700)
 
 
@@ -61,14 +63,14 @@ def test_results_of_another_shape_are_recomputed_whole(data, caplog) -> None:
 
     f, before, _ = two_days()
     run(f.write(data))
-    old = State.read(data)
+    old = Watermark.read(data)
     replace(old, shape="").write(data)  # as an older release left it
     for f in data.derived_table("answers").glob("*.parquet"):
         f.unlink()
     assert run(data).days == 2  # both days again, not only the newest hours
     assert "another shape" in caplog.text
     assert stored(data, f"SELECT count(*) FROM answers WHERE request_uid = '{before}'") == [(1,)]
-    assert State.read(data).shape == old.shape
+    assert Watermark.read(data).shape == old.shape
     caplog.clear()
     by_conversation = Settings(answer_keys=("gen_ai.conversation.id", "trace"))
     assert run(data, settings=by_conversation).days == 2
@@ -103,7 +105,7 @@ def test_late_data_within_lateness_and_backfill_beyond_it(data) -> None:
         progress=lambda i, n, day: seen.append((i, n, day)))
     assert seen == [(1, 1, "2027-01-14")]
     assert old_uid in dict(stored(data, "SELECT request_uid, 1 FROM request_costs"))
-    assert State.read(data).watermark_s == pytest.approx(MIDNIGHT + 700)  # unchanged
+    assert Watermark.read(data).watermark_s == pytest.approx(MIDNIGHT + 700)  # unchanged
 
 
 def test_partitions_are_plain_parquet(data) -> None:
@@ -116,7 +118,7 @@ def test_partitions_are_plain_parquet(data) -> None:
 
 def test_a_run_before_any_data_sets_no_watermark(data) -> None:
     run(data)  # e.g. the scheduler's first tick, before the first span arrives
-    assert State.read(data) is None
+    assert Watermark.read(data) is None
     f, _, _ = two_days()
     assert run(f.write(data)).days == 2  # the data's days, not every day since 1970
 
@@ -187,7 +189,7 @@ def test_a_finished_day_is_computed_whole_once(data) -> None:
     f = Fleet()
     traffic(f, MIDNIGHT + 20 * 3600, MIDNIGHT + 23.5 * 3600)
     run(f.write(data))
-    assert State.read(data).settled_s == MIDNIGHT  # the day is not complete yet
+    assert Watermark.read(data).settled_s == MIDNIGHT  # the day is not complete yet
     _more(data, MIDNIGHT + 23.5 * 3600, MIDNIGHT + 24 * 3600, "evening")
     _more(data, MIDNIGHT + DAY_S, MIDNIGHT + DAY_S + 1.5 * 3600, "night")
     seen = []
@@ -195,7 +197,7 @@ def test_a_finished_day_is_computed_whole_once(data) -> None:
     # 01:30 is more than the lateness (1 h) past midnight: the 16th is complete, computed
     # whole; the 17th's hours since an hour before the old watermark (23:30) as a window.
     assert seen == ["2027-01-16", "2027-01-17 00:00–02:00"]
-    assert State.read(data).settled_s == MIDNIGHT + DAY_S
+    assert Watermark.read(data).settled_s == MIDNIGHT + DAY_S
     # the finished day is one file per table, its hours' files gone; the new day is hours
     assert sorted(p.name for p in data.derived_table("gpu_time").glob("*.parquet")) == [
         "day=2027-01-16.parquet", "day=2027-01-17.h00.parquet", "day=2027-01-17.h01.parquet"]

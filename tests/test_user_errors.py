@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from analytics.pipeline import ConservationError
+from analytics.compute import ConservationError
 from inferledger.errors import ProductError
 from inferledger.store import DataDir, write_catalog
 

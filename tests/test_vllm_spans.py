@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from analytics.pipeline import compute
+from analytics.compute import compute
 from analytics.pricing import load_pricing
 from analytics.settings import Settings
 from inferledger.store.raw_schema import METRIC_POINTS, SPANS

@@ -1,3 +1,5 @@
+--! publish: answers
+--! day_key: started_s
 -- int_answers: the answer each request served, its place among the attempts at the same
 -- work, and how much of its prompt was added context. Published as `answers`.
 --

@@ -1,3 +1,5 @@
+--! publish: attribution
+--! day_key: epoch(hour)
 -- int_attribution: GPU-seconds and joules of each request on each of its GPUs, per window
 -- (hour), from the attribution kernel (analytics/attribution.py documents the method, its
 -- weights and why shares sum to one). Tensor-parallel requests have a row per GPU.

@@ -1,3 +1,5 @@
+--! publish: gpu_intervals
+--! day_key: t0
 -- int_gpu_intervals: the measured GPU time and energy between consecutive agent samples of
 -- each GPU, checked before anything is priced.
 -- Energy is the delta of NVML's cumulative counter; where the counter went backwards

@@ -1,3 +1,5 @@
+--! publish: request_gpus
+--! rows: request_uid IN (SELECT request_uid FROM int_requests WHERE started_s >= {lo} AND started_s < {hi})
 -- int_request_gpus: which GPUs served each request, and how we know.
 -- 1) span tags (GPU UUIDs the middleware resolved from CUDA_VISIBLE_DEVICES),
 -- 2) else (host, PID) matched against the agent's per-GPU process samples during the request

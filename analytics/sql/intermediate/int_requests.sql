@@ -1,3 +1,5 @@
+--! publish: requests
+--! day_key: started_s
 -- int_requests: one row per inference request, edge span joined to vLLM's span.
 -- Join: the engine span whose parent is the edge span (W3C traceparent), else the same
 -- request id. Requests seen by one side only are kept and flagged in `seen_by`. An edge

@@ -1,3 +1,5 @@
+--! publish: answer_costs
+--! day_key: epoch(started_at)
 -- mart_answer_costs: what each answer cost (int_answers says which requests served it), and
 -- how long it took. Published as `answer_costs`; one row per answer, in the hour it started.
 --   outcome        completed: the last attempt at each piece of its work succeeded;

@@ -1,3 +1,5 @@
+--! publish: conservation
+--! day_key: epoch(hour)
 -- mart_conservation: the invariant, per GPU and hour, for seconds and joules:
 -- Σ attributed + unattributed (preempted, model loading, idle, unaccounted) + unmeasured
 -- (quarantined intervals) = measured (every interval between two samples).

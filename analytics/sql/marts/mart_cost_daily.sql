@@ -1,3 +1,6 @@
+--! publish: cost_daily
+--! day_key: epoch(day)
+--! grain: day
 -- mart_cost_daily: mart_cost_hourly summed per UTC day (live runs recompute it from the
 -- day's published hours).
 CREATE OR REPLACE TEMP TABLE mart_cost_daily AS

@@ -1,3 +1,5 @@
+--! publish: cost_hourly
+--! day_key: epoch(hour)
 -- mart_cost_hourly: traffic per hour the responses started, by model, tenant, route and
 -- node, with their costs (mart_cost_daily sums it per day): what dashboards, reports and
 -- exports count responses and tokens from. Money by the hour the GPU time ran, idle and overhead

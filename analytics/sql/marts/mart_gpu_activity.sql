@@ -1,3 +1,5 @@
+--! publish: gpu_activity
+--! day_key: epoch(hour)
 -- mart_gpu_activity: per GPU and hour, what the GPU page charts without reading every
 -- sample: NVML utilization (a kernel ran), SM activity (GPM, Hopper and newer: how much of
 -- the chip worked), power and its limit, each a mean over the hour's samples with how many

@@ -1,3 +1,5 @@
+--! publish: gpu_time
+--! day_key: epoch(hour)
 -- mart_gpu_time: every measured GPU-second and joule, per GPU and hour, in exactly one bucket:
 -- useful (requests that succeeded), failed, aborted by the client, timed out, preempted
 -- (prompt tokens the engine recomputed after preempting requests), model loading (an engine

@@ -1,3 +1,5 @@
+--! publish: latency
+--! grain: day
 -- mart_latency: latency percentiles, SLO attainment and goodput by model, tenant, route,
 -- node and hour, plus one 'all' row. slo_attainment = requests meeting their objectives
 -- (int_request_slo) / all requests in the group; goodput_rps = good requests per second of

@@ -1,3 +1,5 @@
+--! publish: node_power
+--! day_key: epoch(hour)
 -- mart_node_power: per node and hour, the node's power against the sum of its GPUs'
 -- limits. A node's GPUs are sampled at their own instants: each GPU's power is averaged over
 -- the same 10-second bins, then the node's GPUs are summed bin by bin (summing the samples

@@ -1,3 +1,5 @@
+--! publish: request_costs
+--! day_key: epoch(started_at)
 -- mart_request_costs: what each response cost, with the figures it was computed from.
 --   cost_usd      = Σ over its GPUs (attributed GPU-seconds × GPU price per hour / 3600)
 --                   + attributed joules / 3.6e6 × PUE × price per kWh

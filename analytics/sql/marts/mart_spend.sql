@@ -1,3 +1,5 @@
+--! publish: spend_hourly
+--! day_key: epoch(hour)
 -- mart_spend: the ledger every money, energy and carbon figure is read from. Each row is one
 -- slice of one GPU's hour: who it is charged to (model, tenant, route of the requests, or no
 -- one) and why (its bucket). Per GPU and hour the rows add up to gpu_time exactly, so
