@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from analytics.models import ManifestError, parse_model, models, published, steps
+from analytics.models import ManifestError, models, parse_model, published, steps
 
 READERS_KNOW = {"requests", "answers", "request_gpus", "gpu_intervals", "attribution",
                 "gpu_time", "request_costs", "answer_costs", "spend_hourly", "gpu_activity",
