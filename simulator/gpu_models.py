@@ -1,8 +1,9 @@
 """Static properties of the simulated GPU models and their power curve.
 
-Names, memory totals (nvidia-smi MiB), power limits and idle draw are the real ones
-(research/nvml.md §5). Power under serving follows a logistic in log2(batch), the shape the
-ML.ENERGY toolkit fits; with these constants an H100 serving Llama-3.1-8B draws ≈325 W at
+Names, memory totals (nvidia-smi MiB), power limits and idle draw are the real ones, as
+nvidia-smi prints them on real machines (an H100 SXM: 81,559 MiB, 700 W; an L4: 23,034 MiB,
+72 W). Power under serving follows a logistic in log2(batch), the shape the ML.ENERGY
+toolkit fits; with these constants an H100 serving Llama-3.1-8B draws ≈325 W at
 batch 1 and ≈525 / 640 / 670 W at batch 8 / 64 / 256, against ML.ENERGY v3's measured
 486 / 610 / 691 W (bench/sim_calibration.py).
 """

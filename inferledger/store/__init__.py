@@ -2,7 +2,7 @@
 
 One writer owns each file set (the collector its raw segments, analytics its derived
 tables); every reader opens the views with no lock, so nothing a reader does can block
-or break ingest (DESIGN §4).
+or break ingest.
 """
 
 from inferledger.store.catalog import connect_readonly, read_df, retry_vanished, write_catalog

@@ -204,7 +204,8 @@ def build_app(core: EngineCore, served_model: str, tracer_provider: TracerProvid
                 "usage": {"prompt_tokens": prompt, "total_tokens": prompt}}
 
     for path in middleware:
-        # Exactly how vLLM's build_app applies --middleware (research/vllm.md §3.1).
+        # Exactly how vLLM's build_app applies --middleware: import path split at the last dot, a
+        # class added with add_middleware (no arguments), a function as an HTTP middleware.
         module_path, name = path.rsplit(".", 1)
         obj = getattr(importlib.import_module(module_path), name)
         if isinstance(obj, type):

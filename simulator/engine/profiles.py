@@ -2,8 +2,9 @@
 
 Step time is a roofline: a decode step streams the weights and the KV cache of the batch from
 HBM (nearly flat in batch while memory-bound), prefill tokens cost compute linearly, plus CPU
-time per step and per sequence in it (scheduling, sampling, detokenising: research/nvml.md §7
-has vLLM's HTTP server and scheduler at ~60% of an 8B model's time on H100). The constants
+time per step and per sequence in it (scheduling, sampling, detokenising: vLLM's own
+profile of v0.5.3 serving Llama 3 8B on one H100 put the HTTP API server at 33% and
+scheduling at 29% of the time). The constants
 are calibrated against ML.ENERGY v3 (Llama-3.1-8B, 1×H100, ~400-token replies):
 bench/sim_calibration.py checks J/response at batch 8, 64 and 256.
 """

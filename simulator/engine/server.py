@@ -51,7 +51,8 @@ def serve_engine(*, model: str, state: Path, host: str, port: int, otlp_endpoint
     core = EngineCore(profile, gpus, indices, max_num_seqs=max_num_seqs)
     provider = None
     if otlp_endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
-        # What vLLM's tracer carries: its module name and process id (research/vllm.md §1.1).
+        # What vLLM's tracer carries: its module name and process id
+        # (vllm.instrumenting_module_name, vllm.process_id).
         resource = Resource.create({
             "service.name": "vllm", "host.name": gpus.node or socket.gethostname(),
             "vllm.instrumenting_module_name": "vllm.llm_engine",

@@ -1,6 +1,9 @@
 """vLLM's ``llm_request`` span, as ``OutputProcessor.do_tracing`` emits it.
 
-See research/vllm.md §1.2 for the attributes and their clocks.
+Its start is the request's arrival at the frontend (wall clock, after HTTP parsing and the
+chat template); TTFT and e2e are frontend wall-clock differences, queue, prefill, decode and
+inference differences of the engine core's monotonic timestamps (stg_engine_spans reads them
+so).
 """
 
 from __future__ import annotations

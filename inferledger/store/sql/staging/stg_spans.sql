@@ -26,8 +26,9 @@ QUALIFY row_number() OVER (PARTITION BY trace_id, span_id, start_time_unix_nano
                           ORDER BY received_at_unix_nano) = 1;
 
 -- stg_engine_spans: vLLM's llm_request spans (SERVER kind). Latencies are seconds; queue,
--- prefill, decode and inference come from the engine's monotonic clock, TTFT and e2e from
--- the frontend wall clock (research/vllm.md §1.2).
+-- prefill, decode and inference come from the engine core's monotonic clock (its QUEUED,
+-- first SCHEDULED, first and last token timestamps); TTFT and e2e from the frontend's wall
+-- clock (time.time() at the output batch, minus the request's arrival time).
 CREATE OR REPLACE VIEW stg_engine_spans AS
 SELECT
     trace_id,
