@@ -76,7 +76,10 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     return 0
 
 
-def _reprice_arg(p: argparse.ArgumentParser) -> None:
+def _run_args(p: argparse.ArgumentParser) -> None:
+    """What a run and a backfill both take: the store, pricing and settings, --reprice."""
+    data_arg(p)
+    analytics_args(p)
     p.add_argument("--reprice", action="store_true",
                    help="recompute past windows even though the pricing version or the "
                    "attribution method changed since the published results")
@@ -89,9 +92,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     r = an_sub.add_parser("run", help="compute and publish the derived tables once",
                           description="Assemble requests, attribute GPU seconds and joules "
                           "(checking conservation), price them and publish the tables.")
-    data_arg(r)
-    analytics_args(r)
-    _reprice_arg(r)
+    _run_args(r)
     r.add_argument("--lateness", type=float, default=3600.0, metavar="SECONDS",
                    help="re-run days this far behind the watermark, to pick up late spans "
                    "and samples (default 3600)")
@@ -99,9 +100,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     b = an_sub.add_parser("backfill", help="(re)compute a range of days, with a progress bar",
                           description="Recompute every UTC day from --since to --until "
                           "(inclusive), e.g. after importing old data; the watermark stays.")
-    data_arg(b)
-    analytics_args(b)
-    _reprice_arg(b)
+    _run_args(b)
     b.add_argument("--since", type=utc, required=True, metavar="DATE",
                    help="first day, ISO date or date-time (UTC unless an offset is given)")
     b.add_argument("--until", type=utc, required=True, metavar="DATE", help="last day")
