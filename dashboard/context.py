@@ -35,9 +35,21 @@ def current() -> Context:
     return st.session_state[_KEY]
 
 
-@st.cache_resource(ttl=60)
-def connection(data_root: str) -> duckdb.DuckDBPyConnection:
+@st.cache_resource(max_entries=4)
+def _connection(data_root: str, catalog_stamp: int) -> duckdb.DuckDBPyConnection:
     return connect_readonly(DataDir.at(data_root))
+
+
+def connection(data_root: str) -> duckdb.DuckDBPyConnection:
+    """One connection for every session, opened again only when the catalog changed (a new
+    table): the views read their files at each query, so new data needs no new connection,
+    and opening one binds every view (≈ 0.4 s on a 30-day store)."""
+    views = DataDir.at(data_root).views_sql
+    try:
+        stamp = views.stat().st_mtime_ns
+    except FileNotFoundError:
+        stamp = 0
+    return _connection(data_root, stamp)
 
 
 @st.cache_data(ttl=5, show_spinner=False)

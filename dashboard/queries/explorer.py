@@ -100,11 +100,15 @@ def gpu_context(con: duckdb.DuckDBPyConnection, gpu_uuids: list[str], start_s: f
         WITH s AS (
             SELECT gpu_uuid, ts_s, power_w FROM stg_gpu_samples
             WHERE list_contains(?, gpu_uuid) AND ts_s BETWEEN ? AND ?
-        ), running AS (  -- the requests on those GPUs then (none runs for a day)
-            SELECT g.gpu_uuid, r.request_uid, r.scheduled_s, r.finished_s
-            FROM requests r JOIN request_gpus g USING (request_uid)
+        ), running AS (
+            -- the requests on those GPUs then: started at most the analytics' margin (an
+            -- hour) before, since a request is attributed no further back than that; both
+            -- tables read by time, so only that hour's files are scanned
+            SELECT unnest(c.gpu_uuids) AS gpu_uuid, r.request_uid, r.scheduled_s, r.finished_s
+            FROM requests r JOIN request_costs c USING (request_uid)
             WHERE r.started_s BETWEEN ? AND ? AND r.finished_s >= ?
-              AND list_contains(?, g.gpu_uuid)
+              AND c.started_at BETWEEN to_timestamp(?) AND to_timestamp(?)
+              AND list_has_any(c.gpu_uuids, ?)
         ), concurrent AS (
             SELECT s.gpu_uuid, s.ts_s, count(r.request_uid) AS running
             FROM s LEFT JOIN running r ON r.gpu_uuid = s.gpu_uuid
@@ -113,7 +117,7 @@ def gpu_context(con: duckdb.DuckDBPyConnection, gpu_uuids: list[str], start_s: f
         )
         SELECT to_timestamp(s.ts_s) AS time, s.gpu_uuid, s.power_w, c.running
         FROM s JOIN concurrent c USING (gpu_uuid, ts_s) ORDER BY time""",
-              [gpu_uuids, lo, hi, lo - ANSWER_NEAR_S, hi, lo, gpu_uuids])
+              [gpu_uuids, lo, hi, lo - NEAR_S, hi, lo, lo - NEAR_S, hi, gpu_uuids])
 
 
 def cost_parts(con: duckdb.DuckDBPyConnection, request_uid: str, start_s: float,
