@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -254,3 +256,9 @@ def rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict]:
     cur = con.execute(sql)
     names = [d[0] for d in cur.description]
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+def places(folder: Path) -> list[str]:
+    """A table's files by their places: the names without the generation that wrote them."""
+    return sorted(re.sub(r"\.g\d+\.parquet$", ".parquet", p.name)
+                  for p in folder.glob("*.parquet"))

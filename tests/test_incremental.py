@@ -9,7 +9,7 @@ from analytics.pipeline import run
 from analytics.watermark import Watermark
 from analytics.windows import DAY_S
 from inferledger.store import write_parquet_atomic
-from tests.builders import Fleet, stored
+from tests.builders import Fleet, places, stored
 
 MIDNIGHT = 1_800_057_600.0  # 2027-01-16 00:00 UTC
 G = "GPU-eeeeeeee-0000-0000-0000-000000000001"
@@ -32,7 +32,7 @@ def test_days_are_partitions_and_midnight_is_seamless(data) -> None:
     assert result.days == 2
     # Neither day is complete (the data ends less than the lateness after midnight): their
     # hours are files of their own, so live runs rewrite only the hours they recompute.
-    assert sorted(p.name for p in data.derived_table("gpu_time").glob("*.parquet")) == \
+    assert places(data.derived_table("gpu_time")) == \
         ["day=2027-01-15.h23.parquet", "day=2027-01-16.h00.parquet"]
     # The request across midnight belongs to the day it started; its GPU time to both days.
     got = dict(stored(data, "SELECT request_uid, gpu_seconds FROM request_costs"))
@@ -199,7 +199,7 @@ def test_a_finished_day_is_computed_whole_once(data) -> None:
     assert seen == ["2027-01-16", "2027-01-17 00:00–02:00"]
     assert Watermark.read(data).settled_s == MIDNIGHT + DAY_S
     # the finished day is one file per table, its hours' files gone; the new day is hours
-    assert sorted(p.name for p in data.derived_table("gpu_time").glob("*.parquet")) == [
+    assert places(data.derived_table("gpu_time")) == [
         "day=2027-01-16.parquet", "day=2027-01-17.h00.parquet", "day=2027-01-17.h01.parquet"]
     seen.clear()
     run(data, progress=lambda i, n, label: seen.append(label))

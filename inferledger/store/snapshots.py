@@ -7,15 +7,25 @@ not yet. Instead each publish builds a generation directory: hard links to the c
 generation's files (no data copied), with the window's files written or removed, then
 switches ``derived/.snapshots/current`` to it with one atomic rename of a symlink. Every
 table's path stays ``derived/<table>/`` (a symlink through ``current``), so a reader's glob
-sees one generation or the next, all tables together, never a half-written one; a file
-that disappears between a reader's listing and its opening is retried like compacted raw
-segments (``retry_vanished``). Layout::
+sees one generation or the next, all tables together, never a half-written one.
+
+A file's name always names the same bytes: a file a generation writes is named with that
+generation (``….g000000042.parquet``), and unchanged files keep their names as links. A
+reader lists a table through ``current`` and opens the files by those paths a moment later;
+if ``current`` moved on meanwhile, a path either names the same file in the next generation
+or none (it was replaced), which is retried like a compacted raw segment (``retry_vanished``).
+Were a name reused, the reader would open the new file at the old one's offsets (seen live:
+``TProtocolException: Invalid data``). Layout::
 
     derived/<table> -> .snapshots/current/<table>
     derived/.snapshots/current -> <generation>
-    derived/.snapshots/<generation>/<table>/day=YYYY-MM-DD.parquet      a finished day
-    derived/.snapshots/<generation>/<table>/day=YYYY-MM-DD.hHH.parquet  an hour of a day
-                                                                        still coming in
+    derived/.snapshots/<generation>/<table>/day=YYYY-MM-DD.gN.parquet      a finished day
+    derived/.snapshots/<generation>/<table>/day=YYYY-MM-DD.hHH.gN.parquet  an hour of a day
+                                                                           still coming in
+
+Names here (``day_file``, ``hour_file``) are a file's place, without the generation; files of
+stores written before names carried one (``day=YYYY-MM-DD.parquet``) are found by the same
+places.
 """
 
 from __future__ import annotations
@@ -43,6 +53,10 @@ def day_file(day: str) -> str:
 def hour_file(day: str, hour: int) -> str:
     """The file of one hour of a day whose data is still coming in."""
     return f"day={day}.h{hour:02d}.parquet"
+
+
+def _stem(place: str) -> str:
+    return place.removesuffix(".parquet")
 
 
 def hour_files_of(day: str) -> str:
@@ -97,16 +111,25 @@ class Snapshot:
         return path
 
     def write(self, name: str, file: str, rows: pa.Table) -> None:
-        """Put ``rows`` in the table's ``file``, replacing what the generation had there."""
-        write_parquet_atomic(rows, self.table(name) / file, durable=False)
+        """Put ``rows`` in the table's ``file`` (a place: ``day_file``, ``hour_file``),
+        replacing what the generation had there, under a name of this generation's."""
+        self.remove(name, file)
+        write_parquet_atomic(rows, self.table(name) / f"{_stem(file)}.{self.dir.name}.parquet",
+                             durable=False)
 
     def remove(self, name: str, pattern: str) -> None:
-        """Drop the table's files matching ``pattern`` from this generation."""
-        for f in self.table(name).glob(pattern):
+        """Drop the table's files at the places ``pattern`` matches from this generation."""
+        for f in self._files(self.table(name), pattern):
             f.unlink()
 
     def has(self, name: str, file: str) -> bool:
-        return (self.dir / name / file).exists()
+        return (self.dir / name).is_dir() and bool(self._files(self.dir / name, file))
+
+    @staticmethod
+    def _files(folder: Path, place: str) -> list[Path]:
+        """The files at ``place`` (a glob of places allowed), of any generation or none."""
+        stem = _stem(place)
+        return [*folder.glob(f"{stem}.parquet"), *folder.glob(f"{stem}.g[0-9]*.parquet")]
 
     def commit(self) -> None:
         """Make this generation the one every reader sees, all tables at once."""
