@@ -21,19 +21,17 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import duckdb
-
-from analytics.compute import compute
-from analytics.models import read_sql
+from analytics.executors import open_executor
+from analytics.partition import Computed, Partition, compute_partition
 from analytics.pricing import Pricing, load_pricing
-from analytics.publish import publish
+from analytics.publish import apply
 from analytics.settings import Settings
 from analytics.watermark import Watermark, derived_shape, write_json
-from analytics.windows import DAY_S, Window, day_label, probe, raw_ranges, windows_to_run
+from analytics.windows import DAY_S, Window, day_label, probe, windows_to_run
 from inferledger.errors import UserError
-from inferledger.store import DataDir, retry_vanished, write_catalog
-from inferledger.store.catalog import init_raw, views_sql
-from inferledger.store.snapshots import Snapshot, day_file
+from inferledger.store import DataDir, write_catalog
+from inferledger.store.catalog import init_raw
+from inferledger.store.snapshots import Snapshot, day_file, files_at
 
 log = logging.getLogger("inferledger.analytics")
 
@@ -53,38 +51,32 @@ class RunResult:
     seconds: float
     days: int = 0
     windows: int = 0
+    partition_s: tuple[float, ...] = ()  # each partition's compute time, in order
 
 
-def _run_window(data: DataDir, w: Window, pricing: Pricing, settings: Settings,
-                complete_before: float) -> tuple[int, int, float]:
-    """Compute one window (with margins) and publish its rows in a new snapshot.
+def _partitions(data: DataDir, windows: list[Window], complete_before: float
+                ) -> list[Partition]:
+    """The windows as partitions. Days ending by ``complete_before`` have all their data:
+    computed whole, they are published as one file per table. A window of hours in a day
+    published that way (an old release's, or a longer lateness than before) is computed as
+    the whole day instead."""
+    out = []
+    for w in windows:
+        if not w.whole_day and files_at(data.derived_table("requests"), day_file(day_label(w.day))):
+            w = Window(w.day, w.day + DAY_S)
+        out.append(Partition(w, final=w.whole_day and w.day + DAY_S <= complete_before))
+    return out
 
-    Days ending by ``complete_before`` have all their data: computed whole, they are
-    published as one file per table. A window of hours in a day published that way (an old
-    release's, or a longer lateness than before) is computed as the whole day instead.
-    """
+
+def _publish(data: DataDir, done: Computed) -> None:
+    """One window's results in a new snapshot of the derived tables, switched in whole."""
     snap = Snapshot(data)
     try:
-        if not w.whole_day and snap.has("requests", day_file(day_label(w.day))):
-            w = Window(w.day, w.day + DAY_S)
-        con = duckdb.connect()
-        try:
-            con.execute("SET TimeZone = 'UTC'").fetchall()  # hours and days are UTC windows
-            con.execute(views_sql(data, include_derived=False,
-                                  time_ranges_ns=raw_ranges(w, settings))).fetchall()
-            con.execute("SET VARIABLE keep_from = ?", [w.day]).fetchall()
-            con.execute("SET VARIABLE keep_until = ?", [w.day + DAY_S]).fetchall()
-            worst = compute(con, pricing, settings)
-            publish(con, snap, w, final=w.whole_day and w.day + DAY_S <= complete_before)
-            n_req, n_iv = con.execute(read_sql("run", "window_counts"),
-                                      {"lo": w.lo, "hi": w.hi}).fetchall()[0]
-        finally:
-            con.close()
+        apply(snap, done.plan)
         snap.commit()
     except BaseException:
         snap.abandon()
         raise
-    return n_req, n_iv, worst
 
 
 def run(data: DataDir, pricing_path: str | Path | None = None,
@@ -92,7 +84,8 @@ def run(data: DataDir, pricing_path: str | Path | None = None,
         since: float | None = None, until: float | None = None,
         lateness_s: float = DEFAULT_LATENESS_S,
         progress: Callable[[int, int, str], None] | None = None,
-        wait_s: float = 0.0) -> RunResult:
+        wait_s: float = 0.0, executor: str = "local", workers: int | None = None,
+        ray_address: str | None = None) -> RunResult:
     """Compute and publish the derived tables, one UTC day at a time.
 
     One run at a time writes a data directory: the run holds its analytics lock, waiting
@@ -103,6 +96,10 @@ def run(data: DataDir, pricing_path: str | Path | None = None,
     replaces its partitions (idempotent). Past results are never silently re-priced: if the
     pricing version or attribution method differs from the published results', the run
     stops unless ``reprice`` is set (which recomputes every day).
+
+    Each window is a partition computed by ``executor`` (``analytics/executors.py``: a local
+    process pool by default when there are several, or Ray tasks at ``ray_address``) and
+    published here, in order, as it comes back.
     """
     started = time.monotonic()
     settings = settings or Settings()
@@ -110,12 +107,14 @@ def run(data: DataDir, pricing_path: str | Path | None = None,
     with data.ensure().analytics_lock().acquire(
             wait_s, hint="one analytics run at a time; try again when it is done"):
         return _run(data, pricing, settings, reprice=reprice, since=since, until=until,
-                    lateness_s=lateness_s, progress=progress, started=started)
+                    lateness_s=lateness_s, progress=progress, started=started,
+                    executor=(executor, workers, ray_address))
 
 
 def _run(data: DataDir, pricing: Pricing, settings: Settings, *, reprice: bool,
          since: float | None, until: float | None, lateness_s: float,
-         progress: Callable[[int, int, str], None] | None, started: float) -> RunResult:
+         progress: Callable[[int, int, str], None] | None, started: float,
+         executor: tuple[str, int | None, str | None]) -> RunResult:
     init_raw(data)
     state = Watermark.read(data)
     if state and (state.pricing_version, state.method) != (pricing.version, settings.method) \
@@ -141,12 +140,21 @@ def _run(data: DataDir, pricing: Pricing, settings: Settings, *, reprice: bool,
     worst = 0.0
     end = max(state.watermark_s, span[1]) if state and span else (span[1] if span else 0.0)
     complete_before = math.floor((end - lateness_s) / DAY_S) * DAY_S
-    for i, window in enumerate(windows, 1):
-        n_req, n_iv, w = retry_vanished(lambda x=window: _run_window(
-            data, x, pricing, settings, complete_before))
-        requests, intervals, worst = requests + n_req, intervals + n_iv, max(worst, w)
-        if progress:
-            progress(i, len(windows), window.label())
+    parts = _partitions(data, windows, complete_before)
+    kind, workers, address = executor
+    pool = open_executor(kind, len(parts), workers=workers, address=address)
+    seconds: list[float] = []
+    try:
+        calls = [(str(data.root), part, pricing, settings) for part in parts]
+        for i, done in enumerate(pool.map(compute_partition, calls), 1):
+            _publish(data, done)
+            requests, intervals = requests + done.requests, intervals + done.intervals
+            worst = max(worst, done.conservation_max_rel_error)
+            seconds.append(done.seconds)
+            if progress:
+                progress(i, len(parts), done.plan.window.label())
+    finally:
+        pool.close()
     if span is not None:  # no data yet: no watermark to keep
         watermark = state.watermark_s if state else span[1]
         settled = state.settled_s if state else 0.0
@@ -170,7 +178,7 @@ def _run(data: DataDir, pricing: Pricing, settings: Settings, *, reprice: bool,
                                             "written_at": datetime.now(UTC).isoformat()})
     write_catalog(data)
     result = RunResult(requests, intervals, worst, time.monotonic() - started,
-                       len({w.day for w in windows}), len(windows))
+                       len({w.day for w in windows}), len(windows), tuple(seconds))
     log.info("analytics: %s, %d requests, %d GPU intervals, conservation max rel error "
              "%.2e (%.2fs)", ", ".join(w.label() for w in windows), result.requests,
              result.intervals, worst, result.seconds)

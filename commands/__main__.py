@@ -1,3 +1,4 @@
 from commands.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # not when a spawned worker process imports the parent's main
+    raise SystemExit(main())

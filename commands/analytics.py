@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from analytics.executors import EXECUTORS
 from commands.args import RUN_WAIT_S, analytics_args, data_arg, settings, stop_event, utc
 from inferledger.errors import UserError
 
@@ -16,6 +17,10 @@ def _print_run(result) -> None:
     print(f"{result.days} day(s), {result.requests} requests, {result.intervals} GPU intervals, "
           f"conservation max relative error {result.conservation_max_rel_error:.3g} "
           f"({result.seconds:.2f}s)")
+    if len(result.partition_s) > 1:
+        ordered = sorted(result.partition_s)
+        print(f"{len(ordered)} partitions: median {ordered[len(ordered) // 2]:.2f}s, "
+              f"slowest {ordered[-1]:.2f}s")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -23,7 +28,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from inferledger.store import DataDir
 
     _print_run(run(DataDir.at(args.data).check_store(), args.pricing, settings(args),
-                   reprice=args.reprice, lateness_s=args.lateness, wait_s=RUN_WAIT_S))
+                   reprice=args.reprice, lateness_s=args.lateness, wait_s=RUN_WAIT_S,
+                   **_executor(args)))
     return 0
 
 
@@ -41,7 +47,8 @@ def cmd_backfill(args: argparse.Namespace) -> int:
               file=sys.stderr, flush=True)
 
     result = run(data, args.pricing, settings(args), reprice=args.reprice,
-                 since=args.since, until=args.until, progress=bar, wait_s=RUN_WAIT_S)
+                 since=args.since, until=args.until, progress=bar, wait_s=RUN_WAIT_S,
+                 **_executor(args))
     print(file=sys.stderr)
     _print_run(result)
     return 0
@@ -76,10 +83,24 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     return 0
 
 
+def _executor(args: argparse.Namespace) -> dict:
+    return {"executor": args.executor, "workers": args.workers, "ray_address": args.ray_address}
+
+
 def _run_args(p: argparse.ArgumentParser) -> None:
-    """What a run and a backfill both take: the store, pricing and settings, --reprice."""
+    """What a run and a backfill both take: the store, pricing and settings, where the
+    partitions run, --reprice."""
     data_arg(p)
     analytics_args(p)
+    p.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="where partitions (windows) are computed: local (a process pool when "
+                   "there are several, default), inline (this process) or ray (Ray tasks)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="local pool size (default: one per core, at most one per partition)")
+    p.add_argument("--ray-address", metavar="ADDRESS",
+                   help="Ray cluster to join, e.g. 10.0.0.5:6379 (default $RAY_ADDRESS, else "
+                   "a local Ray started for the run); every worker must see --data at the "
+                   "same path")
     p.add_argument("--reprice", action="store_true",
                    help="recompute past windows even though the pricing version or the "
                    "attribution method changed since the published results")

@@ -59,6 +59,15 @@ def _stem(place: str) -> str:
     return place.removesuffix(".parquet")
 
 
+def files_at(folder: Path, place: str) -> list[Path]:
+    """A table folder's files at ``place`` (a glob of places allowed), written by any
+    generation (or by a release before names carried one)."""
+    if not folder.is_dir():
+        return []
+    stem = _stem(place)
+    return [*folder.glob(f"{stem}.parquet"), *folder.glob(f"{stem}.g[0-9]*.parquet")]
+
+
 def hour_files_of(day: str) -> str:
     """A glob of a day's hour files."""
     return f"day={day}.h??.parquet"
@@ -119,17 +128,11 @@ class Snapshot:
 
     def remove(self, name: str, pattern: str) -> None:
         """Drop the table's files at the places ``pattern`` matches from this generation."""
-        for f in self._files(self.table(name), pattern):
+        for f in files_at(self.table(name), pattern):
             f.unlink()
 
     def has(self, name: str, file: str) -> bool:
-        return (self.dir / name).is_dir() and bool(self._files(self.dir / name, file))
-
-    @staticmethod
-    def _files(folder: Path, place: str) -> list[Path]:
-        """The files at ``place`` (a glob of places allowed), of any generation or none."""
-        stem = _stem(place)
-        return [*folder.glob(f"{stem}.parquet"), *folder.glob(f"{stem}.g[0-9]*.parquet")]
+        return bool(files_at(self.dir / name, file))
 
     def commit(self) -> None:
         """Make this generation the one every reader sees, all tables at once."""
