@@ -263,26 +263,3 @@ def places(folder: Path) -> list[str]:
     return sorted(re.sub(r"\.g\d+\.parquet$", ".parquet", p.name)
                   for p in folder.glob("*.parquet"))
 
-
-def differing_rows(a: DataDir, b: DataDir) -> dict[str, int]:
-    """Per published table, the rows one store has and the other lacks (both ways), doubles
-    compared to 9 significant digits and those under 1e-9 as 0: DuckDB's parallel sums
-    differ in the last bits from one run to the next (a conservation error of 1e-16 is all
-    last bits), so bit equality would fail two runs of the same code."""
-    from analytics.models import published
-
-    ca, cb = connect_readonly(a), connect_readonly(b)
-    out = {}
-    for m in published():
-        cols = ca.sql(f"DESCRIBE {m.publish}").fetchall()
-        sel = ", ".join(
-            f"CASE WHEN NOT isfinite({c}) THEN {c} WHEN abs({c}) < 1e-9 THEN 0 ELSE "
-            f"round({c}, 9 - ceil(log10(abs({c})))::INT) END AS {c}" if t == "DOUBLE" else c
-            for c, t, *_ in cols)
-        both = duckdb.connect()
-        both.register("ta", ca.sql(f"SELECT {sel} FROM {m.publish}").to_arrow_table())
-        both.register("tb", cb.sql(f"SELECT {sel} FROM {m.publish}").to_arrow_table())
-        out[m.publish] = both.sql(
-            "SELECT (SELECT count(*) FROM (FROM ta EXCEPT ALL FROM tb)) + "
-            "(SELECT count(*) FROM (FROM tb EXCEPT ALL FROM ta))").fetchall()[0][0]
-    return out
