@@ -1,11 +1,13 @@
 """Partitions computed elsewhere publish what one process publishes: a local process pool
 and Ray tasks on a two-node local cluster (head + one worker), against the same run in this
-process, row for row; and an error in a partition reaches the caller as itself."""
+process, row for row; an error in a partition reaches the caller as itself; and the
+comparison tells the last bits of a float from a real difference."""
 
 from __future__ import annotations
 
 import shutil
 
+import pyarrow as pa
 import pytest
 
 from analytics.executors import open_executor
@@ -13,6 +15,7 @@ from analytics.pipeline import run
 from inferledger.errors import UserError
 from inferledger.results.compare import differing_rows
 from inferledger.store import DataDir, write_catalog
+from inferledger.store.snapshots import Snapshot, day_file
 
 
 def _raw_copy(src: DataDir, dst) -> DataDir:
@@ -72,3 +75,17 @@ def test_a_partitions_error_reaches_the_caller_as_itself() -> None:
         pool.close()
     with pytest.raises(UserError, match="unknown executor 'spark'"):
         open_executor("spark")
+
+
+def test_the_comparison_tells_last_bits_from_a_difference(tmp_path) -> None:
+    def store(name: str, x: list[float]) -> DataDir:
+        data = DataDir.at(tmp_path / name).ensure()
+        snap = Snapshot(data)
+        snap.write("t", day_file("2027-01-16"), pa.table({"k": ["a", "b"], "x": x}))
+        snap.commit()
+        write_catalog(data)
+        return data
+
+    a = store("a", [1.0, 2.0])
+    assert differing_rows(a, store("noise", [1.0 + 1e-13, 2.0])) == {"t": 0}
+    assert differing_rows(a, store("moved", [1.0 + 1e-6, 2.0])) == {"t": 1}
