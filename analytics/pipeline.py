@@ -1,10 +1,12 @@
 """Runs the analytics over the store and publishes the derived tables.
 
 Work goes window by window (a UTC day, or the hours a live run's new data touched;
-``windows.py``): staging views over the window's raw data (plus margins), every step in an
-in-memory DuckDB connection (``compute.py``, in the order the SQL files declare:
-``models.py``), then the window's rows of every published table in a new snapshot of the
-derived tables (``publish.py``), switched in for all tables at once — a re-run gives the
+``windows.py``). Each window is a partition (``partition.py``), computed wherever the
+executor runs it (``executors.py``: here, a local pool, Ray): staging views over the
+window's raw data (plus margins), every step in an in-memory DuckDB connection
+(``compute.py``, in the order the SQL files declare: ``models.py``). This run then puts the
+window's rows of every published table in a new snapshot of the derived tables
+(``publish.py``), switched in for all tables at once — a re-run gives the
 same result and readers never see a half state. A window whose conservation check fails
 publishes nothing and stops the run; windows before it in the same run stay published (each
 is complete and checked on its own). The watermark (``watermark.py``) says what the

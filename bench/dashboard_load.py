@@ -11,7 +11,7 @@ charts the first chart drawn. Each navigation opens a new tab (a new Streamlit s
 after the query cache expired (5 s), so every one queries the store again, in two browsers
 taking turns: one whose cache holds Streamlit's scripts (a user who opened the dashboard
 before: ``page_render_max_s``) and one with an empty cache, a first visit that downloads
-and compiles ≈ 5 MB of JavaScript (``page_render_cold_max_s``). Goal: ≤ 2 s for every page.
+and compiles them (``page_render_cold_max_s``). Goal: ≤ 2 s for every page.
 Prints each and its ratio to the goal; the last line is one JSON object (the slowest page's
 median of each). ``--store DIR`` keeps (and reuses) the store.
 

@@ -27,7 +27,7 @@ class DataDir:
 
         raw/<table>/day=YYYY-MM-DD/<segment>.parquet  collector segments (append-only)
         wal/<writer>/<table>/<segment>.arrows  acknowledged rows not yet in a segment (≤ 1 s)
-        derived/<table>/day=YYYY-MM-DD[.hHH].parquet    analytics outputs: a file per finished
+        derived/<table>/day=YYYY-MM-DD[.hHH].gN.parquet analytics outputs: a file per finished
                                                        UTC day, per hour of a day coming in;
                                                        <table> links into the current snapshot
         derived/.snapshots/  generations of the derived tables (``store/snapshots.py``)
