@@ -18,9 +18,12 @@ from typing import Any, Protocol
 from inferledger.errors import UserError
 
 EXECUTORS = ("local", "inline", "ray")
+MAX_LOCAL_WORKERS = 4
 
 
 class Executor(Protocol):
+    share: float  # the part of its machine one call gets (a pool's workers split theirs)
+
     def map(self, fn: Callable[..., Any], calls: Sequence[tuple]) -> Iterator[Any]:
         """``fn(*args)`` for each of ``calls``, results in that order."""
         ...
@@ -30,6 +33,8 @@ class Executor(Protocol):
 
 class InProcess:
     """One partition after another, here (a live run's single window, tests)."""
+
+    share = 1.0
 
     def map(self, fn: Callable[..., Any], calls: Sequence[tuple]) -> Iterator[Any]:
         return (fn(*args) for args in calls)
@@ -44,6 +49,7 @@ class LocalPool:
 
     def __init__(self, workers: int) -> None:
         self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        self.share = 1.0 / workers
 
     def map(self, fn: Callable[..., Any], calls: Sequence[tuple]) -> Iterator[Any]:
         futures = [self.pool.submit(fn, *args) for args in calls]
@@ -56,7 +62,10 @@ class LocalPool:
 
 class RayTasks:
     """One Ray task per partition on the cluster at ``address`` (``None``: the one
-    ``RAY_ADDRESS`` names, else a local one started for this run)."""
+    ``RAY_ADDRESS`` names, else a local one started for this run). Ray places the tasks by
+    its own resources, so each has its node to itself."""
+
+    share = 1.0
 
     def __init__(self, address: str | None = None) -> None:
         import ray
@@ -84,14 +93,14 @@ class RayTasks:
 
 def open_executor(kind: str = "local", partitions: int = 1, *, workers: int | None = None,
                   address: str | None = None) -> Executor:
-    """``local``: a process pool of up to one worker per core (at most ``workers``) when
-    there is more than one partition, else this process; ``inline``: always this process;
-    ``ray``: Ray tasks."""
+    """``local``: a process pool of one worker per core, at most ``workers`` (default at most
+    4, since each holds a day's data in memory), when there is more than one partition, else
+    this process; ``inline``: always this process; ``ray``: Ray tasks."""
     if kind == "ray":
         return RayTasks(address)
     if kind == "inline":
         return InProcess()
     if kind != "local":
         raise UserError(f"unknown executor {kind!r}: use {', '.join(EXECUTORS)}")
-    n = min(partitions, workers or len(os.sched_getaffinity(0)))
+    n = min(partitions, workers or min(len(os.sched_getaffinity(0)), MAX_LOCAL_WORKERS))
     return LocalPool(n) if n > 1 else InProcess()

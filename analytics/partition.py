@@ -5,6 +5,7 @@ publishes the results one window at a time."""
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,19 +40,26 @@ class Computed:
 
 
 def compute_partition(root: str | Path, part: Partition, pricing: Pricing,
-                      settings: Settings) -> Computed:
-    """The window with its margins, computed in a connection of its own."""
+                      settings: Settings, share: float = 1.0) -> Computed:
+    """The window with its margins, computed in a connection of its own, with ``share`` of
+    this machine's cores and memory (a pool's workers split them: DuckDB would otherwise give
+    each one every core and 80% of the memory)."""
     started = time.monotonic()
     data = DataDir.at(root)
-    return retry_vanished(lambda: _compute(data, part, pricing, settings, started))
+    return retry_vanished(lambda: _compute(data, part, pricing, settings, share, started))
 
 
 def _compute(data: DataDir, part: Partition, pricing: Pricing, settings: Settings,
-             started: float) -> Computed:
+             share: float, started: float) -> Computed:
     w = part.window
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'").fetchall()  # hours and days are UTC windows
+        if share < 1.0:
+            cores = len(os.sched_getaffinity(0))
+            memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+            con.execute(f"SET threads = {max(1, int(cores * share))}").fetchall()
+            con.execute(f"SET memory_limit = '{int(memory * 0.8 * share) >> 20}MB'").fetchall()
         con.execute(views_sql(data, include_derived=False,
                               time_ranges_ns=raw_ranges(w, settings))).fetchall()
         con.execute("SET VARIABLE keep_from = ?", [w.day]).fetchall()

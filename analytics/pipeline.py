@@ -147,7 +147,7 @@ def _run(data: DataDir, pricing: Pricing, settings: Settings, *, reprice: bool,
     pool = open_executor(kind, len(parts), workers=workers, address=address)
     seconds: list[float] = []
     try:
-        calls = [(str(data.root), part, pricing, settings) for part in parts]
+        calls = [(str(data.root), part, pricing, settings, pool.share) for part in parts]
         for i, done in enumerate(pool.map(compute_partition, calls), 1):
             _publish(data, done)
             requests, intervals = requests + done.requests, intervals + done.intervals

@@ -96,7 +96,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
                    help="where partitions (windows) are computed: local (a process pool when "
                    "there are several, default), inline (this process) or ray (Ray tasks)")
     p.add_argument("--workers", type=int, metavar="N",
-                   help="local pool size (default: one per core, at most one per partition)")
+                   help="local pool size (default: one per core, at most 4 and one per "
+                   "partition; the workers split the machine's cores and memory)")
     p.add_argument("--ray-address", metavar="ADDRESS",
                    help="Ray cluster to join, e.g. 10.0.0.5:6379 (default $RAY_ADDRESS, else "
                    "a local Ray started for the run); every worker must see --data at the "
