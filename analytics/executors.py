@@ -68,8 +68,11 @@ class RayTasks:
     share = 1.0
 
     def __init__(self, address: str | None = None) -> None:
-        import ray
-
+        try:
+            import ray
+        except ImportError:
+            raise UserError("--executor ray needs Ray: pip install -e '.[scale]' "
+                            "(or ray itself) in InferLedger's environment") from None
         self.ray = ray
         self.started = not ray.is_initialized()
         if self.started:

@@ -77,6 +77,21 @@ def test_a_partitions_error_reaches_the_caller_as_itself() -> None:
         open_executor("spark")
 
 
+def test_ray_missing_is_one_line(monkeypatch) -> None:
+    import builtins
+
+    real = builtins.__import__
+
+    def no_ray(name, *args, **kwargs):
+        if name == "ray":
+            raise ImportError("No module named 'ray'")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    with pytest.raises(UserError, match=r"needs Ray: pip install -e '\.\[scale\]'"):
+        open_executor("ray")
+
+
 def test_the_comparison_tells_last_bits_from_a_difference(tmp_path) -> None:
     def store(name: str, x: list[float]) -> DataDir:
         data = DataDir.at(tmp_path / name).ensure()
